@@ -1,0 +1,118 @@
+"""NumPy / CuPy backend helpers: the one place that knows about devices.
+
+Backend follows the data: the array type of a block (or of a Dask array's
+``_meta``) decides whether NumPy or CuPy runs.  Library functions take the
+namespace from their inputs with :func:`namespace`; only readers take an
+explicit ``device`` (where decoding should happen), and only the CLI and the
+pipeline runner turn ``--device cpu|gpu|auto`` into one with
+:func:`resolve_device`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+from popgen.errors import PopgenError
+
+Device = Literal["cpu", "gpu"]
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.") and hasattr(x, "_meta")
+
+
+def namespace(*arrays: Any):
+    """Array-API namespace of ``arrays`` (of their chunks, for Dask arrays).
+
+    NumPy arrays give the array-api-compat NumPy namespace, CuPy arrays its
+    CuPy namespace, array-api-strict arrays array_api_strict itself.
+    """
+    import array_api_compat
+
+    inner = [a._meta if _is_dask(a) else a for a in arrays]
+    return array_api_compat.array_namespace(*inner)
+
+
+def is_cupy(x: Any) -> bool:
+    """True for a CuPy array, or a Dask array whose chunks are CuPy arrays."""
+    x = x._meta if _is_dask(x) else x
+    return type(x).__module__.startswith("cupy")
+
+
+def device_of(x: Any) -> Device:
+    """``"gpu"`` for CuPy-backed arrays, else ``"cpu"``."""
+    return "gpu" if is_cupy(x) else "cpu"
+
+
+def to_gpu(x: Any):
+    """Copy a host array to the current GPU (no-op for CuPy arrays)."""
+    import cupy
+
+    return cupy.asarray(x)
+
+
+def to_cpu(x: Any):
+    """Copy a CuPy array to host memory (no-op for NumPy arrays)."""
+    if is_cupy(x) and not _is_dask(x):
+        return x.get()
+    import numpy as np
+
+    return np.asarray(x)
+
+
+def to_device(x: Any, device: Device):
+    """Move one in-memory block to ``device``."""
+    return to_gpu(x) if device == "gpu" else to_cpu(x)
+
+
+def empty_meta(device: Device, ndim: int, dtype):
+    """A zero-size array on ``device``, for ``map_blocks(meta=...)``."""
+    shape = (0,) * ndim
+    if device == "gpu":
+        import cupy
+
+        return cupy.empty(shape, dtype=dtype)
+    import numpy as np
+
+    return np.empty(shape, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_status() -> tuple[bool, str]:
+    """Whether CuPy can use a CUDA device here, and why not when it can't.
+
+    CuPy may import fine on a machine without a driver and only fail on first
+    use (``cudaErrorInsufficientDriver``, ``cudaErrorNoDevice``), so every
+    failure mode is caught and turned into a reason.
+    """
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA runtime
+        return False, f"cupy is not importable ({type(e).__name__}: {e}); install popgen[gpu]"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError and friends
+        return False, f"no usable CUDA device ({str(e).splitlines()[0]})"
+    if n < 1:
+        return False, "no CUDA device found"
+    return True, f"{n} CUDA device(s)"
+
+
+def resolve_device(device: str) -> Device:
+    """Turn ``cpu|gpu|auto`` into ``cpu`` or ``gpu``.
+
+    ``auto`` picks the GPU when CuPy and a device are present; ``gpu`` without
+    one is an error, never a silent fallback.
+    """
+    device = device.lower()
+    if device == "cpu":
+        return "cpu"
+    if device not in ("gpu", "auto"):
+        raise PopgenError(f"unknown device {device!r}: use cpu, gpu or auto")
+    ok, why = gpu_status()
+    if ok:
+        return "gpu"
+    if device == "gpu":
+        raise PopgenError(f"--device gpu requested but {why}")
+    return "cpu"
