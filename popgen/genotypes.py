@@ -1,0 +1,80 @@
+"""Genotype views shared by every statistic: ALT allele counts and sample masks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def alt_count_from_genotype(gt):
+    """ALT allele count per call from allele indices.
+
+    Parameters
+    ----------
+    gt : array, int, shape (variants, samples, ploidy)
+        Allele index per haplotype (0 REF, >=1 ALT), negative missing.
+        NumPy, CuPy or any Array-API array.
+
+    Returns
+    -------
+    array, int8, shape (variants, samples)
+        Number of non-REF alleles, -1 where any allele of the call is missing.
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(gt)
+    n_alt = xp.sum(xp.astype(gt > 0, xp.int8), axis=-1, dtype=xp.int8)
+    missing = xp.any(gt < 0, axis=-1)
+    return xp.where(missing, xp.asarray(-1, dtype=xp.int8), n_alt)
+
+
+def alt_allele_count(ds):
+    """Lazy ALT allele counts of a cohort.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        With ``call_genotype`` (variants, samples, ploidy), Dask backed.
+
+    Returns
+    -------
+    dask.array.Array, int8, shape (variants, samples)
+        0/1/2 ALT alleles, -1 missing; chunks as ``call_genotype``'s, on the
+        same device (NumPy or CuPy blocks).
+    """
+    import dask.array as da
+
+    gt = ds["call_genotype"].data
+    if not isinstance(gt, da.Array):
+        gt = da.from_array(gt, chunks=(-1, -1, -1))
+    return gt.map_blocks(
+        alt_count_from_genotype, drop_axis=2, dtype=np.int8, meta=_empty_like(gt._meta, 2, np.int8)
+    )
+
+
+def founder_mask(ds) -> np.ndarray:
+    """Samples that are founders, as PLINK defines them.
+
+    A sample is a founder unless its father or mother (``sample_paternal_id`` /
+    ``sample_maternal_id``) is itself a sample of the cohort.  PLINK 2 computes
+    allele frequencies and Hardy-Weinberg statistics on founders only.
+    Cohorts without parent columns (VCF, VCF Zarr) are all founders.
+
+    Returns
+    -------
+    ndarray, bool, shape (samples,)
+    """
+    n = ds.sizes["samples"]
+    if "sample_paternal_id" not in ds or "sample_maternal_id" not in ds:
+        return np.ones(n, dtype=bool)
+    ids = set(np.asarray(ds["sample_id"].values).astype(str).tolist())
+    pat = np.asarray(ds["sample_paternal_id"].values).astype(str)
+    mat = np.asarray(ds["sample_maternal_id"].values).astype(str)
+    has_parent = np.array([p in ids or m in ids for p, m in zip(pat, mat)], dtype=bool)
+    return ~has_parent
+
+
+def _empty_like(meta, ndim, dtype):
+    """A zero-size array of the same array type as ``meta`` (for ``map_blocks(meta=)``)."""
+    from popgen.backend import namespace
+
+    return namespace(meta).empty((0,) * ndim, dtype=dtype)

@@ -1,0 +1,50 @@
+"""File helpers: atomic writes, so that nothing half-written is ever left under a final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+
+def tmp_name(path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w"):
+    """Open a temporary file beside ``path``; rename it over ``path`` on success."""
+    path = Path(path)
+    tmp = tmp_name(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory beside ``path``; rename it to ``path`` on success."""
+    path = Path(path)
+    tmp = tmp_name(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_parent(prefix) -> None:
+    """Create the directory an output prefix lives in."""
+    parent = Path(str(prefix)).parent
+    parent.mkdir(parents=True, exist_ok=True)

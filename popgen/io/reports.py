@@ -1,0 +1,121 @@
+"""PLINK 2 text reports: .afreq, .hardy, .vmiss, .smiss.
+
+Same column names, order and meaning as PLINK 2 (v2.00a3+), tab separated,
+numbers with 6 significant digits as PLINK 2 prints them, so that downstream
+scripts written for PLINK 2 read popgen's files unchanged.  Each file is
+written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from popgen.io.files import atomic_write
+
+
+def fmt_g(x) -> np.ndarray:
+    """Format floats like PLINK 2 (``%g``, 6 significant digits, NaN as NA)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.array([f"{v:.6g}" for v in x.tolist()], dtype=object)
+    out[~np.isfinite(x)] = "NA"
+    return out
+
+
+def _str(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(str).astype(object) if a.dtype.kind == "S" else a.astype(object)
+
+
+def variant_columns(ds) -> dict[str, np.ndarray]:
+    """``#CHROM``, ``ID``, ``REF``, ``ALT`` columns of a cohort."""
+    contigs = _str(ds["contig_id"].values) if "contig_id" in ds else np.array(ds.attrs["contigs"], dtype=object)
+    alleles = _str(ds["variant_allele"].values)
+    ids = _str(ds["variant_id"].values) if "variant_id" in ds else np.full(ds.sizes["variants"], ".", object)
+    return {
+        "#CHROM": contigs[np.asarray(ds["variant_contig"].values)],
+        "ID": ids,
+        "REF": alleles[:, 0],
+        "ALT": alleles[:, 1],
+    }
+
+
+def sample_columns(ds) -> dict[str, np.ndarray]:
+    """``#FID IID`` (PLINK input) or ``#IID`` (VCF input) columns."""
+    iid = _str(ds["sample_id"].values)
+    if "sample_family_id" in ds:
+        return {"#FID": _str(ds["sample_family_id"].values), "IID": iid}
+    return {"#IID": iid}
+
+
+def write_table(path, columns: dict[str, np.ndarray]) -> None:
+    """Write equal-length columns as a tab-separated file with a header."""
+    names = list(columns)
+    cols = [np.asarray(c).astype(str) for c in columns.values()]
+    with atomic_write(path) as f:
+        f.write("\t".join(names) + "\n")
+        if cols and len(cols[0]):
+            rows = np.stack(cols, axis=1)
+            f.write("\n".join("\t".join(r) for r in rows.tolist()))
+            f.write("\n")
+
+
+def write_afreq(path, ds, ac: np.ndarray) -> None:
+    """``.afreq``: #CHROM ID REF ALT ALT_FREQS OBS_CT (``plink2 --freq``).
+
+    ``ac`` : int, (variants, 2) REF and ALT allele counts over the samples used.
+    """
+    total = ac.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        freq = ac[:, 1] / total
+    cols = variant_columns(ds)
+    cols.update({"ALT_FREQS": fmt_g(freq), "OBS_CT": total})
+    write_table(path, cols)
+
+
+def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p) -> None:
+    """``.hardy``: #CHROM ID A1 AX HOM_A1_CT HET_A1_CT TWO_AX_CT O(HET_A1) E(HET_A1) P.
+
+    As PLINK 2 prints biallelic variants: A1 is REF and AX is ALT.
+    """
+    n = n_hom_ref + n_het + n_hom_alt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (2 * n_hom_ref + n_het) / (2 * n)
+        o_het = n_het / n
+        e_het = 2 * q * (1 - q)
+    v = variant_columns(ds)
+    write_table(
+        path,
+        {
+            "#CHROM": v["#CHROM"], "ID": v["ID"], "A1": v["REF"], "AX": v["ALT"],
+            "HOM_A1_CT": n_hom_ref, "HET_A1_CT": n_het, "TWO_AX_CT": n_hom_alt,
+            "O(HET_A1)": fmt_g(o_het), "E(HET_A1)": fmt_g(e_het), "P": fmt_g(p),
+        },
+    )
+
+
+def write_vmiss(path, ds, n_called) -> None:
+    """``.vmiss``: #CHROM ID MISSING_CT OBS_CT F_MISS (``plink2 --missing``)."""
+    n = ds.sizes["samples"]
+    v = variant_columns(ds)
+    missing = n - np.asarray(n_called)
+    write_table(path, {"#CHROM": v["#CHROM"], "ID": v["ID"], "MISSING_CT": missing, "OBS_CT": np.full(len(missing), n),
+                       "F_MISS": fmt_g(missing / n if n else missing * np.nan)})
+
+
+def write_smiss(path, ds, n_called) -> None:
+    """``.smiss``: #FID IID [PHENO1] MISSING_CT OBS_CT F_MISS (``plink2 --missing``).
+
+    ``PHENO1`` (Y/N: is the .fam phenotype missing) appears, as in PLINK 2,
+    when the .fam carries a phenotype.
+    """
+    m = ds.sizes["variants"]
+    cols = sample_columns(ds)
+    if "sample_phenotype" in ds:
+        ph = _str(ds["sample_phenotype"].values)
+        missing_ph = np.isin(ph, ["-9", "0", "NA", "nan", "na", "NaN"])
+        if not missing_ph.all():
+            cols["PHENO1"] = np.where(missing_ph, "Y", "N")
+    missing = m - np.asarray(n_called)
+    cols.update({"MISSING_CT": missing, "OBS_CT": np.full(len(missing), m),
+                 "F_MISS": fmt_g(missing / m if m else missing * np.nan)})
+    write_table(path, cols)

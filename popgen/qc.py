@@ -1,0 +1,354 @@
+"""Quality control: allele counts and frequencies, call rates, heterozygosity,
+the Hardy-Weinberg exact test, and PLINK-style filters.
+
+Every statistic is a small block function written against the array namespace
+(NumPy, CuPy, Array-API strict) and composed over Dask chunks; counts are
+reduced on the device that holds the genotypes, and only per-variant and
+per-sample aggregates leave it.  Functions follow sgkit's convention
+``stat(ds, *, merge=True) -> xr.Dataset`` and sgkit's output variable names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from popgen.errors import PopgenError
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ block math
+
+def variant_counts_block(alt, samples=None):
+    """Per-variant call counts of one block.
+
+    Parameters
+    ----------
+    alt : array, int8, shape (v, s)
+        ALT allele counts, -1 missing (NumPy, CuPy or Array-API array).
+    samples : array, bool, shape (s,), optional
+        Only these samples are counted.
+
+    Returns
+    -------
+    array, int64, shape (v, 3)
+        Columns: called, heterozygous, homozygous ALT.
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    called, het, hom_alt = alt >= 0, alt == 1, alt == 2
+    if samples is not None:
+        keep = xp.asarray(samples)[None, :]
+        called, het, hom_alt = called & keep, het & keep, hom_alt & keep
+    return xp.stack(
+        [xp.astype(xp.count_nonzero(x, axis=1), xp.int64) for x in (called, het, hom_alt)], axis=1
+    )
+
+
+def sample_counts_block(alt):
+    """Per-sample call counts of one block: ``(s, 3)`` int64 (called, het, hom ALT)."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    return xp.stack(
+        [xp.astype(xp.count_nonzero(x, axis=0), xp.int64) for x in (alt >= 0, alt == 1, alt == 2)], axis=1
+    )
+
+
+def _variant_counts(alt, samples=None):
+    """Dask: (variants, 3) int64 counts, reduced over sample chunks."""
+    import dask.array as da
+
+    xp_meta = alt._meta
+    n_sc = len(alt.chunks[1])
+    if samples is not None:
+        mask = da.from_array(np.asarray(samples, dtype=bool)[None, :], chunks=((1,), alt.chunks[1]))
+        parts = da.map_blocks(
+            lambda a, m: variant_counts_block(a, m[0])[:, None, :], alt, mask,
+            new_axis=2, chunks=(alt.chunks[0], (1,) * n_sc, (3,)), dtype=np.int64,
+            meta=_meta_like(xp_meta, 3),
+        )
+    else:
+        parts = alt.map_blocks(
+            lambda a: variant_counts_block(a)[:, None, :],
+            new_axis=2, chunks=(alt.chunks[0], (1,) * n_sc, (3,)), dtype=np.int64,
+            meta=_meta_like(xp_meta, 3),
+        )
+    return parts.sum(axis=1, dtype=np.int64)
+
+
+def _sample_counts(alt):
+    """Dask: (samples, 3) int64 counts, reduced over variant chunks."""
+    n_vc = len(alt.chunks[0])
+    parts = alt.map_blocks(
+        lambda a: sample_counts_block(a)[None, :, :],
+        new_axis=2, chunks=((1,) * n_vc, alt.chunks[1], (3,)), dtype=np.int64,
+        meta=_meta_like(alt._meta, 3),
+    )
+    return parts.sum(axis=0, dtype=np.int64)
+
+
+def _meta_like(meta, ndim):
+    from popgen.backend import namespace
+
+    xp = namespace(meta)
+    return xp.empty((0,) * ndim, dtype=xp.int64)
+
+
+def _to_host(x):
+    """Dask array of small aggregates -> NumPy-backed (a no-op for NumPy blocks)."""
+    from popgen.backend import is_cupy, to_cpu
+
+    if is_cupy(x):
+        return x.map_blocks(to_cpu, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    return x
+
+
+# ------------------------------------------------------------------ statistics
+
+def variant_stats(ds, *, samples=None, merge: bool = True):
+    """Per-variant call counts, call rate and allele frequencies.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Cohort with ``call_genotype``.
+    samples : array_like, bool, shape (samples,), optional
+        Count only these samples (e.g. :func:`popgen.genotypes.founder_mask`,
+        as PLINK 2 does for frequencies).  Default: all samples.
+    merge : bool
+        Merge the new variables into ``ds`` (default) or return them alone.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``variant_n_called``, ``variant_call_rate``, ``variant_n_het``,
+        ``variant_n_hom_ref``, ``variant_n_hom_alt``, ``variant_n_non_ref``,
+        ``variant_allele_count`` (variants, alleles=2: REF, ALT),
+        ``variant_allele_total``, ``variant_allele_frequency`` (variants, 2).
+        Lazy, NumPy backed.  Biallelic: any non-REF allele counts as ALT.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    from popgen.genotypes import alt_allele_count
+
+    alt = alt_allele_count(ds)
+    c = _to_host(_variant_counts(alt, samples))
+    n_samples = alt.shape[1] if samples is None else int(np.count_nonzero(samples))
+    called, het, hom_alt = c[:, 0], c[:, 1], c[:, 2]
+    hom_ref = called - het - hom_alt
+    n_alt = het + 2 * hom_alt
+    total = 2 * called
+    ac = da.stack([total - n_alt, n_alt], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        af = ac / total[:, None]
+        rate = called / n_samples if n_samples else called * np.nan
+    new = xr.Dataset(
+        {
+            "variant_n_called": (("variants",), called),
+            "variant_call_rate": (("variants",), rate),
+            "variant_n_het": (("variants",), het),
+            "variant_n_hom_ref": (("variants",), hom_ref),
+            "variant_n_hom_alt": (("variants",), hom_alt),
+            "variant_n_non_ref": (("variants",), het + hom_alt),
+            "variant_allele_count": (("variants", "alleles"), ac),
+            "variant_allele_total": (("variants",), total),
+            "variant_allele_frequency": (("variants", "alleles"), af),
+        }
+    )
+    return ds.merge(new) if merge else new
+
+
+def sample_stats(ds, *, merge: bool = True):
+    """Per-sample call counts, call rate and heterozygosity.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sample_n_called``, ``sample_call_rate``, ``sample_n_het``,
+        ``sample_n_hom_ref``, ``sample_n_hom_alt``, ``sample_n_non_ref``,
+        ``sample_heterozygosity`` (heterozygous / called). Lazy, NumPy backed.
+    """
+    import xarray as xr
+
+    from popgen.genotypes import alt_allele_count
+
+    alt = alt_allele_count(ds)
+    c = _to_host(_sample_counts(alt))
+    called, het, hom_alt = c[:, 0], c[:, 1], c[:, 2]
+    n_variants = alt.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        new = xr.Dataset(
+            {
+                "sample_n_called": (("samples",), called),
+                "sample_call_rate": (("samples",), called / n_variants),
+                "sample_n_het": (("samples",), het),
+                "sample_n_hom_ref": (("samples",), called - het - hom_alt),
+                "sample_n_hom_alt": (("samples",), hom_alt),
+                "sample_n_non_ref": (("samples",), het + hom_alt),
+                "sample_heterozygosity": (("samples",), het / called),
+            }
+        )
+    return ds.merge(new) if merge else new
+
+
+def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
+    """Hardy-Weinberg exact test per variant (as ``plink2 --hardy``).
+
+    Uses ``variant_n_het``/``variant_n_hom_ref``/``variant_n_hom_alt`` when
+    present in ``ds`` (so counts computed once are reused), else computes
+    them over ``samples`` (default all; PLINK 2 uses founders).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``variant_hwe_p_value`` float64 (variants,) and
+        ``variant_hwe_het_expected`` (expected heterozygote frequency,
+        ``E(HET_A1)`` in PLINK 2's .hardy). Lazy.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    from popgen.hwe import hwe_exact_p
+
+    counts = ds if "variant_n_het" in ds else variant_stats(ds, samples=samples, merge=False)
+    het = da.asarray(counts["variant_n_het"].data)
+    hom_ref = da.asarray(counts["variant_n_hom_ref"].data)
+    hom_alt = da.asarray(counts["variant_n_hom_alt"].data)
+    p = da.map_blocks(hwe_exact_p, het, hom_ref, hom_alt, dtype=np.float64, meta=np.empty(0))
+    n = het + hom_ref + hom_alt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (het + 2 * hom_alt) / (2 * n)
+        e_het = 2 * q * (1 - q)
+    new = xr.Dataset(
+        {
+            "variant_hwe_p_value": (("variants",), p),
+            "variant_hwe_het_expected": (("variants",), e_het),
+        }
+    )
+    return ds.merge(new) if merge else new
+
+
+# ------------------------------------------------------------------ filters
+
+@dataclasses.dataclass(frozen=True)
+class Filters:
+    """PLINK-style QC thresholds (``None`` disables a filter).
+
+    maf : remove variants with minor allele frequency < maf (founders)
+    mac : remove variants with minor allele count < mac (founders)
+    geno : remove variants with missing call rate > geno
+    mind : remove samples with missing call rate > mind
+    hwe : remove variants with Hardy-Weinberg exact p < hwe (founders)
+    """
+
+    maf: float | None = None
+    mac: int | None = None
+    geno: float | None = None
+    mind: float | None = None
+    hwe: float | None = None
+
+    def __post_init__(self):
+        for name in ("maf", "geno", "mind", "hwe"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 1:
+                raise PopgenError(f"--{name} must be between 0 and 1, got {v}")
+        if self.maf is not None and self.maf > 0.5:
+            raise PopgenError(f"--maf must be at most 0.5, got {self.maf}")
+        if self.mac is not None and self.mac < 0:
+            raise PopgenError(f"--mac must be non-negative, got {self.mac}")
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in dataclasses.astuple(self))
+
+
+@dataclasses.dataclass
+class FilterReport:
+    """What each filter removed, for the log."""
+
+    samples_in: int
+    variants_in: int
+    removed: dict[str, int]
+    samples_out: int
+    variants_out: int
+
+    def lines(self) -> list[str]:
+        out = [f"{self.samples_in} samples and {self.variants_in} variants in"]
+        out += [f"  --{k}: removed {v} {'samples' if k == 'mind' else 'variants'}" for k, v in self.removed.items()]
+        out.append(f"{self.samples_out} samples and {self.variants_out} variants remain")
+        return out
+
+
+def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=None):
+    """Apply QC filters in PLINK 2's order; returns ``(filtered_ds, FilterReport)``.
+
+    Order (as ``plink2``): sample missingness (``--mind``) on all variants;
+    then, on the remaining samples, variant missingness (``--geno``),
+    Hardy-Weinberg (``--hwe``) and allele frequency (``--maf``, ``--mac``),
+    the last two on founders.  Each stage is one pass over the genotypes.
+
+    Parameters
+    ----------
+    compute : callable, optional
+        ``compute(*collections)`` used to evaluate (e.g. with a progress bar);
+        default :func:`dask.compute`.
+    """
+    import dask
+
+    from popgen.genotypes import founder_mask
+
+    compute = compute or dask.compute
+    report = FilterReport(ds.sizes["samples"], ds.sizes["variants"], {}, 0, 0)
+    if filters.mind is not None:
+        (rate,) = compute(sample_stats(ds, merge=False)["sample_call_rate"].data)
+        keep = (1.0 - rate) <= filters.mind
+        report.removed["mind"] = int((~keep).sum())
+        ds = ds.isel(samples=np.flatnonzero(keep))
+        if ds.sizes["samples"] == 0:
+            raise PopgenError(f"--mind {filters.mind} removed every sample")
+    variant_filters = [f for f in ("geno", "hwe", "maf", "mac") if getattr(filters, f) is not None]
+    if variant_filters:
+        founders = founder_mask(ds) if founders_only else None
+        all_stats = variant_stats(ds, merge=False)
+        fstats = variant_stats(ds, samples=founders, merge=False)
+        hwe = hardy_weinberg_test(fstats, merge=False)
+        rate, ac, p = compute(
+            all_stats["variant_call_rate"].data,
+            fstats["variant_allele_count"].data,
+            hwe["variant_hwe_p_value"].data,
+        )
+        keep = np.ones(ds.sizes["variants"], dtype=bool)
+        # PLINK compares to thresholds with a small tolerance so that printed
+        # values equal to the threshold are kept
+        eps = 1e-7
+        if filters.geno is not None:
+            drop = (1.0 - rate) > filters.geno + eps
+            report.removed["geno"] = int((drop & keep).sum())
+            keep &= ~drop
+        if filters.hwe is not None:
+            drop = p < filters.hwe * (1 - eps)
+            report.removed["hwe"] = int((drop & keep).sum())
+            keep &= ~drop
+        minor = ac.min(axis=1)
+        total = ac.sum(axis=1)
+        if filters.maf is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                maf = np.where(total > 0, minor / np.maximum(total, 1), 0.0)
+            drop = maf < filters.maf * (1 - eps)
+            report.removed["maf"] = int((drop & keep).sum())
+            keep &= ~drop
+        if filters.mac is not None:
+            drop = minor < filters.mac
+            report.removed["mac"] = int((drop & keep).sum())
+            keep &= ~drop
+        ds = ds.isel(variants=np.flatnonzero(keep))
+        if ds.sizes["variants"] == 0:
+            raise PopgenError("the QC filters removed every variant")
+    report.samples_out, report.variants_out = ds.sizes["samples"], ds.sizes["variants"]
+    return ds, report
