@@ -236,6 +236,11 @@ def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
 
 # ------------------------------------------------------------------ filters
 
+#: tolerance of threshold comparisons, as PLINK's: a rate equal to the
+#: threshold (e.g. 6 missing of 100 for --mind 0.06) is kept
+_EPS = 1e-7
+
+
 @dataclasses.dataclass(frozen=True)
 class Filters:
     """PLINK-style QC thresholds (``None`` disables a filter).
@@ -306,8 +311,9 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
     compute = compute or dask.compute
     report = FilterReport(ds.sizes["samples"], ds.sizes["variants"], {}, 0, 0)
     if filters.mind is not None:
-        (rate,) = compute(sample_stats(ds, merge=False)["sample_call_rate"].data)
-        keep = (1.0 - rate) <= filters.mind
+        (called,) = compute(sample_stats(ds, merge=False)["sample_n_called"].data)
+        n = ds.sizes["variants"]
+        keep = (n - called) / n <= filters.mind + _EPS
         report.removed["mind"] = int((~keep).sum())
         ds = ds.isel(samples=np.flatnonzero(keep))
         if ds.sizes["samples"] == 0:
@@ -318,21 +324,19 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
         all_stats = variant_stats(ds, merge=False)
         fstats = variant_stats(ds, samples=founders, merge=False)
         hwe = hardy_weinberg_test(fstats, merge=False)
-        rate, ac, p = compute(
-            all_stats["variant_call_rate"].data,
+        called, ac, p = compute(
+            all_stats["variant_n_called"].data,
             fstats["variant_allele_count"].data,
             hwe["variant_hwe_p_value"].data,
         )
         keep = np.ones(ds.sizes["variants"], dtype=bool)
-        # PLINK compares to thresholds with a small tolerance so that printed
-        # values equal to the threshold are kept
-        eps = 1e-7
         if filters.geno is not None:
-            drop = (1.0 - rate) > filters.geno + eps
+            n = ds.sizes["samples"]
+            drop = (n - called) / n > filters.geno + _EPS
             report.removed["geno"] = int((drop & keep).sum())
             keep &= ~drop
         if filters.hwe is not None:
-            drop = p < filters.hwe * (1 - eps)
+            drop = p < filters.hwe * (1 - _EPS)
             report.removed["hwe"] = int((drop & keep).sum())
             keep &= ~drop
         minor = ac.min(axis=1)
@@ -340,7 +344,7 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
         if filters.maf is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 maf = np.where(total > 0, minor / np.maximum(total, 1), 0.0)
-            drop = maf < filters.maf * (1 - eps)
+            drop = maf < filters.maf - _EPS
             report.removed["maf"] = int((drop & keep).sum())
             keep &= ~drop
         if filters.mac is not None:
