@@ -149,6 +149,9 @@ def _params(model, **values):
 
 def main(argv=None) -> int:
     """Entry point: run the CLI, turning PopgenError into one line and exit code 2."""
+    from popgen import runner
+
+    runner.COMMAND_LINE = list(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name="popgen", standalone_mode=False)
     except PopgenError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
+import shlex
 import sys
 import time
 from importlib import metadata
@@ -18,6 +19,9 @@ from pathlib import Path
 from popgen.errors import PopgenError
 
 log = logging.getLogger("popgen")
+
+#: the command line of this process's popgen invocation (set by the CLI)
+COMMAND_LINE: list[str] | None = None
 
 _VERSIONED = ("popgen", "numpy", "dask", "distributed", "xarray", "zarr", "numba", "sgkit", "bio2zarr", "cupy-cuda12x", "dask-cuda")
 
@@ -95,7 +99,10 @@ def start_run(out, *, device: str = "auto", cluster: str = "local", progress: bo
     ensure_parent(out)
     handlers = _setup_logging(Path(f"{out}.log"), quiet)
     try:
-        log.info("popgen %s", " ".join(command_line if command_line is not None else sys.argv[1:]))
+
+
+        argv = command_line if command_line is not None else (COMMAND_LINE if COMMAND_LINE is not None else sys.argv[1:])
+        log.info("popgen %s", shlex.join(argv))
         log.info("versions: %s", ", ".join(f"{k} {v}" for k, v in versions().items()))
         dev = resolve_device(device)
         log.info("device: %s (requested %s)", dev, device)

@@ -1,0 +1,143 @@
+"""The command line: help, exit codes, one-line errors, no partial output, start-up imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_dataset, random_alt
+from popgen.cli import main
+from popgen.io.plink import write_plink
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def bfile(tmp_path, rng):
+    write_plink(make_dataset(random_alt(rng, 60, 40, missing=0.03), chunks=(16, 16)), tmp_path / "c")
+    return tmp_path / "c"
+
+
+def popgen(*args):
+    """Run the CLI in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "popgen", *map(str, args)], capture_output=True, text=True, cwd=REPO)
+
+
+def assert_one_line_error(res, *fragments):
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.startswith("popgen: error:")]
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for frag in fragments:
+        assert str(frag) in lines[0]
+
+
+def test_help_on_every_command():
+    from popgen.cli import cli
+
+    assert main(["--help"]) == 0
+    for name in cli.commands:
+        assert main([name, "--help"]) == 0, name
+
+
+def test_import_and_help_do_not_load_heavy_libraries():
+    code = "import sys, popgen, popgen.cli; print(sorted(m for m in ('dask','sgkit','xarray','numba','cupy','numpy','zarr','pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_qc_writes_reports_and_log(bfile, tmp_path):
+    out = tmp_path / "res" / "o"
+    assert main(["qc", "--bfile", str(bfile), "--out", str(out), "--cluster", "none", "--device", "cpu",
+                 "--maf", "0.05", "--make-bed", "--chunk-variants", "16", "--chunk-samples", "16"]) == 0
+    for ext in ("afreq", "hardy", "vmiss", "smiss", "bed", "bim", "fam", "log"):
+        assert (out.parent / f"o.{ext}").is_file(), ext
+    log = (out.parent / "o.log").read_text()
+    for word in ("popgen qc", "versions:", "numpy", "device: cpu", "cluster:", "timings:", "--maf: removed"):
+        assert word in log, word
+    assert not list(out.parent.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic", "fam"])
+def test_bad_plink_input_exit_2_no_output(bfile, tmp_path, damage):
+    bed = bfile.with_suffix(".bed")
+    if damage == "truncate":
+        bed.write_bytes(bed.read_bytes()[:-1])
+        culprit = bed
+    elif damage == "magic":
+        bed.write_bytes(b"BAD" + bed.read_bytes()[3:])
+        culprit = bed
+    else:
+        fam = bfile.with_suffix(".fam")
+        fam.write_text(fam.read_text() + "x y 0 0 1 -9\n")
+        culprit = bed
+    out = tmp_path / "o"
+    res = popgen("qc", "--bfile", bfile, "--out", out, "--cluster", "none")
+    assert_one_line_error(res, culprit)
+    assert not (tmp_path / "o.afreq").exists()
+
+
+def test_missing_input_file(tmp_path):
+    res = popgen("qc", "--bfile", tmp_path / "nope", "--out", tmp_path / "o", "--cluster", "none")
+    assert_one_line_error(res, tmp_path / "nope.bed", "file not found")
+
+
+def test_unreadable_vcf(tmp_path):
+    vcf = tmp_path / "bad.vcf"
+    vcf.write_bytes(b"\x00\x01garbage\x02" * 50)
+    res = popgen("qc", "--vcf", vcf, "--out", tmp_path / "o", "--cluster", "none")
+    assert_one_line_error(res, vcf)
+
+
+def test_keep_with_unknown_ids(bfile, tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("nobody1\nnobody2\n")
+    res = popgen("qc", "--bfile", bfile, "--keep", keep, "--out", tmp_path / "o", "--cluster", "none")
+    assert_one_line_error(res, keep, "none of the 2 sample IDs")
+
+
+def test_gpu_without_gpu_is_an_error(bfile, tmp_path):
+    from popgen.backend import gpu_status
+
+    if gpu_status()[0]:
+        pytest.skip("this host has a GPU")
+    res = popgen("qc", "--bfile", bfile, "--out", tmp_path / "o", "--device", "gpu", "--cluster", "none")
+    assert_one_line_error(res, "--device gpu requested but")
+
+
+def test_bad_filter_value(bfile, tmp_path):
+    res = popgen("qc", "--bfile", bfile, "--out", tmp_path / "o", "--maf", "0.7", "--cluster", "none")
+    assert_one_line_error(res, "--maf")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("input: {bfile: x}\nout: o\nsteps: [{qc: {maf: high}}]\n", "steps.0.qc.maf" if False else "maf"),
+        ("input: {bfile: x, vcf: y}\nout: o\nsteps: [{qc: {}}]\n", "exactly one of bfile, vcf, vcz"),
+        ("input: {bfile: x}\nout: o\nsteps: [{pcaa: {}}]\n", "unknown step 'pcaa'"),
+        ("input: {bfile: x}\nout: o\nsteps: [{qc: {}}]\nbogus: 1\n", "bogus"),
+        ("input: [unclosed\n", "invalid YAML"),
+        ("- just a list\n", "must be a mapping"),
+    ],
+)
+def test_invalid_config(tmp_path, text, fragment):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    res = popgen("run", cfg)
+    assert_one_line_error(res, cfg, fragment)
+
+
+def test_run_config(bfile, tmp_path):
+    cfg = tmp_path / "p.yaml"
+    out = tmp_path / "r" / "x"
+    cfg.write_text(f"input: {{bfile: c}}\nout: {out}\ncluster: none\ndevice: cpu\n"
+                   "chunks: {variants: 16, samples: 16}\nsteps:\n  - qc: {geno: 0.1, make_bed: true}\n")
+    res = popgen("run", cfg)
+    assert res.returncode == 0, res.stderr
+    assert (out.parent / "x.afreq").is_file() and (out.parent / "x.bed").is_file()
+    assert np.loadtxt(out.parent / "x.afreq", usecols=4, skiprows=1).shape == (60,)
