@@ -99,8 +99,6 @@ def start_run(out, *, device: str = "auto", cluster: str = "local", progress: bo
     ensure_parent(out)
     handlers = _setup_logging(Path(f"{out}.log"), quiet)
     try:
-
-
         argv = command_line if command_line is not None else (COMMAND_LINE if COMMAND_LINE is not None else sys.argv[1:])
         log.info("popgen %s", shlex.join(argv))
         log.info("versions: %s", ", ".join(f"{k} {v}" for k, v in versions().items()))
