@@ -66,8 +66,13 @@ def write_simulated(out, *, make_vcz: bool = True, **params) -> None:
 
         write_vcz(ds, f"{out}.vcz")
     for name, table in (("pheno", cohort.pheno), ("covar", cohort.covar)):
+        table = table.rename(columns={"FID": "#FID"})
+        for col in table.columns[2:]:
+            values = table[col].to_numpy(dtype=float)
+            whole = np.isnan(values) | (values == np.round(values))
+            table[col] = [("NA" if np.isnan(v) else (f"{int(v)}" if whole.all() else f"{v:.6g}")) for v in values]
         with atomic_write(f"{out}.{name}") as f:
-            table.rename(columns={"FID": "#FID"}).to_csv(f, sep="\t", index=False, na_rep="NA")
+            table.to_csv(f, sep="\t", index=False)
     with atomic_write(f"{out}.pop") as f:
         f.write("#FID\tIID\tPOPULATION\n")
         for fid, iid, pop in zip(cohort.family_id, cohort.sample_id, cohort.population):

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Regenerates the bundled example cohort and the PLINK 2 reference outputs the
+# tests compare against.  Run from the repository root:
+#
+#   bash tests/data/make_reference.sh
+#
+# PLINK v2.00a3.5 AVX2 (9 Aug 2022), Debian package plink2, made these files.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+EX=popgen/data/example/example
+REF=tests/data/plink2
+PY=${PYTHON:-.venv/bin/python}
+
+# 1. the example cohort: 600 samples (3 populations, planted relatives), 5000 variants
+$PY -m popgen simulate --out "$EX" --n-samples 600 --n-variants 5000 --seed 1 --no-vcz
+rm -f "$EX.log"
+
+# 2. PLINK 2 reports on the input (frequencies and HWE on founders, as by default)
+mkdir -p "$REF"
+P2=(plink2 --threads 2 --silent --bfile "$EX")
+"${P2[@]}" --freq --hardy --missing --out "$REF/example"
+# all samples (what VCF input, which has no parents, must equal)
+"${P2[@]}" --freq --hardy --nonfounders --out "$REF/example.nonfounders"
+# filters in PLINK 2's order: the samples and variants that remain
+"${P2[@]}" --mind 0.011 --geno 0.02 --hwe 1e-3 --maf 0.05 --write-snplist --make-just-fam \
+  --out "$REF/example.filtered"
+rm -f "$REF"/*.log
