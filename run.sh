@@ -43,7 +43,7 @@ case "${1:-}" in
   example)
     setup ""
     "$VENV/bin/popgen" run configs/example.yaml "${@:2}"
-    echo "results: results/example/ (example.afreq .hardy .vmiss .smiss, filtered example.bed, example.log)"
+    echo "results: results/example/ (example.afreq .hardy .vmiss .smiss .het, filtered example.bed, example.log)"
     ;;
   test)
     apt_install plink2

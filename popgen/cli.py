@@ -83,7 +83,7 @@ def qc(bfile, vcf, vcz, out, keep, remove, chunk_variants, chunk_samples, maf, m
        nonfounders, make_bed, make_vcz, device, cluster, threads, progress):
     """Allele frequencies, Hardy-Weinberg, missingness; filters.
 
-    Writes OUT.afreq, OUT.hardy, OUT.vmiss, OUT.smiss in PLINK 2's formats (for the
+    Writes OUT.afreq, OUT.hardy, OUT.vmiss, OUT.smiss, OUT.het in PLINK 2's formats (for the
     input cohort), then applies the filters in PLINK 2's order and, with --make-bed
     / --make-vcz, writes the filtered cohort.
     """

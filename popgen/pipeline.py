@@ -38,12 +38,14 @@ class QCParams(_Strict):
 
 
 def qc_step(run, ds, out: str, params: QCParams):
-    """Write OUT.afreq/.hardy/.vmiss/.smiss for ``ds``; apply filters; optionally write the filtered cohort.
+    """Write OUT.afreq/.hardy/.vmiss/.smiss/.het for ``ds``; apply filters; optionally write the filtered cohort.
 
-    The four reports describe the input cohort (as ``plink2 --freq --hardy
+    The reports describe the input cohort (as ``plink2 --freq --hardy
     --missing`` without filters); filters are then applied in PLINK 2's order
     and the filtered cohort is returned (and written with make_bed/make_vcz).
     """
+    import numpy as np
+
     from popgen import qc
     from popgen.genotypes import founder_mask
     from popgen.io import reports
@@ -54,11 +56,19 @@ def qc_step(run, ds, out: str, params: QCParams):
         f_v = qc.variant_stats(ds, samples=founders, merge=False)
         hwe = qc.hardy_weinberg_test(f_v, merge=False)
         s = qc.sample_stats(ds, merge=False)
-        n_called, ac, hom_ref, het, hom_alt, p, s_called = run.compute(
+        n_called, ac, af, hom_ref, het, hom_alt, p, s_called = run.compute(
             all_v["variant_n_called"].data, f_v["variant_allele_count"].data,
+            f_v["variant_allele_frequency"].data[:, 1],
             f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
             hwe["variant_hwe_p_value"].data, s["sample_n_called"].data,
             label="QC statistics",
+        )
+        # heterozygosity needs the frequencies first: a second pass
+        inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), merge=False)
+        hom_o, hom_e, n_poly, f_inb = run.compute(
+            inb["sample_n_hom_observed"].data, inb["sample_n_hom_expected"].data,
+            inb["sample_n_called_polymorphic"].data, inb["sample_inbreeding"].data,
+            label="heterozygosity",
         )
         if founders is not None and founders.sum() < ds.sizes["samples"]:
             log.info("frequencies and HWE on %d founders of %d samples (--nonfounders to use all)",
@@ -68,6 +78,7 @@ def qc_step(run, ds, out: str, params: QCParams):
             ("hardy", reports.write_hardy, (hom_ref, het, hom_alt, p)),
             ("vmiss", reports.write_vmiss, (n_called,)),
             ("smiss", reports.write_smiss, (s_called,)),
+            ("het", reports.write_het, (hom_o, hom_e, n_poly, f_inb)),
         ):
             write(f"{out}.{ext}", ds, *args)
             run.wrote(f"{out}.{ext}")

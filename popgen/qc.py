@@ -59,6 +59,40 @@ def sample_counts_block(alt):
     )
 
 
+def inbreeding_block(alt, expected_hom, polymorphic, rows: int = 1024):
+    """Per-sample homozygosity sums of one block (for the method-of-moments F).
+
+    Parameters
+    ----------
+    alt : array, int8, shape (v, s)
+        ALT allele counts, -1 missing.
+    expected_hom : array, float64, shape (v,)
+        ``1 - 2 p (1 - p)`` per variant (0 where not used).
+    polymorphic : array, bool, shape (v,)
+        Variants that count (PLINK skips monomorphic ones).
+    rows : int
+        Variants per float64 product, bounding the temporary to ``rows * s``.
+
+    Returns
+    -------
+    array, float64, shape (s, 3)
+        Columns: calls counted (OBS_CT), observed homozygous, expected homozygous.
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    use = xp.asarray(polymorphic)[:, None]
+    called = (alt >= 0) & use
+    obs = xp.astype(xp.count_nonzero(called, axis=0), xp.float64)
+    hom = xp.astype(xp.count_nonzero(((alt == 0) | (alt == 2)) & use, axis=0), xp.float64)
+    w = xp.asarray(expected_hom, dtype=xp.float64)
+    exp = xp.zeros(alt.shape[1], dtype=xp.float64)
+    for start in range(0, alt.shape[0], rows):
+        stop = min(start + rows, alt.shape[0])
+        exp = exp + xp.matmul(w[start:stop], xp.astype(called[start:stop, :], xp.float64))
+    return xp.stack([obs, hom, exp], axis=1)
+
+
 def _variant_counts(alt, samples=None):
     """Dask: (variants, 3) int64 counts, reduced over sample chunks."""
     import dask.array as da
@@ -92,11 +126,12 @@ def _sample_counts(alt):
     return parts.sum(axis=0, dtype=np.int64)
 
 
-def _meta_like(meta, ndim):
+def _meta_like(meta, ndim, dtype: str = "int64"):
+    """Zero-size array of ``meta``'s array type, for ``map_blocks(meta=)``."""
     from popgen.backend import namespace
 
     xp = namespace(meta)
-    return xp.empty((0,) * ndim, dtype=xp.int64)
+    return xp.empty((0,) * ndim, dtype=getattr(xp, dtype))
 
 
 def _to_host(x):
@@ -194,6 +229,65 @@ def sample_stats(ds, *, merge: bool = True):
                 "sample_heterozygosity": (("samples",), het / called),
             }
         )
+    return ds.merge(new) if merge else new
+
+
+def sample_inbreeding(ds, allele_frequency=None, *, samples=None, merge: bool = True):
+    """Method-of-moments inbreeding coefficient F per sample (``plink2 --het``).
+
+    For each sample, over its called variants that are polymorphic in the
+    frequency sample: ``O`` homozygous calls, ``E = sum(1 - 2 p q)`` expected,
+    ``F = (O - E) / (N - E)`` with ``N`` the calls counted.
+
+    Parameters
+    ----------
+    allele_frequency : array_like, float, shape (variants,), optional
+        ALT allele frequencies; default: computed over ``samples``
+        (PLINK 2 uses founders).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sample_n_hom_observed``, ``sample_n_hom_expected``,
+        ``sample_n_called_polymorphic`` (``OBS_CT``), ``sample_inbreeding`` (F).
+        Lazy; the per-variant weights are computed first.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    from popgen.genotypes import alt_allele_count
+
+    alt = alt_allele_count(ds)
+    if allele_frequency is None:
+        v = variant_stats(ds, samples=samples, merge=False)
+        ac = v["variant_allele_count"].data
+        poly = (ac[:, 0] > 0) & (ac[:, 1] > 0)
+        p = v["variant_allele_frequency"].data[:, 1]
+    else:
+        p = da.asarray(np.asarray(allele_frequency, dtype=np.float64))
+        poly = (p > 0) & (p < 1)
+    p = p.rechunk((alt.chunks[0],))
+    poly = poly.rechunk((alt.chunks[0],))
+    e_hom = da.where(poly, 1.0 - 2.0 * p * (1.0 - p), 0.0)
+    n_vc = len(alt.chunks[0])
+    parts = da.map_blocks(
+        lambda a, w, m: inbreeding_block(a, w[:, 0], m[:, 0])[None, :, :],
+        alt, e_hom[:, None], poly[:, None],
+        new_axis=2, chunks=((1,) * n_vc, alt.chunks[1], (3,)), dtype=np.float64,
+        meta=_meta_like(alt._meta, 3, "float64"),
+    )
+    c = _to_host(parts.sum(axis=0))
+    obs, hom, exp = c[:, 0], c[:, 1], c[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (hom - exp) / (obs - exp)
+    new = xr.Dataset(
+        {
+            "sample_n_hom_observed": (("samples",), hom.astype(np.int64)),
+            "sample_n_hom_expected": (("samples",), exp),
+            "sample_n_called_polymorphic": (("samples",), obs.astype(np.int64)),
+            "sample_inbreeding": (("samples",), f),
+        }
+    )
     return ds.merge(new) if merge else new
 
 

@@ -57,6 +57,24 @@ def _block_functions():
 
 
 @pytest.mark.parametrize("backend_name", ["numpy", "array_api_strict"])
+def test_inbreeding_block_matches_numpy_oracle(rng, backend_name):
+    from conftest import random_alt
+
+    from popgen.qc import inbreeding_block
+
+    g = random_alt(rng, 23, 11, missing=0.1)
+    p = rng.uniform(0, 1, 23)
+    poly = rng.random(23) < 0.8
+    w = np.where(poly, 1 - 2 * p * (1 - p), 0.0)
+    xp = np if backend_name == "numpy" else _strict()
+    got = np.asarray(inbreeding_block(xp.asarray(g), xp.asarray(w), xp.asarray(poly), rows=5))
+    called = (g >= 0) & poly[:, None]
+    np.testing.assert_array_equal(got[:, 0], called.sum(0))
+    np.testing.assert_array_equal(got[:, 1], (((g == 0) | (g == 2)) & poly[:, None]).sum(0))
+    np.testing.assert_allclose(got[:, 2], (w[:, None] * called).sum(0), rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "array_api_strict"])
 def test_block_math_matches_numpy_oracle(rng, backend_name):
     from conftest import random_alt
 

@@ -18,7 +18,7 @@ from conftest import DATA, EXAMPLE
 from popgen.cli import main
 
 REF = DATA / "plink2"
-EXACT = {"#CHROM", "ID", "REF", "ALT", "A1", "AX", "OBS_CT", "MISSING_CT", "HOM_A1_CT", "HET_A1_CT", "TWO_AX_CT",
+EXACT = {"O(HOM)", "#CHROM", "ID", "REF", "ALT", "A1", "AX", "OBS_CT", "MISSING_CT", "HOM_A1_CT", "HET_A1_CT", "TWO_AX_CT",
          "#FID", "IID", "#IID", "PHENO1"}
 
 
@@ -62,13 +62,13 @@ def qc_out(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("ext", ["afreq", "vmiss", "smiss", "hardy"])
+@pytest.mark.parametrize("ext", ["afreq", "vmiss", "smiss", "hardy", "het"])
 def test_reports_equal_plink2(qc_out, ext):
     assert_same_table(qc_out.with_suffix(f".{ext}"), REF / f"example.{ext}")
 
 
 def test_frequency_and_missingness_files_are_byte_identical(qc_out):
-    for ext in ("afreq", "vmiss", "smiss"):
+    for ext in ("afreq", "vmiss", "smiss", "het"):
         assert qc_out.with_suffix(f".{ext}").read_bytes() == (REF / f"example.{ext}").read_bytes(), ext
 
 
@@ -96,7 +96,7 @@ def test_nonfounders(tmp_path):
     out = tmp_path / "nf"
     assert main(["qc", "--bfile", str(EXAMPLE), "--out", str(out), "--nonfounders", "--cluster", "none",
                  "--device", "cpu"]) == 0
-    for ext in ("afreq", "hardy"):
+    for ext in ("afreq", "hardy", "het"):
         assert_same_table(out.with_suffix(f".{ext}"), REF / f"example.nonfounders.{ext}")
     # the example's .fam has parents, so founders-only differs
     assert out.with_suffix(".afreq").read_bytes() != (REF / "example.afreq").read_bytes()

@@ -119,3 +119,11 @@ def write_smiss(path, ds, n_called) -> None:
     cols.update({"MISSING_CT": missing, "OBS_CT": np.full(len(missing), m),
                  "F_MISS": fmt_g(missing / m if m else missing * np.nan)})
     write_table(path, cols)
+
+
+def write_het(path, ds, n_hom_observed, n_hom_expected, n_called, f) -> None:
+    """``.het``: #FID IID O(HOM) E(HOM) OBS_CT F (``plink2 --het``)."""
+    cols = sample_columns(ds)
+    cols.update({"O(HOM)": np.asarray(n_hom_observed), "E(HOM)": fmt_g(n_hom_expected),
+                 "OBS_CT": np.asarray(n_called), "F": fmt_g(f)})
+    write_table(path, cols)
