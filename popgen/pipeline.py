@@ -95,7 +95,7 @@ def qc_step(run, ds, out: str, params: QCParams):
         from popgen.io.plink import write_plink
 
         with run.step("write bed"):
-            write_plink(ds, out)
+            write_plink(ds, out, compute=lambda *c: run.compute(*c, label="writing .bed"))
             run.wrote(f"{out}.bed")
     if params.make_vcz:
         from popgen.io import write_vcz

@@ -75,8 +75,18 @@ NE = 10_000
 RECOMBINATION_RATE = 1e-8
 #: per bp per generation
 MUTATION_RATE = 1e-8
-#: total genetic length of the meiosis map used for gene dropping (Morgans)
-MEIOSIS_MORGANS = 35.0
+#: physical length of the pseudo-genome, shared equally among the contigs (bp)
+GENOME_LENGTH = 3_000_000_000
+#: longest contig, so that positions fit PLINK's 32-bit .bim column (bp)
+MAX_CONTIG_LENGTH = 2_000_000_000
+#: length of one independently simulated msprime block (bp)
+BLOCK_LENGTH = 100_000
+#: target number of SNPs per block, and most blocks in a cohort
+BLOCK_SNPS = 20
+MAX_BLOCKS = 1000
+#: array-like ascertainment: this fraction of the SNPs has MAF >= COMMON_MAF
+COMMON_FRACTION = 0.85
+COMMON_MAF = 0.05
 #: fraction of QT and of BT values set to NaN
 PHENO_MISSING = 0.02
 #: minimum minor allele frequency of a causal variant (relaxed if too few)
@@ -242,34 +252,31 @@ def simulate_cohort(
     assert len(sampled) == n_samples
     col = dict(zip(sampled, rng_plan.permutation(n_samples).tolist()))
 
-    per_contig = [n_variants // n_contigs + (c < n_variants % n_contigs) for c in range(n_contigs)]
+    genome = _Genome(n_variants, n_contigs, 2 * len(founders), demography, pop_names, founders_per_pop)
+    founder_cols = {p: (2 * k, 2 * k + 1) for p, k in msp_index.items()}  # msprime individual k: nodes 2k, 2k+1
     alt_count = np.empty((n_variants, n_samples), dtype=np.int8)
     alt_total = np.zeros(n_variants, dtype=np.int64)
-    contigs, positions, refs, alts, lengths = [], [], [], [], []
+    contigs, positions, refs, alts = [], [], [], []
     realized = np.zeros(len(ped.pairs))
-    hap_labels_per_contig = []
     row = 0
-    for c, n_c in enumerate(per_contig):
-        ts, pos, ref, alt, length = _simulate_contig(
-            demography, pop_names, founders_per_pop, n_c, rng_msp, rng_sites
-        )
-        contigs.append(np.full(n_c, str(c + 1)))
-        positions.append(pos)
-        refs.append(ref)
-        alts.append(alt)
-        lengths.append(length)
-        hap_labels_per_contig.append((ts, pos, length, row, n_c))
-        row += n_c
-
-    total_length = float(sum(lengths))
-    for c, (ts, pos, length, r0, n_c) in enumerate(hap_labels_per_contig):
-        morgans = MEIOSIS_MORGANS * length / total_length
-        founder_haps = _founder_haplotypes(ts, founders, msp_index)
-        segments = _gene_drop(ped, founder_haps, pos - 1, length, morgans, rng_drop)
-        _fill_genotypes(ts, ped, segments, col, alt_count, alt_total, r0, n_c)
+    for c in range(n_contigs):
+        segments = _gene_drop(ped, founder_cols, genome.contig_length, rng_drop)
+        filler = _Filler(ped, segments, founder_cols, col, alt_count, alt_total, row)
+        pos0 = []
+        for (offset, quota), ts in zip(genome.blocks(c, rng_sites), genome.ancestry(c, rng_msp)):
+            geno, block_pos0, ref, alt = _simulate_block(genome, quota, ts, rng_msp, rng_sites)
+            pos0.append(offset + block_pos0)
+            refs.append(ref)
+            alts.append(alt)
+            filler.add(geno, pos0[-1])
+        filler.flush()
+        pos0 = np.concatenate(pos0)
         for k, (a, b, *_rest) in enumerate(ped.pairs):
-            realized[k] += _shared_ibd(segments[a], segments[b], n_c)
-        hap_labels_per_contig[c] = None  # free the tree sequence
+            realized[k] += _shared_ibd(segments[a], segments[b], pos0)
+        contigs.append(np.full(len(pos0), str(c + 1)))
+        positions.append(pos0 + 1)
+        row += len(pos0)
+    assert row == n_variants
     realized /= 4.0 * n_variants
 
     contig = np.concatenate(contigs)
@@ -328,8 +335,7 @@ def simulate_cohort(
             if ped.father[i] >= 0
         ],
         "demography": demography_truth,
-        "meiosis_morgans": {str(c + 1): MEIOSIS_MORGANS * lengths[c] / total_length for c in range(n_contigs)},
-        "contig_length_bp": {str(c + 1): int(lengths[c]) for c in range(n_contigs)},
+        "genome": genome.truth(),
         "phenotype_model": pheno_model,
     }
     return SimulatedCohort(
@@ -623,138 +629,210 @@ def _harmonic(n: int) -> float:
     return float(np.sum(1.0 / np.arange(1, n)))
 
 
-def _simulate_contig(demography, pop_names, founders_per_pop, n_sites, rng_msp, rng_sites):
-    """Simulate one contig; return (ts with exactly ``n_sites`` biallelic sites, 1-based positions, ref, alt, length)."""
+class _Genome:
+    """Layout of the pseudo-genome: contig length, msprime blocks and their SNP quotas."""
+
+    def __init__(self, n_variants, n_contigs, n_haps, demography, pop_names, founders_per_pop):
+        import msprime
+
+        self.contig_length = int(min(GENOME_LENGTH // n_contigs, MAX_CONTIG_LENGTH))
+        self.per_contig = [n_variants // n_contigs + (c < n_variants % n_contigs) for c in range(n_contigs)]
+        n_blocks = min(MAX_BLOCKS, max(n_contigs, -(-n_variants // BLOCK_SNPS)))
+        self.n_blocks = [max(1, min(n_c, round(n_blocks * n_c / n_variants))) for n_c in self.per_contig]
+        self.demography = demography
+        self.samples = [msprime.SampleSet(int(n), population=name, ploidy=2)
+                        for name, n in zip(pop_names, founders_per_pop) if n > 0]
+        self.n_haps = n_haps
+        self.harmonic = _harmonic(n_haps)
+
+    def blocks(self, c, rng):
+        """Yield (0-based offset, SNP quota) for the blocks of contig ``c``, left to right."""
+        n_c, b_c = self.per_contig[c], self.n_blocks[c]
+        slot = self.contig_length / b_c
+        room = max(slot - 4 * self.block_length(c), 0.0)  # a block short of sites may grow (rarely)
+        for k in range(b_c):
+            yield int(k * slot + rng.uniform(0.0, room)), n_c // b_c + (k < n_c % b_c)
+
+    def block_length(self, c) -> int:
+        """At least BLOCK_LENGTH, and long enough for ~10x the largest quota of contig ``c`` at 1e-8."""
+        quota = -(-self.per_contig[c] // self.n_blocks[c])
+        return int(max(BLOCK_LENGTH, np.ceil(10 * quota / (4.0 * NE * MUTATION_RATE * self.harmonic))))
+
+    def ancestry(self, c, rng):
+        """Yield the ancestry tree sequences of the blocks of contig ``c`` (msprime replicates)."""
+        import msprime
+
+        return msprime.sim_ancestry(
+            samples=self.samples, demography=self.demography, sequence_length=self.block_length(c),
+            recombination_rate=RECOMBINATION_RATE, random_seed=int(rng.integers(1, 2**31 - 1)),
+            num_replicates=self.n_blocks[c],
+        )
+
+    def truth(self) -> dict:
+        return {
+            "contig_length_bp": self.contig_length,
+            "meiosis_morgans_per_contig": self.contig_length * RECOMBINATION_RATE,
+            "blocks_per_contig": self.n_blocks,
+            "block_length_bp": [self.block_length(c) for c in range(len(self.per_contig))],
+            "common_fraction": COMMON_FRACTION,
+            "common_maf": COMMON_MAF,
+        }
+
+
+def _simulate_block(genome: _Genome, quota: int, ts, rng_msp, rng_sites):
+    """Add mutations to one msprime block (an ancestry tree sequence) and ascertain ``quota`` biallelic SNPs.
+
+    Returns
+    -------
+    geno : ndarray, int8, shape (quota, n_haps)
+        Derived-allele indicator per founder haplotype (msprime sample node order).
+    pos0 : ndarray, int64, shape (quota,)
+        0-based positions within the block, increasing.
+    ref, alt : ndarray, str, shape (quota,)
+        Ancestral and derived base.
+    """
     import msprime
     import tskit
 
-    n_haps = 2 * int(np.sum(founders_per_pop))
-    theta = 4.0 * NE * MUTATION_RATE
-    length = max(1_000, int(np.ceil(1.25 * n_sites / (theta * _harmonic(n_haps)))))
-    samples = [msprime.SampleSet(int(n), population=name, ploidy=2)
-               for name, n in zip(pop_names, founders_per_pop) if n > 0]
-    for _attempt in range(20):
-        s1, s2 = (int(x) for x in rng_msp.integers(1, 2**31 - 1, size=2))
-        ts = msprime.sim_ancestry(
-            samples=samples, demography=demography, sequence_length=length,
-            recombination_rate=RECOMBINATION_RATE, random_seed=s1,
-        )
-        ts = msprime.sim_mutations(ts, rate=MUTATION_RATE, random_seed=s2)
-        tables = ts.tables
-        n_mut = np.bincount(tables.mutations.site, minlength=ts.num_sites)
+    # A random subset of the sites of a simulation at 1e-8 is a simulation at a lower
+    # rate: aim at ~4x the quota (more under population structure) to ascertain from.
+    rate = min(MUTATION_RATE, 4.0 * quota / (4.0 * NE * ts.sequence_length * genome.harmonic))
+    for _attempt in range(40):
+        mts = msprime.sim_mutations(ts, rate=rate, random_seed=int(rng_msp.integers(1, 2**31 - 1)))
+        tables = mts.tables
+        n_mut = np.bincount(tables.mutations.site, minlength=mts.num_sites)
+        single = np.flatnonzero(n_mut == 1)
+        node = tables.mutations.node[np.searchsorted(tables.mutations.site, single)]
+        position = tables.sites.position[single]
+        count = np.zeros(mts.num_sites, dtype=np.int64)  # ALT count in the founders; 0: not a single-mutation site
+        tree_index = (np.searchsorted(mts.breakpoints(as_array=True), position, side="right") - 1).tolist()
+        tree = mts.first()
+        for k, (i, u) in enumerate(zip(tree_index, node.tolist())):
+            if tree.index != i:
+                tree.seek_index(i)
+            count[single[k]] = tree.num_samples(u)
         anc = np.array(tskit.unpack_strings(tables.sites.ancestral_state, tables.sites.ancestral_state_offset))
-        der_all = np.array(tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset))
-        der = np.full(ts.num_sites, "", dtype=object)
-        der[tables.mutations.site[::-1]] = der_all[::-1]  # first mutation per site (only used where n_mut == 1)
-        der = der.astype(str) if ts.num_sites else np.array([], dtype=str)
-        ok = np.flatnonzero((n_mut == 1) & (anc != der))
-        if len(ok) >= n_sites:
+        der = np.full(mts.num_sites, "", dtype=object)
+        der_all = tskit.unpack_strings(tables.mutations.derived_state, tables.mutations.derived_state_offset)
+        der[tables.mutations.site[::-1]] = np.array(der_all, dtype=object)[::-1]  # first mutation per site
+        der = der.astype(str)
+        ok = (count > 0) & (count < genome.n_haps) & (anc != der)
+        if np.count_nonzero(ok) >= quota:
             break
-        length = int(np.ceil(length * 1.3 * n_sites / max(len(ok), 1)))
-    else:  # pragma: no cover - 20 attempts each 1.3x longer always suffice
-        raise PopgenError(f"could not simulate {n_sites} biallelic sites")
-    keep = np.sort(rng_sites.choice(ok, size=n_sites, replace=False))
-    drop = np.setdiff1d(np.arange(ts.num_sites), keep)
-    ts = ts.delete_sites(drop)
-    pos = ts.tables.sites.position.astype(np.int64) + 1
-    return ts, pos, anc[keep], der[keep], length
-
-
-def _founder_haplotypes(ts, founders, msp_index) -> dict[int, tuple[int, int]]:
-    """Person -> (hap column, hap column) in the genotype rows of ``ts.variants()``."""
-    sample_nodes = ts.samples()
-    column_of_node = np.empty(ts.num_nodes, dtype=np.int64)
-    column_of_node[sample_nodes] = np.arange(len(sample_nodes))
-    out = {}
-    for person in founders:
-        nodes = ts.individual(msp_index[person]).nodes
-        out[person] = (int(column_of_node[nodes[0]]), int(column_of_node[nodes[1]]))
-    return out
+        if rate < MUTATION_RATE:
+            rate = min(MUTATION_RATE, 2.0 * rate)
+        else:  # too short even at the full rate (not expected): a longer block
+            ts = msprime.sim_ancestry(
+                samples=genome.samples, demography=genome.demography, sequence_length=2 * ts.sequence_length,
+                recombination_rate=RECOMBINATION_RATE, random_seed=int(rng_msp.integers(1, 2**31 - 1)),
+            )
+    else:  # pragma: no cover
+        raise PopgenError(f"could not simulate {quota} biallelic sites")
+    freq = count / genome.n_haps
+    maf = np.minimum(freq, 1.0 - freq)
+    common = np.flatnonzero(ok & (maf >= COMMON_MAF))
+    rare = np.flatnonzero(ok & (maf < COMMON_MAF))
+    n_common = min(len(common), int(rng_sites.binomial(quota, COMMON_FRACTION)))
+    n_rare = min(len(rare), quota - n_common)
+    n_common = quota - n_rare
+    keep = np.sort(np.concatenate([
+        rng_sites.choice(common, size=n_common, replace=False),
+        rng_sites.choice(rare, size=n_rare, replace=False),
+    ]))
+    geno = np.empty((quota, genome.n_haps), dtype=np.int8)
+    variant = tskit.Variant(mts)
+    for j, site in enumerate(keep):
+        variant.decode(site)
+        geno[j] = variant.genotypes
+    pos0 = tables.sites.position[keep].astype(np.int64)
+    return geno, pos0, anc[keep], der[keep]
 
 
 # ---------------------------------------------------------------------------
 # gene dropping
 #
 # A haplotype of a pedigree member on one contig is piecewise constant in the
-# founder haplotype it copies: (breaks, labels), where breaks[0] == 0 and site
-# s copies founder haplotype column labels[searchsorted(breaks, s, "right") - 1].
+# founder haplotype it copies: (breaks, labels) with breaks[0] == 0; the base at
+# 0-based position x copies founder haplotype (genotype column)
+# labels[searchsorted(breaks, x, "right") - 1].
 
 
-def _label_at(hap, sites):
+def _label_at(hap, pos0):
     breaks, labels = hap
-    return labels[np.searchsorted(breaks, sites, side="right") - 1]
+    return labels[np.searchsorted(breaks, pos0, side="right") - 1]
 
 
-def _meiosis(haps, site_pos0, length, morgans, rng):
-    """One recombinant gamete of a parent with haplotypes ``haps`` (a pair of (breaks, labels))."""
-    n_x = rng.poisson(morgans)
-    cross = np.sort(np.searchsorted(site_pos0, rng.uniform(0.0, length, size=n_x)))
+def _meiosis(haps, length, rng):
+    """One gamete of a parent with haplotypes ``haps``: crossovers Poisson at RECOMBINATION_RATE."""
+    cross = np.sort(rng.uniform(0.0, length, size=rng.poisson(length * RECOMBINATION_RATE)))
     start = int(rng.integers(0, 2))
-    points = np.unique(np.concatenate([[0], haps[0][0], haps[1][0], cross[cross < len(site_pos0)]]))
+    points = np.unique(np.concatenate([[0.0], haps[0][0], haps[1][0], cross]))
     parity = (start + np.searchsorted(cross, points, side="right")) % 2
     labels = np.where(parity == 0, _label_at(haps[0], points), _label_at(haps[1], points))
     keep = np.concatenate([[True], labels[1:] != labels[:-1]])
     return points[keep], labels[keep]
 
 
-def _gene_drop(ped, founder_haps, site_pos0, length, morgans, rng):
-    """Haplotype segments of every person on one contig (list indexed by person)."""
-    zero = np.zeros(1, dtype=np.int64)
+def _gene_drop(ped, founder_cols, length, rng):
+    """Haplotype segments of every person on one contig (a list indexed by person)."""
+    zero = np.zeros(1)
     segments: list = [None] * ped.n
     for i in range(ped.n):
         if ped.clone_of[i] >= 0:
             segments[i] = segments[ped.clone_of[i]]
         elif ped.father[i] < 0:
-            h0, h1 = founder_haps[i]
+            h0, h1 = founder_cols[i]
             segments[i] = ((zero, np.array([h0])), (zero, np.array([h1])))
         else:
-            segments[i] = (
-                _meiosis(segments[ped.father[i]], site_pos0, length, morgans, rng),
-                _meiosis(segments[ped.mother[i]], site_pos0, length, morgans, rng),
-            )
+            segments[i] = (_meiosis(segments[ped.father[i]], length, rng),
+                           _meiosis(segments[ped.mother[i]], length, rng))
     return segments
 
 
-def _shared_ibd(seg_a, seg_b, n_sites) -> float:
-    """Sum over the four haplotype pairs of the number of sites that copy the same founder haplotype."""
-    sites = np.arange(n_sites)
-    la = [_label_at(h, sites) for h in seg_a]
-    lb = [_label_at(h, sites) for h in seg_b]
+def _shared_ibd(seg_a, seg_b, pos0) -> float:
+    """Sum over the four haplotype pairs of the number of positions copying the same founder haplotype."""
+    la = [_label_at(h, pos0) for h in seg_a]
+    lb = [_label_at(h, pos0) for h in seg_b]
     return float(sum(np.count_nonzero(x == y) for x in la for y in lb))
 
 
-def _fill_genotypes(ts, ped, segments, col, alt_count, alt_total, r0, n_sites):
-    """Decode ``ts`` block by block into ``alt_count[r0:r0+n_sites]`` and ALT totals per variant."""
-    n_haps = ts.num_samples
-    block = int(max(256, min(n_sites, 64_000_000 // max(n_haps, 1))))
-    direct = [i for i in range(ped.n) if ped.sampled[i] and len(segments[i][0][0]) == 1 and len(segments[i][1][0]) == 1]
-    direct_cols = np.array([col[i] for i in direct], dtype=np.int64)
-    h0 = np.array([segments[i][0][1][0] for i in direct], dtype=np.int64)
-    h1 = np.array([segments[i][1][1][0] for i in direct], dtype=np.int64)
-    mosaic = [i for i in range(ped.n) if ped.sampled[i] and not (len(segments[i][0][0]) == 1 and len(segments[i][1][0]) == 1)]
-    mosaic_cols = np.array([col[i] for i in mosaic], dtype=np.int64)
-    mosaic_haps = [h for i in mosaic for h in segments[i]]
+class _Filler:
+    """Turns founder haplotypes, block by block, into ALT counts of the sampled people (buffered)."""
 
-    buf = np.empty((block, n_haps), dtype=np.int8)
-    filled = 0
-    start = 0
-    for var in ts.variants(copy=False):
-        buf[filled] = var.genotypes
-        filled += 1
-        if filled == block or start + filled == n_sites:
-            h = buf[:filled]
-            rows = slice(r0 + start, r0 + start + filled)
-            out = alt_count[rows]
-            out[:, direct_cols] = h[:, h0] + h[:, h1]
-            if mosaic:
-                sites = np.arange(start, start + filled)
-                labels = np.stack([_label_at(hap, sites) for hap in mosaic_haps], axis=1)  # (filled, 2 * n_mosaic)
-                g = np.take_along_axis(h, labels, axis=1)
-                out[:, mosaic_cols] = g[:, 0::2] + g[:, 1::2]
-            alt_total[rows] = out.sum(axis=1, dtype=np.int64)
-            start += filled
-            filled = 0
-    assert start == n_sites
+    def __init__(self, ped, segments, founder_cols, col, alt_count, alt_total, row):
+        self.alt_count, self.alt_total, self.row = alt_count, alt_total, row
+        direct = [i for i in range(ped.n) if ped.sampled[i] and ped.father[i] < 0]  # founders and duplicates
+        source = [i if ped.clone_of[i] < 0 else ped.clone_of[i] for i in direct]
+        self.direct_cols = np.array([col[i] for i in direct], dtype=np.int64)
+        self.h0 = np.array([founder_cols[i][0] for i in source], dtype=np.int64)
+        self.h1 = np.array([founder_cols[i][1] for i in source], dtype=np.int64)
+        mosaic = [i for i in range(ped.n) if ped.sampled[i] and ped.father[i] >= 0]  # gene-dropped children
+        self.mosaic_cols = np.array([col[i] for i in mosaic], dtype=np.int64)
+        self.mosaic_haps = [h for i in mosaic for h in segments[i]]
+        self.buffer: list = []
+        self.buffered = 0
+
+    def add(self, geno, pos0):
+        self.buffer.append((geno, pos0))
+        self.buffered += len(pos0)
+        if self.buffered * geno.shape[1] >= 32_000_000:
+            self.flush()
+
+    def flush(self):
+        if not self.buffer:
+            return
+        h = np.concatenate([g for g, _ in self.buffer])
+        pos0 = np.concatenate([p for _, p in self.buffer])
+        self.buffer, self.buffered = [], 0
+        rows = slice(self.row, self.row + len(pos0))
+        out = self.alt_count[rows]
+        out[:, self.direct_cols] = h[:, self.h0] + h[:, self.h1]
+        if self.mosaic_haps:
+            labels = np.stack([_label_at(hap, pos0) for hap in self.mosaic_haps], axis=1)  # (rows, 2 * n_mosaic)
+            g = np.take_along_axis(h, labels, axis=1)
+            out[:, self.mosaic_cols] = g[:, 0::2] + g[:, 1::2]
+        self.alt_total[rows] = out.sum(axis=1, dtype=np.int64)
+        self.row += len(pos0)
 
 
 # ---------------------------------------------------------------------------

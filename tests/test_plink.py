@@ -152,3 +152,13 @@ def test_writer_leaves_nothing_half_written(bfile, tmp_path, monkeypatch):
         write_plink(ds, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("chunks", [(7, 5), (3, 4), (100, 100)])
+def test_writer_is_chunking_invariant(tmp_path, rng, chunks):
+    """Blocks are written in place; odd sample chunks are rechunked onto whole bytes."""
+    g = random_alt(rng, 29, 19, missing=0.1)
+    write_plink(make_dataset(g, chunks=chunks), tmp_path / "a")
+    write_plink(make_dataset(g, chunks=(29, 19)), tmp_path / "b")
+    assert (tmp_path / "a.bed").read_bytes() == (tmp_path / "b.bed").read_bytes()
+    np.testing.assert_array_equal(alt_allele_count(read_plink(tmp_path / "a", chunks=(8, 8))).compute(), g)

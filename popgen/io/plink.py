@@ -273,19 +273,52 @@ def encode_bed(alt: np.ndarray) -> np.ndarray:
     return (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)).astype(np.uint8)
 
 
-def write_plink(ds, prefix, *, progress: bool = False) -> None:
-    """Write a Dataset as a PLINK 1 fileset, streaming one variant chunk at a time.
+class _BedWriter:
+    """``da.store`` target: encodes each block into its bytes of a .bed, in place.
+
+    Sample blocks start at multiples of 4 (whole bytes), so blocks write to
+    disjoint byte ranges and need no lock, from threads or worker processes.
+    Pickles as a path.
+    """
+
+    def __init__(self, path: str, n_variants: int, n_samples: int):
+        self.path = path
+        self.shape = (n_variants, n_samples)
+        self.n_bytes = (n_samples + 3) // 4
+
+    def __setitem__(self, key, block):
+        from popgen.backend import to_cpu
+
+        rows, cols = key
+        if cols.start % 4:
+            raise ValueError("sample blocks must start at a multiple of 4")
+        packed = encode_bed(to_cpu(block))
+        mm = np.memmap(self.path, dtype=np.uint8, mode="r+", offset=3, shape=(self.shape[0], self.n_bytes))
+        mm[rows, cols.start // 4: cols.start // 4 + packed.shape[1]] = packed
+        mm.flush()
+        del mm
+
+
+def write_plink(ds, prefix, *, compute=None) -> None:
+    """Write a Dataset as a PLINK 1 fileset, block by block.
 
     Biallelic sites only: ``variant_allele[:, 0]`` becomes .bim A2 (REF) and
-    ``variant_allele[:, 1]`` A1 (ALT).  The three files are written to
-    temporary names and renamed only when all are complete.  Memory is one
-    variant chunk of calls (all samples).
+    ``variant_allele[:, 1]`` A1 (ALT).  Each (variants, samples) block is
+    encoded and written into its place in the .bed (``dask.array.store``), so
+    memory is a few blocks, whatever the cohort size.  The three files are
+    written to temporary names and renamed only when all are complete.
+
+    Parameters
+    ----------
+    compute : callable, optional
+        ``compute(delayed)`` used to run the write (e.g. with a progress bar);
+        default :func:`dask.compute`.
     """
     import dask
+    import dask.array as da
     import pandas as pd
 
     from popgen.genotypes import alt_allele_count
-    from popgen.backend import to_cpu
 
     prefix = str(prefix)
     alt = alt_allele_count(ds)
@@ -316,12 +349,17 @@ def write_plink(ds, prefix, *, progress: bool = False) -> None:
             }
         )
         bim.to_csv(tmp[".bim"], sep="\t", header=False, index=False)
-        alt = alt.rechunk({1: -1})
+        # sample blocks must start on whole bytes: make every chunk but the last a multiple of 4
+        schunks = alt.chunks[1]
+        if any(c % 4 for c in schunks[:-1]):
+            size = max(4, -(-max(schunks) // 4) * 4)
+            alt = alt.rechunk({1: size})
+        n_variants = alt.shape[0]
         with open(tmp[".bed"], "wb") as f:
             f.write(BED_MAGIC)
-            for block in alt.to_delayed().ravel():
-                (values,) = dask.compute(block, scheduler=None)
-                f.write(encode_bed(to_cpu(values)).tobytes())
+            f.truncate(3 + n_variants * ((n_samples + 3) // 4))
+        writes = da.store(alt, _BedWriter(tmp[".bed"], n_variants, n_samples), lock=False, compute=False)
+        (compute or dask.compute)(writes)
         assert n_samples == len(fam)
         for ext in (".fam", ".bim", ".bed"):
             os.replace(tmp[ext], prefix + ext)
