@@ -26,6 +26,8 @@ def input_options(f):
         click.option("--out", required=True, metavar="PREFIX", help="output prefix"),
         click.option("--keep", metavar="FILE", help="keep only samples listed (FID IID or IID per line)"),
         click.option("--remove", metavar="FILE", help="remove samples listed"),
+        click.option("--extract", metavar="FILE", help="keep only variants whose IDs are listed (one per line)"),
+        click.option("--exclude", metavar="FILE", help="remove variants whose IDs are listed"),
         click.option("--chunk-variants", default=8192, show_default=True, help="Dask chunk size along variants"),
         click.option("--chunk-samples", default=8192, show_default=True, help="Dask chunk size along samples"),
     ]
@@ -59,13 +61,35 @@ def cli():
     """
 
 
-def _open(run, bfile, vcf, vcz, keep, remove, chunk_variants, chunk_samples):
-    from popgen.io import open_dataset
-    from popgen.pipeline import subset_samples
+def _open(run, inputs: dict):
+    from popgen.pipeline import State, open_cohort
 
-    with run.step("open input"):
-        ds = open_dataset(bfile=bfile, vcf=vcf, vcz=vcz, chunks=(chunk_variants, chunk_samples), device=run.device)
-        return subset_samples(ds, keep, remove)
+    chunks = (inputs.pop("chunk_variants"), inputs.pop("chunk_samples"))
+    return State(open_cohort(run, chunks=chunks, **inputs))
+
+
+def _split(kwargs: dict):
+    """Input options, run options and the command's own parameters."""
+    inputs = {k: kwargs.pop(k) for k in ("bfile", "vcf", "vcz", "keep", "remove", "extract", "exclude",
+                                         "chunk_variants", "chunk_samples")}
+    run = {k: kwargs.pop(k) for k in ("device", "cluster", "threads", "progress")}
+    out = kwargs.pop("out")
+    return inputs, run, out, kwargs
+
+
+def _run_step(step: str, kwargs: dict, before=()):
+    """Open the input, run ``before`` steps (name, params), then ``step`` with the command's options."""
+    from popgen.pipeline import STEPS
+    from popgen.runner import start_run
+
+    inputs, run_opts, out, params = _split(kwargs)
+    model, fn = STEPS[step]
+    parsed = _params(model, **params)
+    with start_run(out, **run_opts) as run:
+        state = _open(run, inputs)
+        for name, p in before:
+            STEPS[name][1](run, state, out, p)
+        fn(run, state, out, parsed)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -79,22 +103,80 @@ def _open(run, bfile, vcf, vcz, keep, remove, chunk_variants, chunk_samples):
 @click.option("--make-bed", is_flag=True, help="write the filtered cohort as OUT.bed/.bim/.fam")
 @click.option("--make-vcz", is_flag=True, help="write the filtered cohort as OUT.vcz")
 @run_options
-def qc(bfile, vcf, vcz, out, keep, remove, chunk_variants, chunk_samples, maf, mac, geno, mind, hwe,
-       nonfounders, make_bed, make_vcz, device, cluster, threads, progress):
-    """Allele frequencies, Hardy-Weinberg, missingness; filters.
+def qc(**kwargs):
+    """Allele frequencies, Hardy-Weinberg, missingness, heterozygosity; filters.
 
     Writes OUT.afreq, OUT.hardy, OUT.vmiss, OUT.smiss, OUT.het in PLINK 2's formats (for the
     input cohort), then applies the filters in PLINK 2's order and, with --make-bed
     / --make-vcz, writes the filtered cohort.
     """
-    from popgen.pipeline import QCParams, qc_step
-    from popgen.runner import start_run
+    _run_step("qc", kwargs)
 
-    params = _params(QCParams, maf=maf, mac=mac, geno=geno, mind=mind, hwe=hwe, nonfounders=nonfounders,
-                     make_bed=make_bed, make_vcz=make_vcz)
-    with start_run(out, device=device, cluster=cluster, progress=progress, threads=threads) as run:
-        ds = _open(run, bfile, vcf, vcz, keep, remove, chunk_variants, chunk_samples)
-        qc_step(run, ds, out, params)
+
+@cli.command("ld-prune", context_settings=CONTEXT)
+@input_options
+@click.option("--indep-pairwise", "indep", nargs=3, required=True, metavar="WINDOW STEP R2",
+              help="as plink2: window in variants (or '200kb'), step in variants, r^2 threshold")
+@click.option("--nonfounders", is_flag=True, help="use all samples, not only founders")
+@run_options
+def ld_prune(indep, **kwargs):
+    """LD pruning (plink2 --indep-pairwise): writes OUT.prune.in and OUT.prune.out."""
+    window, step, r2 = indep
+    try:
+        if window.lower().endswith("kb"):
+            kwargs.update(window_kb=float(window[:-2]))
+        else:
+            kwargs.update(window=int(window))
+        kwargs.update(step=int(step), r2=float(r2))
+    except ValueError:
+        raise PopgenError(f"--indep-pairwise {window} {step} {r2}: expected WINDOW[kb] STEP R2 numbers") from None
+    _run_step("ld_prune", kwargs)
+
+
+@cli.command(context_settings=CONTEXT)
+@input_options
+@click.option("--n-pcs", default=10, show_default=True, help="number of principal components")
+@click.option("--approx", is_flag=True, help="randomized solver (plink2 --pca approx), for large cohorts")
+@click.option("--missing", type=click.Choice(["pairwise", "meanimpute"]), default=None,
+              help="missing calls: pairwise (exact default, as PLINK 2) or meanimpute (randomized)")
+@click.option("--n-iter", default=8, show_default=True, help="randomized solver: power iterations")
+@click.option("--seed", default=0, show_default=True, help="randomized solver: seed")
+@click.option("--nonfounders", is_flag=True, help="frequencies from all samples, not only founders")
+@click.option("--labels", metavar="FILE", help="IID + population table, to colour OUT.pca.png")
+@click.option("--plot/--no-plot", default=True, help="write OUT.pca.png")
+@click.option("--prune", "indep", nargs=3, default=None, metavar="WINDOW STEP R2",
+              help="LD-prune first (as plink2 --indep-pairwise)")
+@run_options
+def pca(n_pcs, indep, **kwargs):
+    """Principal components (plink2 --pca): OUT.eigenvec, .eigenval, .eigenvec.allele, .eigenvec.var.
+
+    Exact by default (relationship matrix, as PLINK 2), randomized with --approx
+    (block Krylov, one streaming pass per iteration).  OUT.eigenvec.var and
+    OUT.pca.json are the reference that `popgen pca-project` projects onto.
+    """
+    from popgen.pipeline import LDPruneParams
+
+    before = ()
+    if indep:
+        window, step, r2 = indep
+        w = {"window_kb": float(window[:-2])} if window.lower().endswith("kb") else {"window": int(window)}
+        before = (("ld_prune", _params(LDPruneParams, step=int(step), r2=float(r2), **w)),)
+    _run_step("pca", dict(kwargs, n_pcs=n_pcs), before=before)
+
+
+@cli.command("pca-project", context_settings=CONTEXT)
+@input_options
+@click.option("--ref", required=True, metavar="PREFIX", help="reference PCA written by popgen pca --out PREFIX")
+@click.option("--labels", metavar="FILE", help="IID + population table, to colour OUT.pca.png")
+@click.option("--plot/--no-plot", default=True, help="write OUT.pca.png")
+@run_options
+def pca_project(**kwargs):
+    """Project samples onto a reference PCA: OUT.eigenvec (same scale as the reference's).
+
+    Variants are matched by ID and alleles; swapped REF/ALT are flipped, others
+    dropped and counted in OUT.log.
+    """
+    _run_step("pca_project", kwargs)
 
 
 @cli.command(context_settings=CONTEXT)

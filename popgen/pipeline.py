@@ -1,15 +1,17 @@
 """Analysis steps shared by the CLI commands and ``popgen run CONFIG.yaml``.
 
-A step is a function ``step(run, ds, out, **params) -> ds`` registered in
+A step is a function ``step(run, state, out, params)`` registered in
 :data:`STEPS` together with the pydantic model of its parameters; the config
-schema and the CLI both come from these.
+schema and the CLI both come from these.  Steps read and update a
+:class:`State`: the cohort after QC, the LD-pruned variant set, the PCs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +22,23 @@ log = logging.getLogger("popgen")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclasses.dataclass
+class State:
+    """What steps pass on: ``ds`` the cohort (after QC filters), ``ld_keep``
+    the LD-pruned variants of ``ds`` (bool mask), ``pca`` the fitted PCA."""
+
+    ds: Any
+    ld_keep: Any = None
+    pca: Any = None
+
+    @property
+    def pruned(self):
+        """The cohort restricted to LD-pruned variants (all variants when not pruned)."""
+        import numpy as np
+
+        return self.ds if self.ld_keep is None else self.ds.isel(variants=np.flatnonzero(self.ld_keep))
 
 
 # ---------------------------------------------------------------- QC step
@@ -37,7 +56,7 @@ class QCParams(_Strict):
     make_vcz: bool = Field(False, description="write the filtered cohort as OUT.vcz")
 
 
-def qc_step(run, ds, out: str, params: QCParams):
+def qc_step(run, state: State, out: str, params: QCParams):
     """Write OUT.afreq/.hardy/.vmiss/.smiss/.het for ``ds``; apply filters; optionally write the filtered cohort.
 
     The reports describe the input cohort (as ``plink2 --freq --hardy
@@ -50,6 +69,7 @@ def qc_step(run, ds, out: str, params: QCParams):
     from popgen.genotypes import founder_mask
     from popgen.io import reports
 
+    ds = state.ds
     with run.step("qc statistics"):
         founders = None if params.nonfounders else founder_mask(ds)
         all_v = qc.variant_stats(ds, merge=False)
@@ -103,11 +123,134 @@ def qc_step(run, ds, out: str, params: QCParams):
         with run.step("write vcz"):
             write_vcz(ds, f"{out}.vcz")
             run.wrote(f"{out}.vcz")
-    return ds
+    state.ds = ds
+
+
+# ---------------------------------------------------------------- LD pruning step
+
+class LDPruneParams(_Strict):
+    """``plink2 --indep-pairwise WINDOW STEP R2`` (window in variants, or ``window_kb``)."""
+
+    window: Optional[int] = Field(None, ge=2, description="window size in variants")
+    window_kb: Optional[float] = Field(None, gt=0, description="window size in kilobases")
+    step: int = Field(1, ge=1, description="window step in variants")
+    r2: float = Field(0.2, gt=0, le=1, description="r^2 threshold")
+    nonfounders: bool = Field(False, description="use all samples, not only founders")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if (self.window is None) == (self.window_kb is None):
+            raise ValueError("give exactly one of window (variants) and window_kb")
+        return self
+
+
+def ld_prune_step(run, state: State, out: str, params: LDPruneParams):
+    """Write OUT.prune.in / OUT.prune.out; later steps (PCA) use the kept variants."""
+    from popgen.genotypes import founder_mask
+    from popgen.ld import ld_prune, write_prune_lists
+
+    with run.step("ld prune"):
+        ds = state.ds
+        keep = ld_prune(ds, window=params.window, window_kb=params.window_kb, step=params.step, r2=params.r2,
+                        samples=None if params.nonfounders else founder_mask(ds),
+                        compute=lambda *c: run.compute(*c, label="LD pruning"))
+        write_prune_lists(out, ds, keep)
+        run.wrote(f"{out}.prune.in")
+        log.info("LD pruning kept %d of %d variants", int(keep.sum()), len(keep))
+        state.ld_keep = keep
+
+
+# ---------------------------------------------------------------- PCA step
+
+class PCAParams(_Strict):
+    """``plink2 --pca``: exact by default, randomized with ``approx``."""
+
+    n_pcs: int = Field(10, ge=1, description="number of principal components")
+    approx: bool = Field(False, description="randomized solver (plink2 --pca approx)")
+    missing: Optional[Literal["pairwise", "meanimpute"]] = Field(
+        None, description="missing calls: pairwise (exact default, as PLINK 2) or meanimpute")
+    n_iter: int = Field(8, ge=0, description="randomized solver: power iterations (streaming passes)")
+    seed: int = Field(0, description="randomized solver: seed")
+    nonfounders: bool = Field(False, description="frequencies from all samples, not only founders")
+    labels: Optional[str] = Field(None, description="table with IID and a population column, to colour the plot")
+    plot: bool = Field(True, description="write OUT.pca.png (PC1/PC2, PC3/PC4)")
+
+
+def pca_step(run, state: State, out: str, params: PCAParams):
+    """Fit PCA on the (pruned) cohort; write OUT.eigenvec, .eigenval, .eigenvec.allele,
+    .eigenvec.var, .pca.json and the plot OUT.pca.png."""
+    from popgen import pca
+    from popgen.genotypes import founder_mask
+
+    ds = state.pruned
+    with run.step("pca"):
+        log.info("PCA: %d samples, %d variants, %d PCs, %s solver", ds.sizes["samples"], ds.sizes["variants"],
+                 params.n_pcs, "randomized" if params.approx else "exact")
+        result = pca.pca(ds, n_components=params.n_pcs, solver="randomized" if params.approx else "exact",
+                         missing=params.missing, samples=None if params.nonfounders else founder_mask(ds),
+                         n_iter=params.n_iter, seed=params.seed,
+                         compute=lambda *c: run.compute(*c, label="PCA"))
+        for path in pca.write_pca(out, ds, result):
+            run.wrote(path)
+        log.info("eigenvalues: %s", " ".join(f"{v:.4g}" for v in result.eigenvalues))
+        if params.plot:
+            labels = sample_labels(ds, params.labels)
+            pca.plot_pcs(f"{out}.pca.png", result.eigenvectors, labels, title=Path(out).name)
+            run.wrote(f"{out}.pca.png")
+        state.pca = result
+
+
+class ProjectParams(_Strict):
+    """Projection onto a reference PCA written by the ``pca`` step."""
+
+    ref: str = Field(description="reference PCA prefix (OUT of popgen pca)")
+    labels: Optional[str] = None
+    plot: bool = True
+
+
+def pca_project_step(run, state: State, out: str, params: ProjectParams):
+    """Write OUT.eigenvec with the cohort's samples projected onto the reference PCs."""
+    from popgen import pca
+
+    with run.step("pca projection"):
+        reference = pca.read_reference(params.ref)
+        scores, report = pca.project(state.ds, reference, compute=lambda *c: run.compute(*c, label="projection"))
+        log.info("projection: %d variants matched (%d flipped), %d with other alleles dropped, "
+                 "%d not in the reference, %d reference variants absent",
+                 report["matched"], report["flipped"], report["allele_mismatch"], report["not_in_reference"],
+                 report["reference_missing"])
+        pca.write_projection(out, state.ds, scores)
+        run.wrote(f"{out}.eigenvec")
+        if params.plot:
+            pca.plot_pcs(f"{out}.pca.png", scores, sample_labels(state.ds, params.labels), title=Path(out).name)
+            run.wrote(f"{out}.pca.png")
+
+
+def sample_labels(ds, path=None):
+    """Population labels per sample: from a table (IID + one label column) or ``sample_population``."""
+    import numpy as np
+
+    if path:
+        from popgen.io.pheno import match_samples, read_table
+
+        table = read_table(path, numeric=False)
+        cols = [c for c in table.columns if c not in ("FID", "IID")]
+        if not cols:
+            raise PopgenError("needs a label column after the sample IDs", path)
+        aligned = match_samples(table, ds, path, what="label")
+        return np.asarray(aligned[cols[0]].fillna("unknown").astype(str))
+    if "sample_population" in ds:
+        return np.asarray(ds["sample_population"].values).astype(str)
+    return None
 
 
 #: step name -> (parameter model, function)
-STEPS = {"qc": (QCParams, qc_step)}
+STEPS = {
+    "qc": (QCParams, qc_step),
+    "ld_prune": (LDPruneParams, ld_prune_step),
+    "pca": (PCAParams, pca_step),
+    "pca_project": (ProjectParams, pca_project_step),
+}
 
 
 # ---------------------------------------------------------------- config
@@ -143,6 +286,8 @@ class Pipeline(_Strict):
     chunks: Chunks = Chunks()
     keep: Optional[str] = None
     remove: Optional[str] = None
+    extract: Optional[str] = None
+    exclude: Optional[str] = None
     steps: list[dict[str, dict]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -191,11 +336,20 @@ def load_config(path) -> Pipeline:
         value = getattr(cfg.input, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg.input, key, str(base / value))
-    for key in ("keep", "remove"):
+    for key in ("keep", "remove", "extract", "exclude"):
         value = getattr(cfg, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg, key, str(base / value))
+    for step in cfg.steps:  # file parameters of steps are relative to the config too
+        for params in step.values():
+            for key in _PATH_PARAMS:
+                if isinstance(params, dict) and isinstance(params.get(key), str) and not Path(params[key]).is_absolute():
+                    params[key] = str(base / params[key])
     return cfg
+
+
+#: step parameters that name files
+_PATH_PARAMS = ("labels", "pheno", "covar", "ref")
 
 
 def subset_samples(ds, keep=None, remove=None):
@@ -217,15 +371,48 @@ def subset_samples(ds, keep=None, remove=None):
     return ds.isel(samples=np.flatnonzero(mask))
 
 
-def run_pipeline(run, cfg: Pipeline):
-    """Open the config's input and run its steps in order."""
+def subset_variants(ds, extract=None, exclude=None):
+    """Apply PLINK-style ``--extract``/``--exclude`` variant ID lists (one ID per line)."""
+    import numpy as np
+
+    from popgen.io.pheno import read_id_list
+    from popgen.io.reports import _str
+
+    mask = np.ones(ds.sizes["variants"], dtype=bool)
+    ids = _str(ds["variant_id"].values)
+    for path, keep in ((extract, True), (exclude, False)):
+        if not path:
+            continue
+        listed = np.isin(ids, list(read_id_list(path)))
+        if keep and not listed.any():
+            raise PopgenError("none of the listed variant IDs are in the cohort", path)
+        mask &= listed if keep else ~listed
+    if mask.all():
+        return ds
+    if not mask.any():
+        raise PopgenError("--extract/--exclude left no variants")
+    log.info("--extract/--exclude: %d of %d variants kept", mask.sum(), len(mask))
+    return ds.isel(variants=np.flatnonzero(mask))
+
+
+def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(8192, 8192), keep=None, remove=None,
+                extract=None, exclude=None):
+    """Open the input on the run's device and apply sample and variant subsets."""
     from popgen.io import open_dataset
 
     with run.step("open input"):
-        ds = open_dataset(bfile=cfg.input.bfile, vcf=cfg.input.vcf, vcz=cfg.input.vcz,
-                          chunks=(cfg.chunks.variants, cfg.chunks.samples), device=run.device)
-        ds = subset_samples(ds, cfg.keep, cfg.remove)
+        ds = open_dataset(bfile=bfile, vcf=vcf, vcz=vcz, chunks=chunks, device=run.device)
+        ds = subset_variants(subset_samples(ds, keep, remove), extract, exclude)
         log.info("input: %d samples, %d variants", ds.sizes["samples"], ds.sizes["variants"])
-    for name, params in cfg.parsed_steps():
-        ds = STEPS[name][1](run, ds, cfg.out, params)
     return ds
+
+
+def run_pipeline(run, cfg: Pipeline):
+    """Open the config's input and run its steps in order."""
+    ds = open_cohort(run, bfile=cfg.input.bfile, vcf=cfg.input.vcf, vcz=cfg.input.vcz,
+                     chunks=(cfg.chunks.variants, cfg.chunks.samples), keep=cfg.keep, remove=cfg.remove,
+                     extract=cfg.extract, exclude=cfg.exclude)
+    state = State(ds)
+    for name, params in cfg.parsed_steps():
+        STEPS[name][1](run, state, cfg.out, params)
+    return state

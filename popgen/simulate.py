@@ -81,9 +81,11 @@ GENOME_LENGTH = 3_000_000_000
 MAX_CONTIG_LENGTH = 2_000_000_000
 #: length of one independently simulated msprime block (bp)
 BLOCK_LENGTH = 100_000
-#: target number of SNPs per block, and most blocks in a cohort
+#: target number of SNPs per block; at most MAX_BLOCKS blocks, and at most
+#: BLOCK_HAPLOTYPES / (2 * founders) (an msprime call costs ~7 us per haplotype)
 BLOCK_SNPS = 20
 MAX_BLOCKS = 1000
+BLOCK_HAPLOTYPES = 4_000_000
 #: array-like ascertainment: this fraction of the SNPs has MAF >= COMMON_MAF
 COMMON_FRACTION = 0.85
 COMMON_MAF = 0.05
@@ -637,7 +639,8 @@ class _Genome:
 
         self.contig_length = int(min(GENOME_LENGTH // n_contigs, MAX_CONTIG_LENGTH))
         self.per_contig = [n_variants // n_contigs + (c < n_variants % n_contigs) for c in range(n_contigs)]
-        n_blocks = min(MAX_BLOCKS, max(n_contigs, -(-n_variants // BLOCK_SNPS)))
+        n_blocks = min(-(-n_variants // BLOCK_SNPS), MAX_BLOCKS, BLOCK_HAPLOTYPES // n_haps)
+        n_blocks = max(n_blocks, n_contigs)
         self.n_blocks = [max(1, min(n_c, round(n_blocks * n_c / n_variants))) for n_c in self.per_contig]
         self.demography = demography
         self.samples = [msprime.SampleSet(int(n), population=name, ploidy=2)
@@ -654,9 +657,9 @@ class _Genome:
             yield int(k * slot + rng.uniform(0.0, room)), n_c // b_c + (k < n_c % b_c)
 
     def block_length(self, c) -> int:
-        """At least BLOCK_LENGTH, and long enough for ~10x the largest quota of contig ``c`` at 1e-8."""
+        """At least BLOCK_LENGTH, and long enough for ~4x the largest quota of contig ``c`` at 1e-8."""
         quota = -(-self.per_contig[c] // self.n_blocks[c])
-        return int(max(BLOCK_LENGTH, np.ceil(10 * quota / (4.0 * NE * MUTATION_RATE * self.harmonic))))
+        return int(max(BLOCK_LENGTH, np.ceil(4 * quota / (4.0 * NE * MUTATION_RATE * self.harmonic))))
 
     def ancestry(self, c, rng):
         """Yield the ancestry tree sequences of the blocks of contig ``c`` (msprime replicates)."""
@@ -801,11 +804,12 @@ class _Filler:
 
     def __init__(self, ped, segments, founder_cols, col, alt_count, alt_total, row):
         self.alt_count, self.alt_total, self.row = alt_count, alt_total, row
-        direct = [i for i in range(ped.n) if ped.sampled[i] and ped.father[i] < 0]  # founders and duplicates
-        source = [i if ped.clone_of[i] < 0 else ped.clone_of[i] for i in direct]
-        self.direct_cols = np.array([col[i] for i in direct], dtype=np.int64)
-        self.h0 = np.array([founder_cols[i][0] for i in source], dtype=np.int64)
-        self.h1 = np.array([founder_cols[i][1] for i in source], dtype=np.int64)
+        # output column -> founder haplotype columns (founders and their duplicates); 0 for children
+        self.c0 = np.zeros(len(col), dtype=np.int64)
+        self.c1 = np.zeros(len(col), dtype=np.int64)
+        for i in range(ped.n):
+            if ped.sampled[i] and ped.father[i] < 0:
+                self.c0[col[i]], self.c1[col[i]] = founder_cols[i if ped.clone_of[i] < 0 else ped.clone_of[i]]
         mosaic = [i for i in range(ped.n) if ped.sampled[i] and ped.father[i] >= 0]  # gene-dropped children
         self.mosaic_cols = np.array([col[i] for i in mosaic], dtype=np.int64)
         self.mosaic_haps = [h for i in mosaic for h in segments[i]]
@@ -826,7 +830,8 @@ class _Filler:
         self.buffer, self.buffered = [], 0
         rows = slice(self.row, self.row + len(pos0))
         out = self.alt_count[rows]
-        out[:, self.direct_cols] = h[:, self.h0] + h[:, self.h1]
+        np.take(h, self.c0, axis=1, out=out, mode="clip")  # whole rows, in output order: fast
+        np.add(out, np.take(h, self.c1, axis=1, mode="clip"), out=out)
         if self.mosaic_haps:
             labels = np.stack([_label_at(hap, pos0) for hap in self.mosaic_haps], axis=1)  # (rows, 2 * n_mosaic)
             g = np.take_along_axis(h, labels, axis=1)

@@ -140,3 +140,10 @@ def read_sample_list(path, ds):
     if ids and not mask.any():
         raise PopgenError(f"none of the {len(ids)} sample IDs are in the cohort", path)
     return mask
+
+
+def read_id_list(path) -> set[str]:
+    """IDs listed one per line (first column; a ``#`` header line is skipped), e.g. ``--extract`` files."""
+    path = Path(path)
+    rows = _read_lines(path)
+    return {r[0] for r in rows if not r[0].startswith("#")}

@@ -25,3 +25,9 @@ P2=(plink2 --threads 2 --silent --bfile "$EX")
 "${P2[@]}" --mind 0.011 --geno 0.02 --hwe 1e-3 --maf 0.05 --write-snplist --make-just-fam \
   --out "$REF/example.filtered"
 rm -f "$REF"/*.log
+
+# PCA on the example (all variants): exact with PLINK 2's default missing-call
+# handling, and with mean imputation (what the randomized solver uses)
+"${P2[@]}" --pca 10 --out "$REF/example.pca"
+"${P2[@]}" --pca 10 meanimpute --out "$REF/example.pca.meanimpute"
+rm -f "$REF"/*.log
