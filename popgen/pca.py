@@ -286,7 +286,7 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
 def _exact(alt, af, k, missing, n_variants, compute):
     import dask.array as da
 
-    from popgen.backend import namespace, to_cpu
+    from popgen.backend import is_cupy, namespace, to_cpu
 
     xp = namespace(alt)
     p = da.from_array(af, chunks=(alt.chunks[0],))
@@ -308,16 +308,14 @@ def _exact(alt, af, k, missing, n_variants, compute):
     else:
         kmat = g / n_variants
     kmat = (kmat + kmat.T) / 2
-    if namespace(kmat).__name__.startswith("numpy") or not hasattr(kmat, "device"):
+    if is_cupy(kmat):  # full decomposition on the device; only k vectors come back
+        values, vectors = namespace(kmat).linalg.eigh(kmat)
+        values, vectors = to_cpu(values[-k:]), to_cpu(vectors[:, -k:])
+    else:
         import scipy.linalg
 
-        kmat = np.asarray(kmat)
         n = kmat.shape[0]
-        values, vectors = scipy.linalg.eigh(kmat, subset_by_index=[n - k, n - 1], driver="evr")
-    else:  # CuPy: full decomposition on the device
-        kx = namespace(kmat)
-        values, vectors = kx.linalg.eigh(kmat)
-        values, vectors = to_cpu(values[-k:]), to_cpu(vectors[:, -k:])
+        values, vectors = scipy.linalg.eigh(np.asarray(kmat), subset_by_index=[n - k, n - 1], driver="evr")
     order = np.argsort(values)[::-1]
     return np.asarray(vectors)[:, order], np.asarray(values)[order]
 
@@ -456,8 +454,7 @@ def project(ds, reference: Reference, *, compute=None):
     if len(di) == 0:
         raise PopgenError("no variant of the cohort matches the reference PCA (by ID and alleles)")
     sub = ds.isel(variants=di)
-    alt = _pass_chunks(alt_allele_count(sub), sub.sizes["samples"])
-    alt = alt.rechunk({1: alt.chunks[1][0]})
+    alt = alt_allele_count(sub)
     chunks = (alt.chunks[0],)
     xp = namespace(alt)
     k = reference.loadings.shape[1]

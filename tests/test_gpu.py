@@ -64,3 +64,21 @@ def test_local_cuda_cluster_equals_in_process(tmp_path):
     assert main(["qc", "--bfile", str(EXAMPLE), "--out", str(tmp_path / "b"), "--device", "cpu",
                  "--cluster", "none"]) == 0
     assert (tmp_path / "a.afreq").read_bytes() == (tmp_path / "b.afreq").read_bytes()
+
+
+@pytest.mark.parametrize("solver", ["exact", "randomized"])
+def test_pca_on_device_equals_cpu(solver):
+    from popgen import pca
+    from popgen.genotypes import founder_mask
+    from popgen.io.plink import read_plink
+
+    res = {}
+    for device in ("cpu", "gpu"):
+        ds = read_plink(EXAMPLE, chunks=(1300, 256), device=device)
+        res[device] = pca.pca(ds, n_components=10, solver=solver, samples=founder_mask(ds), seed=3)
+        scores, _ = pca.project(ds, pca.reference_from_result(ds, res[device]))
+        res[device + "_proj"] = scores
+    np.testing.assert_allclose(res["gpu"].eigenvalues, res["cpu"].eigenvalues, rtol=1e-5)
+    np.testing.assert_allclose(res["gpu"].eigenvectors, res["cpu"].eigenvectors, atol=1e-4)
+    np.testing.assert_allclose(res["gpu"].loadings, res["cpu"].loadings, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(res["gpu_proj"], res["cpu_proj"], atol=1e-4)
