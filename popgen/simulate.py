@@ -14,27 +14,36 @@ The model, in the order it is simulated:
    POP2, about 0.07 between POP3 and the others; the top two PCs separate the
    three populations at 600 samples x 5,000 variants).  Population sizes in
    the sample are unequal (weights ``1 / (1 + i/4)``).
-2. **Sites.**  Each contig is simulated independently with recombination and
-   mutation rates of 1e-8 per bp per generation (JC69 nucleotides), with a
-   length chosen so that the expected number of segregating sites,
-   ``4 Ne mu L a(2n)``, exceeds the contig's share of ``n_variants``.  Sites
-   with one mutation (biallelic SNPs) are kept, and exactly the contig's share
-   is drawn from them at random (positions stay sorted).  REF is the ancestral
-   allele, ALT the derived one.
+2. **Genome and sites.**  The contigs share a pseudo-genome of
+   :data:`GENOME_LENGTH` (3 Gb, at most 2 Gb per contig so that positions fit
+   a .bim file) at 1e-8 recombination per bp per generation: 1 cM per Mb, 30
+   Morgans in all, like a human genome.  Simulating 3 Gb with msprime would
+   take hours, so each contig is built, like a genotyping array, from
+   independently simulated blocks of :data:`BLOCK_LENGTH` (100 kb, longer for
+   big quotas), one per evenly spaced slot along the contig, about
+   :data:`BLOCK_SNPS` SNPs per block (fewer, bigger blocks for large cohorts):
+   LD is realistic within a block and absent between blocks.  Each block has
+   recombination 1e-8 and JC69 mutations at 1e-8, thinned at random to about
+   four times the block's quota (a random subset of sites is the same as a
+   lower rate).  Sites with one mutation (biallelic SNPs, REF ancestral, ALT
+   derived) are ascertained like an array: :data:`COMMON_FRACTION` (85 %)
+   with MAF >= 0.05 in the simulated founders, the rest rarer; exactly
+   ``n_variants`` in all, split evenly across contigs, positions sorted.  A
+   genome built from one long msprime contig per chromosome at the density of
+   ``n_variants`` (a few Mb for 5,000 SNPs) has so few independent genealogies
+   that KING kinship of unrelated pairs scatters with sd ~0.1; with the blocks
+   it is ~0.025.
 3. **Relatives** (gene dropping).  About ``relative_fraction * n_samples`` of
    the sampled individuals belong to small pedigrees whose founders are
    msprime individuals of one population: one duplicate (MZ twin) pair, then
    repeated trios (two parent-offspring pairs), full-sibling pairs,
    half-sibling pairs, grandparent-grandchild pairs and avuncular pairs.
    Founders that are only parents of sampled relatives are simulated but not
-   sampled.  Each child receives one recombinant haplotype from each parent;
-   crossovers are a Poisson process along each contig.  The meiosis map is
-   :data:`MEIOSIS_MORGANS` (35 M, a human autosomal genome) shared among the
-   contigs in proportion to their length, so the contigs together stand for a
-   whole genome at array density and relatives' realised kinship scatters
-   around its expectation as much as real relatives' does (full siblings: sd
-   about 0.02).  At the msprime rate a simulated contig is under a centimorgan
-   long, and with no crossovers siblings would share whole contigs or nothing.
+   sampled.  Each child receives one recombinant haplotype from each parent,
+   with crossovers a Poisson process at 1e-8 per bp along each contig (the map
+   of ``cm_position``), so relatives' realised kinship scatters around its
+   expectation as much as real relatives' does (full siblings: sd about 0.02);
+   ``truth["relatives"]`` has both.
 4. **Phenotypes.**  ``n_causal`` variants with minor allele frequency >= 0.05
    get standardised normal effects, scaled so that the genetic value has
    variance ``h2`` and the noise ``1 - h2``; SEX, AGE and a population mean
@@ -117,8 +126,8 @@ class SimulatedCohort:
     ref, alt : ndarray, str, shape (n_variants,)
         Single-base REF (ancestral) and ALT (derived) alleles, ``ref != alt``.
     cm_position : ndarray, float64, shape (n_variants,)
-        Genetic position in cM at :data:`RECOMBINATION_RATE` (1 cM per Mb), the
-        scale of the LD in the data.
+        Genetic position in cM at :data:`RECOMBINATION_RATE` (1 cM per Mb): the
+        map of the simulated meioses and of the LD within blocks.
     family_id : ndarray, str, shape (n_samples,)
         PLINK FID: ``"FAM00001"``... shared by relatives, the IID otherwise.
     sample_id : ndarray, str, shape (n_samples,)
@@ -139,8 +148,9 @@ class SimulatedCohort:
         ``kinship``, ``degree`` and ``kinship_realized``, the IBD-based kinship
         of the simulated genotypes), ``causal_variants`` (variant_id,
         effect_qt, effect_bt per ALT allele), ``pedigree`` (iid, father,
-        mother, sampled for every simulated child), ``demography``,
-        ``meiosis_morgans`` and ``phenotype_model``.
+        mother, sampled for every simulated child; unsampled parents have IIDs
+        like ``"POP1_U000012"``), ``demography``, ``genome`` (layout) and
+        ``phenotype_model``.
     """
 
     alt_count: np.ndarray
@@ -187,7 +197,8 @@ def simulate_cohort(
     """Simulate a structured cohort with relatives, phenotypes and known truth.
 
     See the module docstring for the model.  600 samples x 5,000 variants take
-    well under a second; 10,000 x 100,000 take about half a minute and 1.5 GB.
+    about 3 s; 10,000 x 100,000 about 1.5 min and 1.3 GB (of which 1 GB is
+    ``alt_count``).
 
     Parameters
     ----------
@@ -273,6 +284,8 @@ def simulate_cohort(
             filler.add(geno, pos0[-1])
         filler.flush()
         pos0 = np.concatenate(pos0)
+        if np.any(np.diff(pos0) <= 0) or pos0[-1] >= genome.contig_length:  # pragma: no cover - blocks overlap
+            raise PopgenError(f"contig {c + 1}: simulated blocks overlap; use fewer variants per contig")
         for k, (a, b, *_rest) in enumerate(ped.pairs):
             realized[k] += _shared_ibd(segments[a], segments[b], pos0)
         contigs.append(np.full(len(pos0), str(c + 1)))
@@ -411,13 +424,13 @@ def _check_params(*, n_samples, n_variants, n_populations, n_contigs, missing_ra
 
 
 def _population_sizes(n_samples: int, k: int) -> list[int]:
-    """Unequal sample sizes per population (weights 1 / (1 + i/4)), summing to n_samples."""
+    """Unequal sample sizes per population (weights 1 / (1 + i/4)), at least 2 each, summing to n_samples."""
     w = 1.0 / (1.0 + 0.25 * np.arange(k))
-    raw = n_samples * w / w.sum()
+    raw = (n_samples - 2 * k) * w / w.sum()
     sizes = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - sizes))[: n_samples - sizes.sum()]:
+    for i in np.argsort(-(raw - sizes), kind="stable")[: n_samples - 2 * k - sizes.sum()]:
         sizes[i] += 1
-    return sizes.tolist()
+    return (sizes + 2).tolist()
 
 
 def _split_times(k: int) -> list[float]:

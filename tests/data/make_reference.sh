@@ -31,3 +31,13 @@ rm -f "$REF"/*.log
 "${P2[@]}" --pca 10 --out "$REF/example.pca"
 "${P2[@]}" --pca 10 meanimpute --out "$REF/example.pca.meanimpute"
 rm -f "$REF"/*.log
+
+# ---------------------------------------------------------------------------
+# 3. LD pruning (popgen.ld.ld_prune): --indep-pairwise keep lists (founders, as by
+#    default); tests/test_ld.py compares .prune.in byte for byte
+"${P2[@]}" --indep-pairwise 50 5 0.2 --out "$REF/example.ld_50_5_0.2"
+"${P2[@]}" --indep-pairwise 200 kb 1 0.5 --out "$REF/example.ld_200kb_1_0.5"
+"${P2[@]}" --indep-pairwise 100 10 0.1 --out "$REF/example.ld_100_10_0.1"
+# all samples (popgen: samples=None)
+"${P2[@]}" --indep-pairwise 50 5 0.2 --nonfounders --out "$REF/example.nonfounders.ld_50_5_0.2"
+rm -f "$REF"/*.prune.out "$REF"/*.log
