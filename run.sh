@@ -43,7 +43,7 @@ case "${1:-}" in
   example)
     setup ""
     "$VENV/bin/popgen" run configs/example.yaml "${@:2}"
-    echo "results: results/example/ (example.afreq .hardy .vmiss .smiss .het, filtered example.bed, example.log)"
+    echo "results in results/example/: QC reports (.afreq .hardy .vmiss .smiss .het), filtered cohort (.bed), LD prune lists, PCA (.eigenvec .eigenval .pca.png), example.log"
     ;;
   test)
     apt_install plink2
