@@ -117,7 +117,8 @@ def qc(**kwargs):
 @input_options
 @click.option("--indep-pairwise", "indep", nargs=3, required=True, metavar="WINDOW STEP R2",
               help="as plink2: window in variants (or '200kb'), step in variants, r^2 threshold")
-@click.option("--nonfounders", is_flag=True, help="use all samples, not only founders")
+@click.option("--nonfounders", is_flag=True,
+              help="tie-break allele frequencies from all samples (r^2 uses founders, as plink2)")
 @run_options
 def ld_prune(indep, **kwargs):
     """LD pruning (plink2 --indep-pairwise): writes OUT.prune.in and OUT.prune.out."""

@@ -134,8 +134,9 @@ class LDPruneParams(_Strict):
     window: Optional[int] = Field(None, ge=2, description="window size in variants")
     window_kb: Optional[float] = Field(None, gt=0, description="window size in kilobases")
     step: int = Field(1, ge=1, description="window step in variants")
-    r2: float = Field(0.2, gt=0, le=1, description="r^2 threshold")
-    nonfounders: bool = Field(False, description="use all samples, not only founders")
+    r2: float = Field(0.2, gt=0, lt=1, description="r^2 threshold")
+    nonfounders: bool = Field(False, description="allele frequencies for tie-breaks from all samples "
+                                                 "(r^2 always uses founders, as PLINK 2)")
 
     @model_validator(mode="after")
     def _window(self):
@@ -151,8 +152,13 @@ def ld_prune_step(run, state: State, out: str, params: LDPruneParams):
 
     with run.step("ld prune"):
         ds = state.ds
+        allele_frequency = None
+        if params.nonfounders:  # as plink2: r^2 on founders, tie-break frequencies from all samples
+            from popgen.qc import variant_stats
+
+            (allele_frequency,) = run.compute(variant_stats(ds, merge=False)["variant_allele_frequency"].data[:, 1])
         keep = ld_prune(ds, window=params.window, window_kb=params.window_kb, step=params.step, r2=params.r2,
-                        samples=None if params.nonfounders else founder_mask(ds),
+                        samples=founder_mask(ds), allele_frequency=allele_frequency,
                         compute=lambda *c: run.compute(*c, label="LD pruning"))
         write_prune_lists(out, ds, keep)
         run.wrote(f"{out}.prune.in")

@@ -18,6 +18,12 @@ variant_id                 (variants,)                  O/U/S variant identifier
 sample_id                  (samples,)                   O/U/S sample identifier (PLINK IID)
 =========================  ==========================  =====  ==============================================
 
+``call_alt_count`` (variants, samples) int8 is an optional derived view: the
+ALT allele count per call, -1 missing.  The PLINK reader provides it (it is
+what the .bed decodes to), and :func:`popgen.genotypes.alt_allele_count`
+uses it when present instead of reducing ``call_genotype``; it must agree
+with ``call_genotype`` (drop it after editing ``call_genotype``).
+
 Optional, written by the PLINK reader and used by the writers when present:
 ``sample_family_id``, ``sample_paternal_id``, ``sample_maternal_id`` (str,
 "0" unknown), ``sample_sex`` (int8: 1 male, 2 female, 0 unknown),
@@ -44,6 +50,7 @@ SPECS = {
     for s in [
         Spec("call_genotype", ("variants", "samples", "ploidy"), "i", "allele index per haplotype, -1 missing"),
         Spec("call_genotype_mask", ("variants", "samples", "ploidy"), "b", "True where the call is missing"),
+        Spec("call_alt_count", ("variants", "samples"), "i", "ALT allele count, -1 missing (derived view)"),
         Spec("variant_contig", ("variants",), "iu", "index into contig_id"),
         Spec("contig_id", ("contigs",), "OUS", "contig names"),
         Spec("variant_position", ("variants",), "iu", "1-based position"),

@@ -114,6 +114,8 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
     xarray.Dataset
         ``call_genotype`` int8 (variants, samples, ploidy=2), -1 missing, Dask
         backed with NumPy or CuPy chunks; ``call_genotype_mask``;
+        ``call_alt_count`` int8 (variants, samples), the decoded ALT counts
+        ``call_genotype`` is derived from (statistics read it directly);
         ``variant_contig``/``contig_id``, ``variant_position``,
         ``variant_allele`` (REF = .bim A2, ALT = .bim A1), ``variant_id``,
         ``variant_cm_position``; ``sample_id`` (IID), ``sample_family_id``,
@@ -175,6 +177,7 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
         {
             "call_genotype": (("variants", "samples", "ploidy"), gt),
             "call_genotype_mask": (("variants", "samples", "ploidy"), gt < 0),
+            "call_alt_count": (("variants", "samples"), alt),
             "contig_id": (("contigs",), contig_id),
             "variant_contig": (("variants",), variant_contig),
             "variant_position": (("variants",), bim_df["POS"].to_numpy()),
