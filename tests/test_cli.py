@@ -141,3 +141,23 @@ def test_run_config(bfile, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (out.parent / "x.afreq").is_file() and (out.parent / "x.bed").is_file()
     assert np.loadtxt(out.parent / "x.afreq", usecols=4, skiprows=1).shape == (60,)
+
+
+def test_example_pipeline_runs(tmp_path):
+    """The quickstart's pipeline (configs/example.yaml) end to end, in-process scheduler."""
+    out = tmp_path / "ex" / "example"
+    assert main(["run", str(REPO / "configs" / "example.yaml"), "--cluster", "none", "--device", "cpu",
+                 "--out", str(out), "--no-progress"]) == 0
+    for ext in ("afreq", "hardy", "vmiss", "smiss", "het", "bed", "prune.in", "prune.out", "eigenvec", "eigenval",
+                "eigenvec.var", "pca.png", "log"):
+        assert (out.parent / f"example.{ext}").is_file(), ext
+    n_pruned = len((out.parent / "example.prune.in").read_text().split())
+    vec = np.loadtxt(out.parent / "example.eigenvec", skiprows=1, usecols=(2, 3))
+    pops = np.loadtxt(REPO / "popgen" / "data" / "example" / "example.pop", skiprows=1, usecols=2, dtype=str)
+    fam = np.loadtxt(out.parent / "example.fam", usecols=1, dtype=str)
+    all_ids = np.loadtxt(REPO / "popgen" / "data" / "example" / "example.pop", skiprows=1, usecols=1, dtype=str)
+    pops = dict(zip(all_ids, pops))
+    labels = np.array([pops[i] for i in fam])
+    # PC1 separates POP3 from the others
+    assert abs(vec[labels == "POP3", 0].mean() - vec[labels != "POP3", 0].mean()) > 5 * vec[:, 0].std() / 3
+    assert "ld prune" in (out.parent / "example.log").read_text() and n_pruned > 100
