@@ -165,6 +165,37 @@ def pca(n_pcs, indep, **kwargs):
     _run_step("pca", dict(kwargs, n_pcs=n_pcs), before=before)
 
 
+@cli.command(context_settings=CONTEXT)
+@input_options
+@click.option("--king-table-filter", type=float, default=None, metavar="T",
+              help="write only pairs with KINSHIP >= T (as plink2)")
+@click.option("--degree/--no-degree", default=True, help="trailing DEGREE column (0 duplicate .. 3, NA)")
+@click.option("--king-cutoff", type=float, default=None, metavar="T",
+              help="also write an unrelated set: OUT.king.cutoff.in.id / .out.id")
+@click.option("--method", type=click.Choice(["auto", "gemm", "popcount"]), default="auto", show_default=True,
+              help="pair-count kernel (auto: popcount on CPU, GEMM on GPU)")
+@run_options
+def king(**kwargs):
+    """KING-robust kinship (plink2 --make-king-table): OUT.kin0, streamed tile by tile.
+
+    Columns #FID1 IID1 FID2 IID2 NSNP HETHET IBS0 KINSHIP (as PLINK 2) and DEGREE.
+    --king-cutoff T keeps as many samples as possible with no pair above T.
+    """
+    _run_step("king", kwargs)
+
+
+@cli.command(context_settings=CONTEXT)
+@input_options
+@click.option("--shape", type=click.Choice(["square", "square0", "triangle"]), default="square", show_default=True)
+@click.option("--bin", "binary", flag_value="bin", default=False, help="binary float64 OUT.rel.bin")
+@click.option("--bin4", "binary", flag_value="bin4", help="binary float32 OUT.rel.bin")
+@click.option("--nonfounders", is_flag=True, help="frequencies from all samples, not only founders")
+@run_options
+def grm(**kwargs):
+    """Genomic relationship matrix (plink2 --make-rel): OUT.rel or OUT.rel.bin, and OUT.rel.id."""
+    _run_step("grm", kwargs)
+
+
 @cli.command("pca-project", context_settings=CONTEXT)
 @input_options
 @click.option("--ref", required=True, metavar="PREFIX", help="reference PCA written by popgen pca --out PREFIX")

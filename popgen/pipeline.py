@@ -27,11 +27,13 @@ class _Strict(BaseModel):
 @dataclasses.dataclass
 class State:
     """What steps pass on: ``ds`` the cohort (after QC filters), ``ld_keep``
-    the LD-pruned variants of ``ds`` (bool mask), ``pca`` the fitted PCA."""
+    the LD-pruned variants of ``ds`` (bool mask), ``unrelated`` the samples of
+    an unrelated set (bool mask), ``pca`` the fitted PCA."""
 
     ds: Any
     ld_keep: Any = None
     pca: Any = None
+    unrelated: Any = None
 
     @property
     def pruned(self):
@@ -166,6 +168,71 @@ def ld_prune_step(run, state: State, out: str, params: LDPruneParams):
         state.ld_keep = keep
 
 
+# ---------------------------------------------------------------- relatedness steps
+
+class KingParams(_Strict):
+    """``plink2 --make-king-table [--king-table-filter T] [--king-cutoff T]``."""
+
+    king_table_filter: Optional[float] = Field(0.0442, le=0.5, description="write pairs with KINSHIP >= T only "
+                                               "(default: 3rd degree); null writes every pair")
+    degree: bool = Field(True, description="add a trailing DEGREE column (0 duplicate/MZ .. 3, NA unrelated)")
+    king_cutoff: Optional[float] = Field(None, ge=0, lt=0.5, description="write an unrelated set with no pair "
+                                         "above T (OUT.king.cutoff.in.id/.out.id); later steps (PCA) use it")
+    method: Literal["auto", "gemm", "popcount"] = Field("auto", description="count kernel")
+
+
+def king_step(run, state: State, out: str, params: KingParams):
+    """Write OUT.kin0 (KING-robust kinship, degrees) and, with king_cutoff, the unrelated set."""
+    import numpy as np
+
+    from popgen import relatedness
+
+    ds = state.ds
+    compute = lambda *c: run.compute(*c, label="KING")  # noqa: E731
+    with run.step("king"):
+        if ds.sizes["samples"] < 2:
+            raise PopgenError("KING needs at least 2 samples")
+        info = relatedness.write_king_table(out, ds, king_table_filter=params.king_table_filter,
+                                            degree_column=params.degree, method=params.method, compute=compute)
+        run.wrote(info["path"])
+        log.info("KING: %d pairs written (filter %s)", info["n_pairs"], params.king_table_filter)
+        if params.king_cutoff is not None:
+            pairs = relatedness.related_pairs(ds, params.king_cutoff, method=params.method, compute=compute)
+            degrees = relatedness.degree(pairs.kinship)
+            for d, name in ((0, "duplicate/MZ"), (1, "1st degree"), (2, "2nd degree"), (3, "3rd degree")):
+                log.info("  %s pairs: %d", name, int((degrees == d).sum()))
+            keep = relatedness.king_cutoff(pairs, ds.sizes["samples"], params.king_cutoff)
+            greedy = relatedness.plink2_king_cutoff(pairs, ds.sizes["samples"], params.king_cutoff)
+            log.info("--king-cutoff %g: %d samples kept (PLINK 2's greedy keeps %d), %d removed",
+                     params.king_cutoff, keep.sum(), greedy.sum(), (~keep).sum())
+            for path in relatedness.write_king_cutoff(out, ds, keep):
+                run.wrote(path)
+            state.unrelated = np.asarray(keep, dtype=bool)
+
+
+class GRMParams(_Strict):
+    """``plink2 --make-rel [square|square0|triangle] [bin|bin4]``."""
+
+    shape: Literal["square", "square0", "triangle"] = "square"
+    binary: Literal[False, True, "bin", "bin4"] = False
+    nonfounders: bool = Field(False, description="frequencies from all samples, not only founders")
+
+
+def grm_step(run, state: State, out: str, params: GRMParams):
+    """Write OUT.rel (or OUT.rel.bin) and OUT.rel.id, one row panel at a time."""
+    from popgen import relatedness
+    from popgen.genotypes import founder_mask
+
+    ds = state.ds
+    compute = lambda *c: run.compute(*c, label="GRM")  # noqa: E731
+    with run.step("grm"):
+        if ds.sizes["samples"] < 2:
+            raise PopgenError("a GRM needs at least 2 samples")
+        k = relatedness.grm(ds, samples=None if params.nonfounders else founder_mask(ds), compute=compute)
+        for path in relatedness.write_grm(out, ds, k, shape=params.shape, binary=params.binary, compute=compute):
+            run.wrote(path)
+
+
 # ---------------------------------------------------------------- PCA step
 
 class PCAParams(_Strict):
@@ -188,15 +255,27 @@ def pca_step(run, state: State, out: str, params: PCAParams):
     from popgen import pca
     from popgen.genotypes import founder_mask
 
+    import numpy as np
+
     ds = state.pruned
+    fit_ds = ds if state.unrelated is None else ds.isel(samples=np.flatnonzero(state.unrelated))
+    compute = lambda *c: run.compute(*c, label="PCA")  # noqa: E731
     with run.step("pca"):
-        log.info("PCA: %d samples, %d variants, %d PCs, %s solver", ds.sizes["samples"], ds.sizes["variants"],
+        log.info("PCA: %d samples, %d variants, %d PCs, %s solver", fit_ds.sizes["samples"], ds.sizes["variants"],
                  params.n_pcs, "randomized" if params.approx else "exact")
-        result = pca.pca(ds, n_components=params.n_pcs, solver="randomized" if params.approx else "exact",
-                         missing=params.missing, samples=None if params.nonfounders else founder_mask(ds),
-                         n_iter=params.n_iter, seed=params.seed,
-                         compute=lambda *c: run.compute(*c, label="PCA"))
-        for path in pca.write_pca(out, ds, result):
+        result = pca.pca(fit_ds, n_components=params.n_pcs, solver="randomized" if params.approx else "exact",
+                         missing=params.missing, samples=None if params.nonfounders else founder_mask(fit_ds),
+                         n_iter=params.n_iter, seed=params.seed, compute=compute)
+        paths = pca.write_pca(out, fit_ds, result)
+        if state.unrelated is not None and not state.unrelated.all():
+            # PCs of every sample: the unrelated set's own, and the relatives projected onto them
+            scores, _ = pca.project(ds, pca.reference_from_result(fit_ds, result), compute=compute)
+            scores[state.unrelated] = result.eigenvectors
+            pca.write_projection(out, ds, scores)
+            log.info("PCA fitted on %d unrelated samples; %d relatives projected onto it",
+                     state.unrelated.sum(), (~state.unrelated).sum())
+            result = dataclasses.replace(result, eigenvectors=scores)
+        for path in paths:
             run.wrote(path)
         log.info("eigenvalues: %s", " ".join(f"{v:.4g}" for v in result.eigenvalues))
         if params.plot:
@@ -254,6 +333,8 @@ def sample_labels(ds, path=None):
 STEPS = {
     "qc": (QCParams, qc_step),
     "ld_prune": (LDPruneParams, ld_prune_step),
+    "king": (KingParams, king_step),
+    "grm": (GRMParams, grm_step),
     "pca": (PCAParams, pca_step),
     "pca_project": (ProjectParams, pca_project_step),
 }

@@ -1,0 +1,907 @@
+"""Relatedness: genomic relationship matrix, KING-robust kinship, degrees and
+unrelated sets, as PLINK 2 computes them, on CPU or GPU.
+
+GRM (``plink2 --make-rel``)
+    Variance-standardized relationship matrix, as for ``--pca``: with ALT
+    allele frequencies ``p`` (PLINK 2 uses founders',
+    :func:`popgen.genotypes.founder_mask`)::
+
+        x_vi = (g_vi - 2 p_v) / sqrt(2 p_v (1 - p_v))     0 if missing or monomorphic
+        K_ij = sum_v x_vi x_vj / C_ij                      C_ij = variants called in both
+
+    ``C_ij`` counts every autosomal variant called in both samples
+    (monomorphic ones included), the diagonal too (``K_ii = sum_v x_vi^2 / C_ii``).
+    Equal to ``plink2 --make-rel square bin`` to 1e-13 on the bundled example.
+
+KING-robust kinship (``plink2 --make-king-table``; Manichaikul et al. 2010)
+    Over the autosomal variants called in both samples of a pair, with
+    ``HET1``/``HET2`` the heterozygous calls of the first/second sample::
+
+        KINSHIP = 1/2 - (4 IBS0 + HET1 + HET2 - 2 HETHET) / (4 min(HET1, HET2))
+
+    KING's between-family estimator (PLINK 2 uses it for every pair; it is
+    not ``(HETHET - 2 IBS0) / (HET1 + HET2)``, KING's within-family form).
+    It needs no allele frequencies, so all samples and all autosomal
+    variants are used (monomorphic ones add nothing but NSNP).  ``O.kin0``
+    has ``#FID1 IID1 FID2 IID2 NSNP HETHET IBS0 KINSHIP`` with HETHET and IBS0
+    as proportions of NSNP, one row per pair ``(i, j)`` with ``j < i`` in
+    sample order, rows ordered by ``i`` then ``j`` (PLINK 2's lower-triangle
+    order).  ``--king-table-filter T`` keeps rows with ``not KINSHIP < T``
+    (``>= T``; PLINK 2 accepts ``T <= 0.5``).  A pair without heterozygous calls
+    has KINSHIP ``-inf`` (or ``nan``), printed as PLINK 2 does.
+
+    PLINK 2 (v2.00a3.5; the code is unchanged in its current source)
+    over-counts NSNP: on "sparse" variants (at most ``floor(N/33)`` samples
+    off the homozygous REF genotype, or else off homozygous ALT; ``N/30`` in
+    non-AVX2 builds) a pair with one sample missing and the other carrying
+    the rare homozygote is counted as called in both.  popgen reports the
+    true count; KINSHIP, and the HETHET and IBS0 counts, are unaffected (on
+    the example the difference is exactly that pair count: 1 variant on 109
+    of the 179,700 pairs, so NSNP and the HETHET/IBS0 proportions of those
+    rows differ slightly).
+
+Degrees (KING's inference criteria)
+    ``> 0.354`` duplicate/MZ twin (0), ``(0.177, 0.354]`` first (1),
+    ``(0.0884, 0.177]`` second (2), ``(0.0442, 0.0884]`` third degree (3),
+    else unrelated (-1; ``NA`` in files).  ``O.kin0`` gets them as an optional
+    trailing ``DEGREE`` column, after PLINK 2's columns, so scripts reading
+    PLINK 2's ``.kin0`` by column name or position keep working (KING's own
+    ``.kin0`` likewise ends with its ``InfType`` column).
+
+Unrelated set (``plink2 --king-cutoff T``)
+    Remove samples until no remaining pair has KINSHIP ``> T``, keeping as
+    many as possible: a maximum independent set of the graph of related
+    pairs, solved per connected component: exactly (branch and bound) for
+    small components, otherwise by iterated local search (Andrade, Resende &
+    Werneck 2012) started from PLINK 2's own greedy (remove the partner of the
+    first degree-1 sample, else the first sample of maximum degree), so the
+    result never keeps fewer samples than PLINK 2.
+
+Tiled computation and memory
+    The N x N pair space is never in memory.  Genotypes are cut into sample
+    tiles of ``T`` samples and variant chunks of ``v`` variants; a task
+    computes the counts of one (tile i, tile j, chunk c) and the chunks of a
+    tile pair are summed (Dask).  Counts come from float32 GEMMs on 0/1
+    indicator matrices (exact: sums of 0/1 products below 2^24 per product,
+    int32 accumulation, exact below 2^31 variants), or from the bit-packed
+    AND + popcount kernel ``popgen.kernels`` ``king_counts`` (4 bits per
+    genotype, CUDA source beside it).  KING tables are written by row panels
+    (the ``T`` samples of tile ``i`` against tiles ``j <= i``): each tile is
+    reduced to its rows on the device that holds the genotypes (filter
+    applied there), only kept pairs come to the host, and a panel's rows are
+    written in PLINK 2's order as soon as it is complete.
+
+    Bytes per task (``v`` variants, ``T`` samples)::
+
+        genotypes        2 v T                  (int8, both tiles)
+        gemm method      16 r T + 60 T^2        (r = min(v, 4096) variants per product:
+                                                 float32 indicators, 5 float32 products,
+                                                 int32 counts)
+        popcount method  3 v T + 20 T^2         (packed planes v T / 2 per tile, packing
+                                                 temporaries, int32 counts)
+        sum over chunks  20 T^2 per partial     (int32, 5 counts)
+        panel on host    64 bytes per kept pair (unfiltered: 64 T N)
+
+    With the defaults (``T = 2048``, ``v = 8192``) a GEMM task needs about
+    0.4 GB and a popcount task 0.15 GB; a GRM task (float64 standardized
+    genotypes of ``r`` variants, int64 gather indices, float64 partials)
+    about ``24 r T + 32 T^2`` = 0.33 GB.  Unfiltered tables use a smaller
+    tile so a panel stays under 1 GiB (``T = 1 GiB / (64 N)``, 335 for
+    N = 50,000).  On a GPU the same bytes are device memory.
+
+    N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
+    bytes per row (IDs of 11 characters, as in the example) is ~100 GB; the
+    GRM as text (``square``, ~10 bytes per entry) 25 GB, ``triangle bin``
+    10 GB.  This machine (2 cores, 23 GiB RAM, ~75 GB free disk) holds every
+    task and panel above, but not an unfiltered 50,000-sample table on
+    disk: filter it (``king_table_filter``), as one does for kinship anyway.
+    Time: the popcount kernel takes ~5.4e-11 s per pair and variant on one
+    core here (float32 GEMMs 1.5e-10 s), so 50,000 samples x 100,000
+    variants are ~2 core-hours (about one hour on these 2 cores).
+
+References
+----------
+Manichaikul A et al. (2010) Robust relationship inference in genome-wide
+association studies. Bioinformatics 26:2867-2873.
+Andrade DV, Resende MGC, Werneck RF (2012) Fast local search for the maximum
+independent set problem. J Heuristics 18:525-547.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Iterator
+
+import numpy as np
+
+from popgen.errors import PopgenError
+
+log = logging.getLogger("popgen")
+
+#: rows of a KING counts array (also the kernel's output order)
+KING_COUNTS = ("NSNP", "HETHET", "IBS0", "HET1", "HET2")
+#: lower bounds (exclusive) of kinship for degree 0 (duplicate/MZ), 1, 2, 3 (KING)
+DEGREE_BOUNDS = (0.354, 0.177, 0.0884, 0.0442)
+DEGREE_NAMES = {0: "duplicate/MZ twin", 1: "1st degree", 2: "2nd degree", 3: "3rd degree", -1: "unrelated"}
+
+#: contig names PLINK 2 treats as non-autosomal (with or without a "chr" prefix)
+_NON_AUTOSOMES = frozenset({"X", "Y", "XY", "MT", "M", "23", "24", "25", "26"})
+#: variants per float32 indicator product in the GEMM tile
+_GEMM_ROWS = 4096
+#: default sample tile; smaller for unfiltered tables, see _table_tile
+_TILE = 2048
+#: host bytes a KING panel may hold when every pair is kept
+_PANEL_BYTES = 2**30
+#: bytes per pair in a panel on the host (indices, five counts, kinship)
+_PAIR_BYTES = 64
+#: components up to this size get an exact maximum independent set
+_EXACT_MAX = 40
+
+
+# ------------------------------------------------------------------ block math
+
+def king_gemm_tile(alt_i, alt_j, rows: int = _GEMM_ROWS):
+    """KING counts of one variant chunk and a pair of sample tiles, by GEMMs.
+
+    Parameters
+    ----------
+    alt_i, alt_j : array, int8, shape (v, s_i) and (v, s_j)
+        ALT allele counts, -1 missing (NumPy, CuPy or any Array-API array).
+    rows : int
+        Variants per product: bounds the float32 indicator temporaries.
+
+    Returns
+    -------
+    array, int32, shape (1, 5, s_i, s_j)
+        NSNP, HETHET, IBS0, HET1, HET2 (:data:`KING_COUNTS`):
+        ``O_i'O_j``, ``H_i'H_j``, ``R_i'A_j + A_i'R_j``, ``H_i'O_j``, ``O_i'H_j``
+        with O called, H heterozygous, R hom REF, A hom ALT 0/1 indicators.
+        Float32 products of 0/1 are exact below 2^24 terms (``rows``).
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(alt_i)
+    f32 = xp.float32
+
+    def mm(a, b):
+        return xp.matmul(xp.matrix_transpose(a), b)
+
+    acc = None
+    n = alt_i.shape[0]
+    for start in range(0, max(n, 1), rows):
+        stop = min(start + rows, n)
+        a, b = alt_i[start:stop, :], alt_j[start:stop, :]
+        oi, oj, hi, hj = (xp.astype(x, f32) for x in (a >= 0, b >= 0, a == 1, b == 1))
+        nsnp, hethet, het1, het2 = mm(oi, oj), mm(hi, hj), mm(hi, oj), mm(oi, hj)
+        del oi, oj, hi, hj
+        ibs0 = mm(xp.astype(a == 0, f32), xp.astype(b == 2, f32)) + mm(xp.astype(a == 2, f32), xp.astype(b == 0, f32))
+        part = xp.astype(xp.stack([nsnp, hethet, ibs0, het1, het2], axis=0), xp.int32)
+        acc = part if acc is None else acc + part
+    return acc[None, ...]
+
+
+def king_popcount_tile(planes_i, planes_j):
+    """KING counts of one variant chunk and a tile pair from packed planes: (1, 5, s_i, s_j) int32.
+
+    ``planes_*`` are :func:`popgen.kernels.king.pack_king_planes` blocks,
+    shape (s, 4, words); runs the registered ``king_counts`` kernel (numba on
+    NumPy arrays, CUDA on CuPy arrays).
+    """
+    from popgen import kernels
+
+    return kernels.get("king_counts")(planes_i, planes_j)[None, ...]
+
+
+def kinship_from_counts(hethet, ibs0, het1, het2):
+    """KING-robust between-family kinship, as PLINK 2 computes it.
+
+    ``1/2 - (4 IBS0 + HET1 + HET2 - 2 HETHET) / (4 min(HET1, HET2))`` in
+    float64 from exact integer sums (bit-identical to PLINK 2); ``-inf`` or
+    ``nan`` when a sample has no heterozygous call in the pair.
+
+    Parameters
+    ----------
+    hethet, ibs0, het1, het2 : array, int, same shape
+        Counts over the variants called in both samples (any namespace).
+
+    Returns
+    -------
+    array, float64, same shape
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(hethet)
+    i64, f64 = xp.int64, xp.float64
+    hethet, ibs0, het1, het2 = (xp.astype(x, i64) for x in (hethet, ibs0, het1, het2))
+    num = xp.astype(4 * ibs0 + het1 + het2 - 2 * hethet, f64)
+    den = xp.astype(4 * xp.minimum(het1, het2), f64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 0.5 - num / den
+
+
+def degree(kinship) -> np.ndarray:
+    """Relationship degree from KING-robust kinship (KING's criteria).
+
+    Parameters
+    ----------
+    kinship : array_like, float
+
+    Returns
+    -------
+    ndarray, int8, same shape
+        0 duplicate/MZ twin (``> 0.354``), 1 first (``> 0.177``), 2 second
+        (``> 0.0884``), 3 third degree (``> 0.0442``), -1 unrelated (and NaN).
+    """
+    k = np.asarray(kinship, dtype=np.float64)
+    out = np.full(k.shape, -1, dtype=np.int8)
+    for d, bound in reversed(list(enumerate(DEGREE_BOUNDS))):
+        out[k > bound] = d
+    return out
+
+
+def tile_pairs(counts, row0: int, col0: int, min_kinship=None):
+    """Reduce one tile of KING counts to its pairs, on the tile's device.
+
+    Parameters
+    ----------
+    counts : array, int, shape (5, s_i, s_j)
+        Counts of samples ``row0 ..`` against samples ``col0 ..``.
+    row0, col0 : int
+        Sample index of the tile's first row and column.
+    min_kinship : float, optional
+        Keep pairs with ``not KINSHIP < min_kinship`` (PLINK 2's
+        ``--king-table-filter``).
+
+    Returns
+    -------
+    KingPairs
+        Pairs ``(i, j)`` with ``j < i`` of the tile, in row-major order, on the host.
+    """
+    from popgen.backend import namespace, to_cpu
+
+    xp = namespace(counts)
+    s_i, s_j = counts.shape[1], counts.shape[2]
+    kin = kinship_from_counts(counts[1, ...], counts[2, ...], counts[3, ...], counts[4, ...])
+    rows = xp.reshape(xp.arange(row0, row0 + s_i, dtype=xp.int64), (s_i, 1))
+    cols = xp.reshape(xp.arange(col0, col0 + s_j, dtype=xp.int64), (1, s_j))
+    keep = cols < rows
+    if min_kinship is not None:
+        keep = keep & ~(kin < float(min_kinship))
+    flat = xp.reshape(keep, (-1,))
+    (idx,) = xp.nonzero(flat)
+    kept = xp.take(xp.reshape(counts, (5, -1)), idx, axis=1)
+    return KingPairs(
+        idx1=np.asarray(to_cpu(idx // s_j + row0), dtype=np.int64),
+        idx2=np.asarray(to_cpu(idx % s_j + col0), dtype=np.int64),
+        counts=np.asarray(to_cpu(xp.matrix_transpose(xp.astype(kept, xp.int64)))).reshape(-1, 5),
+        kinship=np.asarray(to_cpu(xp.take(xp.reshape(kin, (-1,)), idx)), dtype=np.float64),
+    )
+
+
+# ------------------------------------------------------------------ pairs
+
+@dataclasses.dataclass
+class KingPairs:
+    """Sample pairs with KING counts, in PLINK 2's ``.kin0`` order.
+
+    Attributes
+    ----------
+    idx1, idx2 : ndarray, int64, shape (pairs,)
+        Sample indices, ``idx2 < idx1`` (PLINK 2's ID1 is the later sample).
+    counts : ndarray, int64, shape (pairs, 5)
+        NSNP, HETHET, IBS0, HET1 (of ``idx1``), HET2 (of ``idx2``).
+    kinship : ndarray, float64, shape (pairs,)
+    """
+
+    idx1: np.ndarray
+    idx2: np.ndarray
+    counts: np.ndarray
+    kinship: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.idx1.shape[0])
+
+    @classmethod
+    def concat(cls, parts) -> "KingPairs":
+        parts = list(parts)
+        if not parts:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 5), np.int64), np.zeros(0))
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
+
+    def select(self, mask) -> "KingPairs":
+        return KingPairs(self.idx1[mask], self.idx2[mask], self.counts[mask], self.kinship[mask])
+
+    @property
+    def degree(self) -> np.ndarray:
+        return degree(self.kinship)
+
+
+# ------------------------------------------------------------------ variants and tiles
+
+def autosomal_variants(ds) -> np.ndarray:
+    """Variants on autosomes, as PLINK 2 restricts ``--make-rel`` and ``--make-king``.
+
+    X, Y, XY, MT (and their numeric codes 23-26), with or without a ``chr``
+    prefix, are not autosomal; other contigs (including unplaced and
+    non-human names) are.
+
+    Returns
+    -------
+    ndarray, bool, shape (variants,)
+    """
+    from popgen.io.reports import _str
+
+    contigs = _str(ds["contig_id"].values) if "contig_id" in ds else np.array(ds.attrs["contigs"], dtype=object)
+    names = [str(c).upper() for c in contigs.tolist()]
+    names = [c[3:] if c.startswith("CHR") else c for c in names]
+    auto = np.array([c not in _NON_AUTOSOMES for c in names], dtype=bool)
+    return auto[np.asarray(ds["variant_contig"].values)] if len(auto) else np.zeros(ds.sizes["variants"], bool)
+
+
+def _check_cohort(ds, what: str):
+    n = ds.sizes["samples"]
+    if n < 2:
+        raise PopgenError(f"{what} needs at least 2 samples; the cohort has {n}")
+
+
+def _autosomal_subset(ds, what: str):
+    auto = autosomal_variants(ds)
+    if not auto.any():
+        raise PopgenError(f"{what}: no autosomal variants (X, Y, XY and MT are excluded, as in PLINK 2)")
+    if not auto.all():
+        log.info("%s: excluding %d variants on non-autosomes", what, int((~auto).sum()))
+        ds = ds.isel(variants=np.flatnonzero(auto))
+    return ds
+
+
+def _tile(tile, n_samples: int) -> int:
+    tile = _TILE if tile is None else int(tile)
+    if tile < 1:
+        raise PopgenError(f"tile size must be at least 1, got {tile}")
+    return min(tile, n_samples)
+
+
+def _table_tile(tile, n_samples: int, filtered: bool) -> int:
+    """Tile of a KING table: unfiltered panels (tile x N pairs on the host) stay under 1 GiB."""
+    if tile is None and not filtered:
+        tile = max(64, min(_TILE, _PANEL_BYTES // (_PAIR_BYTES * max(n_samples, 1))))
+    return _tile(tile, n_samples)
+
+
+def _pair_alt(ds, tile, what):
+    """Autosomal ALT counts, chunked (variant chunks, sample tiles)."""
+    from popgen.genotypes import alt_allele_count
+
+    _check_cohort(ds, what)
+    sub = _autosomal_subset(ds, what)
+    alt = alt_allele_count(sub)
+    return alt.rechunk({1: _tile(tile, alt.shape[1])}), sub
+
+
+# ------------------------------------------------------------------ GRM
+
+def grm_tile(alt_i, alt_j, alt_freq, dtype=None, rows: int = _GEMM_ROWS):
+    """One variant chunk's share of the GRM for a pair of sample tiles.
+
+    Parameters
+    ----------
+    alt_i, alt_j : array, int8, shape (v, s_i) and (v, s_j)
+        ALT allele counts, -1 missing.
+    alt_freq : array, float, shape (v,)
+        Frequencies standardizing the genotypes (:func:`popgen.pca.standardize_block`).
+    dtype : float dtype of the namespace, optional
+        Of the standardized genotypes and their product (default float64).
+    rows : int
+        Variants per product (bounds the temporaries).
+
+    Returns
+    -------
+    array, float64, shape (1, 2, s_i, s_j)
+        ``X_i' X_j`` and ``O_i' O_j`` (variants called in both; float32 GEMM,
+        exact below 2^24 variants per chunk).
+    """
+    from popgen.backend import namespace
+    from popgen.pca import standardize_block
+
+    xp = namespace(alt_i)
+    dtype = dtype or xp.float64
+    p = xp.asarray(alt_freq, dtype=xp.float64)
+    gram = called = None
+    n = alt_i.shape[0]
+    for start in range(0, max(n, 1), rows):
+        stop = min(start + rows, n)
+        a, b, f = alt_i[start:stop, :], alt_j[start:stop, :], p[start:stop]
+        xi, xj = standardize_block(a, f, dtype), standardize_block(b, f, dtype)
+        g = xp.astype(xp.matmul(xp.matrix_transpose(xi), xj), xp.float64)
+        del xi, xj
+        oi, oj = xp.astype(a >= 0, xp.float32), xp.astype(b >= 0, xp.float32)
+        c = xp.astype(xp.matmul(xp.matrix_transpose(oi), oj), xp.float64)
+        gram, called = (g, c) if gram is None else (gram + g, called + c)
+    return xp.stack([gram, called], axis=0)[None, ...]
+
+
+def grm(ds, *, samples=None, tile=None, dtype: str = "float64", compute=None):
+    """Variance-standardized genomic relationship matrix (``plink2 --make-rel``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Cohort with ``call_genotype``, Dask-chunked; NumPy or CuPy blocks.
+    samples : array_like of bool, shape (samples,), optional
+        Samples whose ALT allele frequencies standardize the genotypes
+        (PLINK 2: founders, :func:`popgen.genotypes.founder_mask`).  Default: all.
+    tile : int, optional
+        Samples per tile (default 2048).
+    dtype : {"float64", "float32"}
+        Precision of the standardized genotypes and their products.  float64
+        (default) equals PLINK 2 to 1e-13; float32 GEMMs are faster (on GPUs
+        without fast float64 much faster) but off by up to ~1.5e-6, which
+        changes the 6th printed digit of a quarter of the entries.
+    compute : callable, optional
+        ``compute(*collections) -> tuple``, used for the allele frequencies.
+
+    Returns
+    -------
+    dask.array.Array, float64, shape (samples, samples)
+        ``K_ij = sum_v x_vi x_vj / C_ij`` over autosomal variants (see the
+        module docstring), lazily tiled ``tile x tile`` on the genotypes'
+        device; NaN where two samples share no called variant.
+    """
+    import dask
+    import dask.array as da
+
+    from popgen import qc
+    from popgen.backend import namespace
+
+    if dtype not in ("float64", "float32"):
+        raise PopgenError(f"unknown GRM precision {dtype!r}: use float64 or float32")
+    compute = compute or dask.compute
+    alt, sub = _pair_alt(ds, tile, "GRM")
+    (af,) = compute(qc.variant_stats(sub, samples=samples, merge=False)["variant_allele_frequency"].data[:, 1])
+    af = np.asarray(af, dtype=np.float64)
+    if not ((af > 0) & (af < 1)).any():
+        raise PopgenError("GRM: every variant is monomorphic in the frequency samples")
+    xp = namespace(alt)
+    p = da.from_array(af, chunks=(alt.chunks[0],))
+    parts = da.blockwise(grm_tile, "ckij", alt, "ci", alt, "cj", p, "c", getattr(xp, dtype), None,
+                         new_axes={"k": 2}, adjust_chunks={"c": 1}, dtype=np.float64,
+                         meta=xp.empty((0, 0, 0, 0), dtype=xp.float64))
+    sums = parts.sum(axis=0)
+    return da.map_blocks(_ratio, sums[0], sums[1], dtype=np.float64, meta=xp.empty((0, 0), dtype=xp.float64))
+
+
+def _ratio(g, c):
+    from popgen.backend import namespace
+
+    xp = namespace(g)
+    ok = c > 0
+    return xp.where(ok, g / xp.where(ok, c, xp.asarray(1.0, dtype=c.dtype)), xp.asarray(float("nan"), dtype=g.dtype))
+
+
+def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=None) -> list[str]:
+    """Write a GRM as ``plink2 --make-rel`` does: ``O.rel`` or ``O.rel.bin``, and ``O.rel.id``.
+
+    Row blocks of ``K`` (one tile of rows at a time) are computed and
+    appended, so memory is one row panel (``tile x N``), never ``N x N``.
+
+    Parameters
+    ----------
+    prefix : str
+        Output prefix ``O``.
+    K : dask.array.Array, float, shape (samples, samples)
+        From :func:`grm`.
+    shape : {"square", "square0", "triangle"}
+        ``square``: the full matrix; ``square0``: zeros above the diagonal;
+        ``triangle``: row ``i`` holds ``K[i, :i + 1]`` (lower triangle with diagonal).
+    binary : bool or {"bin", "bin4"}
+        False: tab-separated text, 6 significant digits; True or ``"bin"``:
+        little-endian float64, rows concatenated (PLINK 2's ``bin``);
+        ``"bin4"``: float32.
+    compute : callable, optional
+
+    Returns
+    -------
+    list of str
+        Paths written.
+    """
+    import dask
+
+    from popgen.backend import to_cpu
+    from popgen.io.files import atomic_write
+    from popgen.io.reports import sample_columns, write_table
+
+    if shape not in ("square", "square0", "triangle"):
+        raise PopgenError(f"unknown GRM shape {shape!r}: use square, square0 or triangle")
+    if binary not in (False, True, "bin", "bin4"):
+        raise PopgenError(f"unknown GRM binary format {binary!r}: use bin or bin4")
+    compute = compute or dask.compute
+    n = K.shape[0]
+    dtype = np.dtype("<f4") if binary == "bin4" else np.dtype("<f8")  # little-endian, as PLINK 2
+    path = f"{prefix}.rel.bin" if binary else f"{prefix}.rel"
+    bounds = np.cumsum((0,) + K.chunks[0])
+    with atomic_write(path, "wb" if binary else "w") as f:
+        for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            stop = n if shape == "square" else r1
+            (panel,) = compute(K[r0:r1, :stop])
+            panel = np.asarray(to_cpu(panel), dtype=np.float64)
+            for k in range(r1 - r0):
+                row = panel[k] if shape == "square" else panel[k, :r0 + k + 1]
+                if binary:
+                    f.write(row.astype(dtype).tobytes())
+                    if shape == "square0":
+                        f.write(np.zeros(n - row.shape[0], dtype).tobytes())
+                else:
+                    text = "\t".join(fmt_plink2(row))
+                    if shape == "square0" and row.shape[0] < n:
+                        text += "\t0" * (n - row.shape[0])
+                    f.write(text + "\n")
+    write_table(f"{prefix}.rel.id", sample_columns(ds))
+    return [path, f"{prefix}.rel.id"]
+
+
+# ------------------------------------------------------------------ KING counts
+
+def _method(method: str, alt) -> str:
+    from popgen.backend import is_cupy
+
+    if method == "auto":
+        # CPU: the numba popcount kernel is 2-3x faster than OpenBLAS float32 GEMMs
+        # (5.3e-11 against 1.5e-10 s per pair and variant on one core, 2000 samples x
+        # 20,000 variants: 6 s against 19 s end to end on 2 cores);
+        # GPU: cuBLAS GEMMs, not measured against the CUDA popcount kernel (method="popcount")
+        return "gemm" if is_cupy(alt) else "popcount"
+    if method not in ("gemm", "popcount"):
+        raise PopgenError(f"unknown KING method {method!r}: use auto, gemm or popcount")
+    return method
+
+
+def king_counts(ds, *, tile=None, method: str = "auto"):
+    """KING-robust pair counts of every pair of samples, lazily tiled.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Cohort with ``call_genotype``, Dask-chunked; NumPy or CuPy blocks.
+        Only autosomal variants are used (as PLINK 2).
+    tile : int, optional
+        Samples per tile (default 2048).
+    method : {"auto", "gemm", "popcount"}
+        ``gemm``: float32 GEMMs on indicator matrices (:func:`king_gemm_tile`);
+        ``popcount``: the bit-packed ``king_counts`` kernel; ``auto``:
+        popcount on CPU, gemm on GPU.
+
+    Returns
+    -------
+    dask.array.Array, int32, shape (5, samples, samples)
+        NSNP, HETHET, IBS0, HET1, HET2 (:data:`KING_COUNTS`) of each ordered
+        pair ``(i, j)`` (HET1 of ``i``, HET2 of ``j``), chunked
+        ``(5, tile, tile)``; each block is the sum over variant chunks of one
+        tile pair, computed on the genotypes' device.
+    """
+    import dask.array as da
+
+    from popgen.backend import namespace
+
+    alt, _ = _pair_alt(ds, tile, "KING")
+    if alt.shape[0] >= 2**31:
+        raise PopgenError(f"KING: {alt.shape[0]} variants overflow the int32 counts")
+    method = _method(method, alt)
+    xp = namespace(alt)
+    meta = xp.empty((0, 0, 0, 0), dtype=xp.int32)
+    if method == "gemm":
+        parts = da.blockwise(king_gemm_tile, "cnij", alt, "ci", alt, "cj", new_axes={"n": 5},
+                             adjust_chunks={"c": 1}, dtype=np.int32, meta=meta)
+    else:
+        from popgen.kernels.king import pack_king_planes
+
+        planes = da.blockwise(pack_king_planes, "ipw", alt, "wi", new_axes={"p": 4},
+                              adjust_chunks={"w": lambda v: max(1, -(-v // 64))}, dtype=np.uint64,
+                              meta=xp.empty((0, 0, 0), dtype=xp.uint64))
+        parts = da.blockwise(king_popcount_tile, "wnij", planes, "ipw", planes, "jpw", new_axes={"n": 5},
+                             adjust_chunks={"w": 1}, dtype=np.int32, meta=meta, concatenate=True)
+    return parts.sum(axis=0, dtype=np.int32)
+
+
+def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", compute=None) -> Iterator[KingPairs]:
+    """KING pairs in PLINK 2's order, one row panel (tile of samples) at a time.
+
+    Panel ``I`` holds the pairs ``(i, j)``, ``j < i``, of the samples ``i``
+    of tile ``I``; its tiles ``(I, J <= I)`` are computed together on the
+    genotypes' device, reduced there to the pairs kept, and only those come
+    to the host.
+
+    Parameters
+    ----------
+    min_kinship : float, optional
+        Keep pairs with ``not KINSHIP < min_kinship`` (``--king-table-filter``).
+    tile, method :
+        As :func:`king_counts`; tile defaults to 2048 with a filter, and to
+        what keeps an unfiltered panel under 1 GiB without.
+    compute : callable, optional
+        ``compute(*collections) -> tuple``.
+
+    Yields
+    ------
+    KingPairs
+    """
+    import dask
+
+    compute = compute or dask.compute
+    n = ds.sizes["samples"]
+    _check_cohort(ds, "KING")
+    counts = king_counts(ds, tile=_table_tile(tile, n, min_kinship is not None), method=method)
+    bounds = np.cumsum((0,) + counts.chunks[1]).tolist()
+    for I in range(len(bounds) - 1):  # noqa: E741
+        r0, r1 = bounds[I], bounds[I + 1]
+        blocks = counts[:, r0:r1, :r1].to_delayed()
+        parts = [dask.delayed(tile_pairs)(blocks[0, 0, J], r0, bounds[J], min_kinship) for J in range(I + 1)]
+        panel = KingPairs.concat(compute(*parts))
+        order = np.argsort(panel.idx1, kind="stable")  # tiles are column ranges: (i, j) order
+        yield panel.select(order)
+
+
+def related_pairs(ds, threshold: float, *, tile=None, method: str = "auto", compute=None) -> KingPairs:
+    """All pairs with KINSHIP ``> threshold`` (the constraints of ``--king-cutoff``)."""
+    _check_cutoff(threshold)
+    parts = [p.select(p.kinship > threshold) for p in
+             iter_king_pairs(ds, min_kinship=threshold, tile=tile, method=method, compute=compute)]
+    return KingPairs.concat(parts)
+
+
+def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool = False, tile=None,
+                     method: str = "auto", compute=None) -> dict:
+    """Write ``O.kin0`` as ``plink2 --make-king-table [--king-table-filter T]``.
+
+    Rows are written panel by panel as the tiles finish (never all pairs in
+    memory); columns ``#FID1 IID1 FID2 IID2 NSNP HETHET IBS0 KINSHIP``
+    (``#IID1 IID2 ...`` without family IDs), HETHET and IBS0 as proportions of
+    NSNP, 6 significant digits; with ``degree_column`` a trailing ``DEGREE``
+    (0-3, ``NA`` unrelated).
+
+    Parameters
+    ----------
+    king_table_filter : float, optional
+        Write only pairs with ``KINSHIP >= T`` (``T <= 0.5``; PLINK 2 keeps
+        rows that are not below T).
+
+    Returns
+    -------
+    dict
+        ``path``, ``n_pairs`` (written), ``n_filtered`` (left out).
+    """
+    from popgen.io.files import atomic_write
+    from popgen.io.reports import sample_columns
+
+    if king_table_filter is not None:
+        t = float(king_table_filter)
+        if not np.isfinite(t) or t > 0.5:
+            raise PopgenError(f"--king-table-filter must be a number <= 0.5, got {king_table_filter!r}")
+    _check_cohort(ds, "KING")
+    ids = sample_columns(ds)
+    names = list(ids)
+    id_text = np.array(["\t".join(v) for v in zip(*(ids[c].astype(str).tolist() for c in names))], dtype=object)
+    header = ["#" + "\t".join(c.lstrip("#") + "1" for c in names), "\t".join(c.lstrip("#") + "2" for c in names)]
+    cols = header + ["NSNP", "HETHET", "IBS0", "KINSHIP"] + (["DEGREE"] if degree_column else [])
+    path = f"{prefix}.kin0"
+    n = ds.sizes["samples"]
+    written = 0
+    with atomic_write(path) as f:
+        f.write("\t".join(cols) + "\n")
+        for pairs in iter_king_pairs(ds, min_kinship=king_table_filter, tile=tile, method=method, compute=compute):
+            if len(pairs):
+                f.write("".join(_kin0_lines(pairs, id_text, degree_column)))
+            written += len(pairs)
+    return {"path": path, "n_pairs": written, "n_filtered": n * (n - 1) // 2 - written}
+
+
+def _kin0_lines(pairs: KingPairs, id_text, degree_column: bool) -> list[str]:
+    nsnp = pairs.counts[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recip = 1.0 / nsnp.astype(np.float64)  # PLINK 2 multiplies by the reciprocal
+        hethet = pairs.counts[:, 1] * recip
+        ibs0 = pairs.counts[:, 2] * recip
+    cols = [id_text[pairs.idx1].tolist(), id_text[pairs.idx2].tolist(), nsnp.tolist(),
+            fmt_plink2(hethet), fmt_plink2(ibs0), fmt_plink2(pairs.kinship)]
+    if degree_column:
+        cols.append(["NA" if d < 0 else str(d) for d in degree(pairs.kinship).tolist()])
+    return ["\t".join(map(str, row)) + "\n" for row in zip(*cols)]
+
+
+def fmt_plink2(x) -> list[str]:
+    """Numbers as PLINK 2 prints them: 6 significant digits, near-ties to even.
+
+    PLINK 2's ``dtoa_g`` rounds the 6th digit half-to-even within 5e-7 of a
+    tie (``kBankerRound6``), where ``%g`` rounds the exact binary value:
+    kinship 0.028906250000000022 (= 2412/5120 in float64) prints 0.0289062
+    there, 0.0289063 with ``%.6g``.  Non-finite values print as ``inf``,
+    ``-inf``, ``nan``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0)
+    a = np.abs(x[ok])
+    if a.size:
+        e = np.floor(np.log10(a))
+        scaled = a * 10.0 ** (5 - e)
+        low, high = scaled < 1e5, scaled >= 1e6  # log10 off by one at powers of ten
+        e = e - low + high
+        scaled = a * 10.0 ** (5 - e)
+        whole = np.floor(scaled)
+        up = (scaled - whole) + np.where(whole % 2 == 0, 0.4999995, 0.5000005) >= 1.0
+        out[ok] = np.sign(x[ok]) * (whole + up) * 10.0 ** (e - 5)
+    return [f"{v:.6g}" for v in out.tolist()]
+
+
+# ------------------------------------------------------------------ unrelated set
+
+def king_cutoff(pairs, n_samples: int, threshold: float, *, seed: int = 0, effort: int = 20) -> np.ndarray:
+    """A large set of samples without any pair of KINSHIP ``> threshold`` (``--king-cutoff``).
+
+    Maximum independent set of the graph whose edges are the related pairs,
+    per connected component: exact (branch and bound) up to 40 samples,
+    else iterated local search (ARW 2012: (1,2)-swaps with random
+    perturbation, ``effort x size`` iterations, seeded) started from PLINK
+    2's greedy, so never fewer samples than PLINK 2 keeps.
+
+    Parameters
+    ----------
+    pairs : KingPairs or tuple (idx1, idx2, kinship)
+        Pairs with their kinship (at least those above ``threshold``; e.g.
+        :func:`related_pairs`).
+    n_samples : int
+    threshold : float
+        In [0, 0.5), as PLINK 2 accepts.
+    seed, effort : int
+        Local search seed and iterations per sample of a component.
+
+    Returns
+    -------
+    ndarray, bool, shape (n_samples,)
+        Samples kept.
+    """
+    t = _check_cutoff(threshold)
+    if n_samples < 2:
+        raise PopgenError(f"--king-cutoff needs at least 2 samples; the cohort has {n_samples}")
+    if isinstance(pairs, KingPairs):
+        i, j, k = pairs.idx1, pairs.idx2, pairs.kinship
+    else:
+        i, j, k = (np.asarray(x) for x in pairs)
+    rel = np.asarray(k, dtype=np.float64) > t
+    i, j = np.asarray(i, dtype=np.int64)[rel], np.asarray(j, dtype=np.int64)[rel]
+    if ((i < 0) | (j < 0) | (i >= n_samples) | (j >= n_samples)).any():
+        raise PopgenError(f"sample index out of range for {n_samples} samples")
+    keep = np.ones(n_samples, dtype=bool)
+    if not len(i):
+        return keep
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    ok = i != j
+    g = sp.coo_matrix((np.ones(int(ok.sum()), np.int32), (i[ok], j[ok])), shape=(n_samples, n_samples)).tocsr()
+    g = (g + g.T).tocsr()  # symmetric; duplicate pairs only add up
+    g.sort_indices()
+    indptr, indices = g.indptr.astype(np.int64), g.indices.astype(np.int64)
+    n_comp, label = connected_components(g, directed=False)
+    sizes = np.bincount(label, minlength=n_comp)
+    order = np.argsort(label, kind="stable")  # members of each component, ascending
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    local = np.empty(n_samples, dtype=np.int64)
+    for c in np.flatnonzero(sizes > 1):
+        members = order[starts[c]:starts[c + 1]]  # ascending: PLINK 2's tie-breaking order
+        local[members] = np.arange(len(members))
+        rows = [indices[indptr[m]:indptr[m + 1]] for m in members.tolist()]
+        sub_indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        sub_indices = local[np.concatenate(rows)]  # sorted: local order follows sample order
+        keep[members] = _component_mis(sub_indptr, sub_indices, seed, effort)
+    return keep
+
+
+def _check_cutoff(threshold) -> float:
+    t = float(threshold)
+    if not (0.0 <= t < 0.5):
+        raise PopgenError(f"--king-cutoff threshold must be in [0, 0.5), got {threshold!r}")
+    return t
+
+
+def plink2_king_cutoff(pairs, n_samples: int, threshold: float) -> np.ndarray:
+    """PLINK 2's ``--king-cutoff`` greedy (for comparison): samples kept, bool (n_samples,)."""
+    import scipy.sparse as sp
+
+    i, j, k = (pairs.idx1, pairs.idx2, pairs.kinship) if isinstance(pairs, KingPairs) else pairs
+    rel = np.asarray(k) > threshold
+    i, j = np.asarray(i)[rel], np.asarray(j)[rel]
+    g = sp.coo_matrix((np.ones(len(i), np.int32), (i, j)), shape=(n_samples, n_samples)).tocsr()
+    g = (g + g.T).tocsr()
+    g.sort_indices()
+    return _greedy_plink2(g.indptr.astype(np.int64), g.indices.astype(np.int64))
+
+
+def _greedy_plink2(indptr, indices) -> np.ndarray:
+    """PLINK 2's KinshipPruneDestructive: while constraints remain, remove the partner of
+    the first degree-1 sample if there is one, else the first sample of maximum degree."""
+    n = len(indptr) - 1
+    deg = np.diff(indptr).astype(np.int64)
+    removed = np.zeros(n, dtype=bool)
+    while True:
+        ones = np.flatnonzero(deg == 1)
+        if len(ones):
+            v = ones[0]
+            nb = indices[indptr[v]:indptr[v + 1]]
+            prune = nb[~removed[nb]][0]
+        else:
+            prune = int(np.argmax(deg))
+            if deg[prune] == 0:
+                break
+        nb = indices[indptr[prune]:indptr[prune + 1]]
+        nb = nb[~removed[nb] & (deg[nb] > 0)]
+        deg[nb] -= 1
+        deg[prune] = 0
+        removed[prune] = True
+    return ~removed
+
+
+def _component_mis(indptr, indices, seed: int, effort: int) -> np.ndarray:
+    n = len(indptr) - 1
+    start = _greedy_plink2(indptr, indices)
+    if n <= _EXACT_MAX:
+        exact = _mis_exact(indptr, indices)
+        if exact is not None:
+            return exact
+    from popgen._mis import local_search
+
+    return local_search(indptr, indices, start, int(effort) * n, int(seed))
+
+
+class _Budget(Exception):
+    pass
+
+
+def _mis_exact(indptr, indices, budget: int = 20_000):
+    """Maximum independent set by branch and bound on bitsets; None if over budget."""
+    n = len(indptr) - 1
+    adj = [0] * n
+    for v in range(n):
+        for u in indices[indptr[v]:indptr[v + 1]].tolist():
+            adj[v] |= 1 << u
+    best = [0, 0]
+    nodes = [0]
+
+    def rec(cand, chosen, size):
+        nodes[0] += 1
+        if nodes[0] > budget:
+            raise _Budget
+        if cand == 0:
+            if size > best[0]:
+                best[0], best[1] = size, chosen
+            return
+        if size + bin(cand).count("1") <= best[0]:
+            return
+        verts = [v for v in range(n) if cand >> v & 1]
+        degs = [bin(adj[v] & cand).count("1") for v in verts]
+        lo = int(np.argmin(degs))
+        if degs[lo] <= 1:  # a vertex of degree <= 1 is in some maximum set
+            v = verts[lo]
+            rec(cand & ~adj[v] & ~(1 << v), chosen | 1 << v, size + 1)
+            return
+        v = verts[int(np.argmax(degs))]
+        rec(cand & ~adj[v] & ~(1 << v), chosen | 1 << v, size + 1)
+        rec(cand & ~(1 << v), chosen, size)
+
+    try:
+        rec((1 << n) - 1, 0, 0)
+    except _Budget:
+        return None
+    return np.array([bool(best[1] >> v & 1) for v in range(n)], dtype=bool)
+
+
+def write_king_cutoff(prefix, ds, keep) -> list[str]:
+    """``O.king.cutoff.in.id`` / ``O.king.cutoff.out.id`` (``#FID IID``, as PLINK 2)."""
+    from popgen.io.reports import sample_columns, write_table
+
+    keep = np.asarray(keep, dtype=bool)
+    cols = sample_columns(ds)
+    paths = [f"{prefix}.king.cutoff.in.id", f"{prefix}.king.cutoff.out.id"]
+    for path, mask in zip(paths, (keep, ~keep)):
+        write_table(path, {k: v[mask] for k, v in cols.items()})
+    return paths
