@@ -38,6 +38,32 @@ rm -f "$REF"/*.log
 "${P2[@]}" --indep-pairwise 50 5 0.2 --out "$REF/example.ld_50_5_0.2"
 "${P2[@]}" --indep-pairwise 200 kb 1 0.5 --out "$REF/example.ld_200kb_1_0.5"
 "${P2[@]}" --indep-pairwise 100 10 0.1 --out "$REF/example.ld_100_10_0.1"
-# all samples (popgen: samples=None)
+# --nonfounders: r^2 stays on founders, only the tie-break allele frequencies use all
+# samples (popgen: samples=founder_mask, allele_frequency=all-sample frequencies)
 "${P2[@]}" --indep-pairwise 50 5 0.2 --nonfounders --out "$REF/example.nonfounders.ld_50_5_0.2"
 rm -f "$REF"/*.prune.out "$REF"/*.log
+
+# ---------------------------------------------------------------------------
+# 4. Relatedness (popgen.relatedness): KING-robust kinship of pairs with
+#    KINSHIP >= 0.02 (gzipped), and --king-cutoff keep/remove lists at the 2nd-
+#    and 1st-degree thresholds.  The GRM (--make-rel, 600 x 600) is too large to
+#    commit: tests/test_relatedness.py runs plink2 for it at test time.
+"${P2[@]}" --make-king-table --king-table-filter 0.02 --out "$REF/example.king"
+gzip -n -9 -f "$REF/example.king.kin0"
+"${P2[@]}" --king-cutoff 0.0884 --out "$REF/example.king_0.0884"
+"${P2[@]}" --king-cutoff 0.177 --out "$REF/example.king_0.177"
+rm -f "$REF"/*.log
+
+# ---------------------------------------------------------------------------
+# 5. Association (popgen.association): --glm on QT (linear) and BT (logistic).
+#    hide-covar: one ADD row per variant; firth-fallback is a3.5's default, spelled
+#    out.  Covariates SEX AGE as they are: a3.5 needs no --covar-variance-standardize
+#    for these scales (its UNSTABLE_SCALE check passes).  tests/test_association.py
+#    compares estimates, OBS_CT, A1, FIRTH? and ERRCODE.
+GLM=(--pheno "$EX.pheno" --covar "$EX.covar" --covar-name SEX AGE)
+"${P2[@]}" "${GLM[@]}" --pheno-name QT BT --glm hide-covar firth-fallback --out "$REF/example.glm"
+# BT on the rare variants (founder MAF <= 0.01) without Firth (SEPARATION,ALT1|REF
+# error codes) and with Firth for every variant (.glm.firth)
+"${P2[@]}" "${GLM[@]}" --pheno-name BT --max-maf 0.01 --glm hide-covar no-firth --out "$REF/example.glm.rare"
+"${P2[@]}" "${GLM[@]}" --pheno-name BT --max-maf 0.01 --glm hide-covar firth --out "$REF/example.glm.rare"
+rm -f "$REF"/*.log
