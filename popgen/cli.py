@@ -196,6 +196,31 @@ def grm(**kwargs):
     _run_step("grm", kwargs)
 
 
+@cli.command(context_settings=CONTEXT)
+@input_options
+@click.option("--pheno", required=True, metavar="FILE", help="phenotype table (#FID IID ... as PLINK 2)")
+@click.option("--pheno-name", multiple=True, metavar="NAME", help="phenotype column(s); repeat or space-separate")
+@click.option("--covar", multiple=True, metavar="FILE", help="covariate table(s), e.g. also OUT.eigenvec of popgen pca")
+@click.option("--covar-name", multiple=True, metavar="NAME", help="covariate column(s)")
+@click.option("--1", "case_control_01", is_flag=True, help="binary phenotypes coded 0/1 (default 1/2, as PLINK 2)")
+@click.option("--missing", type=click.Choice(["drop", "mean"]), default="drop", show_default=True,
+              help="missing calls: drop the sample for that variant (PLINK 2) or mean-impute (faster)")
+@click.option("--firth", type=click.Choice(["fallback", "always", "never"]), default="fallback", show_default=True)
+@click.option("--ssf/--no-ssf", default=True, help="GWAS-SSF summary statistics")
+@click.option("--plots/--no-plots", default=True, help="Manhattan and QQ plots")
+@run_options
+def gwas(pheno_name, covar, covar_name, **kwargs):
+    """Association scan (plink2 --glm hide-covar firth-fallback), many phenotypes at once.
+
+    Quantitative phenotypes: linear regression (OUT.<PHENO>.glm.linear); case/control:
+    logistic with Firth fallback (OUT.<PHENO>.glm.logistic.hybrid); both also as
+    GWAS-SSF (OUT.<PHENO>.ssf.tsv) with Manhattan and QQ plots; lambda_GC in OUT.log.
+    """
+    split = lambda values: [v for value in values for v in value.split()] or None  # noqa: E731
+    _run_step("gwas", dict(kwargs, pheno_name=split(pheno_name), covar=list(covar) or None,
+                           covar_name=split(covar_name)))
+
+
 @cli.command("pca-project", context_settings=CONTEXT)
 @input_options
 @click.option("--ref", required=True, metavar="PREFIX", help="reference PCA written by popgen pca --out PREFIX")

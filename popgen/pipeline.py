@@ -329,6 +329,59 @@ def sample_labels(ds, path=None):
     return None
 
 
+# ---------------------------------------------------------------- association step
+
+class GWASParams(_Strict):
+    """``plink2 --glm hide-covar [firth-fallback]``: linear for quantitative, logistic for case/control."""
+
+    pheno: str = Field(description="phenotype table (PLINK 2 format)")
+    pheno_name: Optional[list[str]] = Field(None, description="phenotype columns (default: all)")
+    covar: Optional[list[str]] = Field(None, description="covariate table(s), joined by sample ID")
+    covar_name: Optional[list[str]] = Field(None, description="covariate columns (default: all)")
+    pcs: int = Field(0, ge=0, description="add PC1..PCk of the pca step (OUT.eigenvec) as covariates")
+    case_control_01: bool = Field(False, description="binary phenotypes coded 0/1 (plink2 --1)")
+    missing: Literal["drop", "mean"] = Field("drop", description="missing calls: drop the sample for that "
+                                             "variant (PLINK 2, default) or mean-impute (faster)")
+    firth: Literal["fallback", "always", "never"] = "fallback"
+    ssf: bool = Field(True, description="also write GWAS-SSF summary statistics (OUT.<PHENO>.ssf.tsv)")
+    plots: bool = Field(True, description="Manhattan and QQ plots (PNG)")
+
+
+def gwas_step(run, state: State, out: str, params: GWASParams):
+    """Write OUT.<PHENO>.glm.linear / .glm.logistic.hybrid, GWAS-SSF, plots; lambda_GC in the log."""
+    from popgen import association
+
+    ds = state.ds
+    covar = list(params.covar or [])
+    names = list(params.covar_name) if params.covar_name else None
+    if params.pcs:
+        if state.pca is None and not Path(f"{out}.eigenvec").is_file():
+            raise PopgenError("gwas pcs: needs a pca step before it (or OUT.eigenvec)")
+        covar.append(f"{out}.eigenvec")
+        if names is not None:
+            names += [f"PC{i + 1}" for i in range(params.pcs)]
+    if params.pcs and names is None:  # all covariates of the other files, and only k PCs
+        from popgen.io.pheno import read_table
+
+        names = [c for path in covar[:-1] for c in read_table(path, numeric=False).columns if c not in ("FID", "IID")]
+        names += [f"PC{i + 1}" for i in range(params.pcs)]
+    with run.step("gwas"):
+        pheno = association.load_phenotypes(ds, params.pheno, params.pheno_name, covar or None, names,
+                                            case_control_01=params.case_control_01)
+        report = association.gwas(ds, pheno, out, compute=lambda *c: run.compute(*c, label="GWAS"),
+                                  missing=params.missing, firth=params.firth, ssf=params.ssf, plots=params.plots)
+        for name, r in report.items():
+            if "skipped" in r:
+                log.warning("phenotype %s skipped: %s", name, r["skipped"])
+                continue
+            cases = f", {r['n_cases']} cases" if r.get("n_cases") is not None else ""
+            log.info("%s (%s): %s samples%s, %d variants tested, %d Firth, lambda_GC %.4f, min p %.3g, errors %s",
+                     name, r["kind"], r["n_samples"], cases, r["n_tested"], r["n_firth"], r["lambda_gc"],
+                     r["min_p"], r["errcodes"])
+            for path in r["files"]:
+                run.wrote(path)
+
+
 #: step name -> (parameter model, function)
 STEPS = {
     "qc": (QCParams, qc_step),
@@ -337,6 +390,7 @@ STEPS = {
     "grm": (GRMParams, grm_step),
     "pca": (PCAParams, pca_step),
     "pca_project": (ProjectParams, pca_project_step),
+    "gwas": (GWASParams, gwas_step),
 }
 
 
@@ -430,8 +484,11 @@ def load_config(path) -> Pipeline:
     for step in cfg.steps:  # file parameters of steps are relative to the config too
         for params in step.values():
             for key in _PATH_PARAMS:
-                if isinstance(params, dict) and isinstance(params.get(key), str) and not Path(params[key]).is_absolute():
-                    params[key] = str(base / params[key])
+                if not isinstance(params, dict) or key not in params:
+                    continue
+                value = params[key]
+                rel = lambda v: str(base / v) if isinstance(v, str) and not Path(v).is_absolute() else v  # noqa: E731
+                params[key] = [rel(v) for v in value] if isinstance(value, list) else rel(value)
     return cfg
 
 
