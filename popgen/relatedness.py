@@ -709,28 +709,11 @@ def _kin0_lines(pairs: KingPairs, id_text, degree_column: bool) -> list[str]:
 
 
 def fmt_plink2(x) -> list[str]:
-    """Numbers as PLINK 2 prints them: 6 significant digits, near-ties to even.
+    """Numbers as PLINK 2 prints them: 6 significant digits, near-ties to even
+    (:func:`popgen.io.reports.round_plink2`); non-finite as ``inf``/``-inf``/``nan``."""
+    from popgen.io.reports import round_plink2
 
-    PLINK 2's ``dtoa_g`` rounds the 6th digit half-to-even within 5e-7 of a
-    tie (``kBankerRound6``), where ``%g`` rounds the exact binary value:
-    kinship 0.028906250000000022 (= 2412/5120 in float64) prints 0.0289062
-    there, 0.0289063 with ``%.6g``.  Non-finite values print as ``inf``,
-    ``-inf``, ``nan``.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    out = x.copy()
-    ok = np.isfinite(x) & (x != 0)
-    a = np.abs(x[ok])
-    if a.size:
-        e = np.floor(np.log10(a))
-        scaled = a * 10.0 ** (5 - e)
-        low, high = scaled < 1e5, scaled >= 1e6  # log10 off by one at powers of ten
-        e = e - low + high
-        scaled = a * 10.0 ** (5 - e)
-        whole = np.floor(scaled)
-        up = (scaled - whole) + np.where(whole % 2 == 0, 0.4999995, 0.5000005) >= 1.0
-        out[ok] = np.sign(x[ok]) * (whole + up) * 10.0 ** (e - 5)
-    return [f"{v:.6g}" for v in out.tolist()]
+    return [f"{v:.6g}" for v in round_plink2(x).tolist()]
 
 
 # ------------------------------------------------------------------ unrelated set

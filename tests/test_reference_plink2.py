@@ -68,7 +68,7 @@ def test_reports_equal_plink2(qc_out, ext):
 
 
 def test_frequency_and_missingness_files_are_byte_identical(qc_out):
-    for ext in ("afreq", "vmiss", "smiss", "het"):
+    for ext in ("afreq", "vmiss", "smiss", "het", "hardy"):
         assert qc_out.with_suffix(f".{ext}").read_bytes() == (REF / f"example.{ext}").read_bytes(), ext
 
 

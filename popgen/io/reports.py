@@ -13,10 +13,33 @@ import numpy as np
 from popgen.io.files import atomic_write
 
 
-def fmt_g(x) -> np.ndarray:
-    """Format floats like PLINK 2 (``%g``, 6 significant digits, NaN as NA)."""
+def round_plink2(x) -> np.ndarray:
+    """Round to 6 significant digits as PLINK 2 prints, near-ties to even.
+
+    PLINK 2's ``dtoa_g`` rounds the 6th digit half-to-even within 5e-7 of a
+    tie (``kBankerRound6``), where ``%g`` rounds the exact binary value:
+    0.028906250000000022 prints 0.0289062 there, 0.0289063 with ``%.6g``.
+    """
     x = np.asarray(x, dtype=np.float64)
-    out = np.array([f"{v:.6g}" for v in x.tolist()], dtype=object)
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0)
+    a = np.abs(x[ok])
+    if a.size:
+        e = np.floor(np.log10(a))
+        scaled = a * 10.0 ** (5 - e)
+        low, high = scaled < 1e5, scaled >= 1e6  # log10 off by one at powers of ten
+        e = e - low + high
+        scaled = a * 10.0 ** (5 - e)
+        whole = np.floor(scaled)
+        up = (scaled - whole) + np.where(whole % 2 == 0, 0.4999995, 0.5000005) >= 1.0
+        out[ok] = np.sign(x[ok]) * (whole + up) * 10.0 ** (e - 5)
+    return out
+
+
+def fmt_g(x) -> np.ndarray:
+    """Format floats like PLINK 2 (6 significant digits, its tie rounding, NaN as NA)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.array([f"{v:.6g}" for v in round_plink2(x).tolist()], dtype=object)
     out[~np.isfinite(x)] = "NA"
     return out
 
