@@ -92,6 +92,10 @@ def standardize_block(alt, alt_freq, dtype=None):
     table = xp.stack([(-2.0 * p) * inv_sd, (1.0 - 2.0 * p) * inv_sd, (2.0 - 2.0 * p) * inv_sd,
                       xp.zeros_like(p)], axis=1)
     table = xp.astype(table, dtype)
+    if dtype == xp.float32 and type(alt).__module__.split(".")[0] in ("numpy", "cupy"):
+        from popgen.kernels import get  # the registered kernel: numba on CPU, CUDA on GPU
+
+        return get("standardize_alt")(alt, table)
     idx = xp.where(alt < 0, xp.asarray(3, dtype=alt.dtype), alt)
     return xp.take_along_axis(table, xp.astype(idx, xp.int64), axis=1)
 

@@ -90,3 +90,22 @@ def test_decode_bed_gpu_equals_cpu(rng, n_samples):
     got = k(cupy.asarray(packed), n_samples)
     assert isinstance(got, cupy.ndarray)
     np.testing.assert_array_equal(got.get(), k(packed, n_samples))
+
+
+def test_standardize_alt_cpu_twin_matches_oracle(rng):
+    alt = rng.integers(-1, 3, size=(17, 33)).astype(np.int8)
+    table = rng.standard_normal((17, 4)).astype(np.float32)
+    oracle = table[np.arange(17)[:, None], np.where(alt < 0, 3, alt)]
+    np.testing.assert_array_equal(kernels.get("standardize_alt")(alt, table), oracle)
+    with pytest.raises(ValueError):
+        kernels.get("standardize_alt")(alt, table[:3])
+
+
+@pytest.mark.gpu
+def test_standardize_alt_gpu_equals_cpu(rng):
+    import cupy
+
+    alt = rng.integers(-1, 3, size=(129, 1031)).astype(np.int8)
+    table = rng.standard_normal((129, 4)).astype(np.float32)
+    k = kernels.get("standardize_alt")
+    np.testing.assert_array_equal(k(cupy.asarray(alt), cupy.asarray(table)).get(), k(alt, table))
