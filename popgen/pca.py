@@ -59,7 +59,7 @@ Solver = Literal["exact", "randomized"]
 Missing = Literal["pairwise", "meanimpute"]
 
 #: bytes of float32 standardized genotypes one task may hold in the streaming passes
-_PASS_BYTES = 256 * 2**20
+_PASS_BYTES = 64 * 2**20
 
 
 # ------------------------------------------------------------------ block math
