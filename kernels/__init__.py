@@ -79,6 +79,13 @@ def _compile(cuda_file: str, function: str):
     return module.get_function(function)
 
 
+def launch_grid_stride(fn, total: int, args, threads: int = 256) -> None:
+    """Launch a grid-stride kernel (one thread per element, any grid) over ``total`` elements."""
+    if total:
+        blocks = min((total + threads - 1) // threads, 65535 * 4)
+        fn((blocks,), (threads,), args)
+
+
 def register(name: str, *, cpu, cuda_file: str, cuda_function: str, launch) -> Kernel:
     """Register a kernel once by name; returns it for module-level use."""
     if name in _REGISTRY:

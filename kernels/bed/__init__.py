@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from popgen.kernels import register
+from popgen.kernels import launch_grid_stride, register
 
 #: code -> ALT allele count, -1 missing
 BED_CODE_TO_ALT = np.array([2, -1, 1, 0], dtype=np.int8)
@@ -79,11 +79,8 @@ def decode_bed_gpu(fn, packed, n_samples: int):
     _check(packed.shape, n_samples)
     n_variants, n_bytes = packed.shape
     out = cupy.empty((n_variants, n_samples), dtype=cupy.int8)
-    total = n_variants * n_samples
-    if total:
-        threads = 256
-        blocks = min((total + threads - 1) // threads, 65535 * 4)
-        fn((blocks,), (threads,), (packed, out, np.int64(n_variants), np.int64(n_bytes), np.int64(n_samples)))
+    launch_grid_stride(fn, n_variants * n_samples,
+                       (packed, out, np.int64(n_variants), np.int64(n_bytes), np.int64(n_samples)))
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from popgen.kernels import register
+from popgen.kernels import launch_grid_stride, register
 
 
 def _jit():
@@ -64,11 +64,8 @@ def standardize_alt_gpu(fn, alt, table):
     table = cupy.ascontiguousarray(table, dtype=cupy.float32)
     _check(alt.shape, table.shape)
     out = cupy.empty(alt.shape, dtype=cupy.float32)
-    total = alt.shape[0] * alt.shape[1]
-    if total:
-        threads = 256
-        blocks = min((total + threads - 1) // threads, 65535 * 4)
-        fn((blocks,), (threads,), (alt, table, out, np.int64(alt.shape[0]), np.int64(alt.shape[1])))
+    launch_grid_stride(fn, alt.shape[0] * alt.shape[1],
+                       (alt, table, out, np.int64(alt.shape[0]), np.int64(alt.shape[1])))
     return out
 
 
