@@ -78,8 +78,9 @@ def run_measured(cmd, env=None, *, log_path=None, timeout=None) -> dict:
         ``wall_s`` (from start to exit, interpreter start-up and imports
         included), ``peak_rss_mb`` (maximum over polls every
         :data:`POLL_INTERVAL` s of the summed RSS of the process and all its
-        children, MiB; pages shared by several processes count in each),
-        ``returncode``, ``cpu_s`` (user + system CPU time of the process and
+        children, MiB; pages shared by several processes count in each, and
+        so do the resident pages of memory-mapped files such as popgen's
+        ``.bed``), ``peak_at_s`` (when the peak was seen), ``returncode``, ``cpu_s`` (user + system CPU time of the process and
         its waited-for descendants, from ``wait4``) and ``other_cpu_s`` (CPU
         time the rest of the machine used meanwhile: near 0 on a quiet
         machine; large values mean the measurement was disturbed).
@@ -90,12 +91,14 @@ def run_measured(cmd, env=None, *, log_path=None, timeout=None) -> dict:
         t0 = time.perf_counter()
         popen = subprocess.Popen([str(c) for c in cmd], env=env, stdout=out, stderr=subprocess.STDOUT)
         proc = psutil.Process(popen.pid)
-        peak, killed = 0, False
+        peak, peak_at, killed = 0, 0.0, False
         while True:
             pid, status, usage = os.wait4(popen.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, _tree_rss(proc))
+            rss = _tree_rss(proc)
+            if rss > peak:
+                peak, peak_at = rss, time.perf_counter() - t0
             if not killed and timeout is not None and time.perf_counter() - t0 > timeout:
                 _kill_tree(proc)
                 killed = True
@@ -107,7 +110,7 @@ def run_measured(cmd, env=None, *, log_path=None, timeout=None) -> dict:
             out.close()
     popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by subprocess
     cpu = usage.ru_utime + usage.ru_stime
-    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "returncode": popen.returncode,
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20, "peak_at_s": peak_at, "returncode": popen.returncode,
             "cpu_s": cpu, "other_cpu_s": max(0.0, busy - cpu)}
 
 
@@ -270,6 +273,19 @@ def _first_line(cmd) -> str:
         return "unknown"
 
 
+def _git_commit() -> str:
+    """The popgen checkout's commit, with "+dirty" when tracked files differ from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "--", "popgen", "kernels"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def machine_info() -> dict:
     """Date, CPU, cores, memory, BLAS environment and tool versions, for the report."""
     model = "unknown"
@@ -296,6 +312,7 @@ def machine_info() -> dict:
         "numpy_blas": blas,
         "popgen": _first_line([popgen_exe(), "--version"]),
         "plink2": _first_line([plink2_exe(), "--version"]),
+        "popgen_commit": _git_commit(),
         "blas_env": {k: os.environ.get(k, "unset") for k in BLAS_ENV},
         "load_average": os.getloadavg(),
     }
@@ -322,7 +339,7 @@ def print_report(title: str, tables: dict[str, tuple[list[dict], list[str]]], *,
     machine = machine if machine is not None else machine_info()
     print(f"## {title}\n")
     print(f"{machine['date']}, {machine['cpu']}, {machine['nproc']} cores, {machine['memory_gb']} GB; "
-          f"{machine['plink2']}; {machine['popgen']}; BLAS env: "
+          f"{machine['plink2']}; {machine['popgen']} (commit {machine.get('popgen_commit', '?')}); BLAS env: "
           + ", ".join(f"{k}={v}" for k, v in machine["blas_env"].items()) + "\n")
     for name, (rows, columns) in tables.items():
         print(f"### {name}\n")

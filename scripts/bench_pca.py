@@ -80,7 +80,7 @@ def run_pair(args, prefix, tag, *, exact: bool, clusters, with_plink=True) -> li
     if with_plink:
         out = out_dir / f"plink2_{solver}_m{m}"
         cmd = [_bench.plink2_exe(), "--bfile", prefix, "--pca"] + ([] if exact else ["approx"]) + [
-            str(N_PCS), "--threads", str(_bench.THREADS), "--out", out]
+            str(N_PCS), "--threads", str(_bench.THREADS), "--out", out] + args.freq_flags
         print(f"running {' '.join(map(str, cmd))}", file=sys.stderr)
         r = _bench.best_of(cmd, env, args.repeats, log_path=f"{out}.stdout", timeout=args.timeout)
         plink = dict(tool="plink2", cluster="-", solver=solver, samples=n, variants=m, **r)
@@ -89,7 +89,7 @@ def run_pair(args, prefix, tag, *, exact: bool, clusters, with_plink=True) -> li
     for cluster in clusters:
         out = out_dir / f"popgen_{solver}_{cluster}_m{m}"
         cmd = [_bench.popgen_exe(), "pca", "--bfile", prefix, "--out", out, "--n-pcs", str(N_PCS), "--no-plot",
-               "--cluster", cluster, "--no-progress"] + ([] if exact else ["--approx"])
+               "--cluster", cluster, "--no-progress"] + ([] if exact else ["--approx"]) + args.freq_flags
         print(f"running {' '.join(map(str, cmd))}", file=sys.stderr)
         best = _bench.best_of(cmd, env, args.repeats, log_path=f"{out}.stdout", timeout=args.timeout,
                               after=lambda: {"pca_step_s": _bench.step_timings(f"{out}.log").get("pca")})
@@ -127,18 +127,17 @@ def profile(prefix, n_samples, n_variants, *, top: int = 25) -> dict:
     import popgen.genotypes as genotypes
     import popgen.io.plink as plink
     from popgen import pca as pca_mod
-    from popgen.genotypes import founder_mask
 
     spent: dict[str, float] = {}
 
     def timed(name, fn):
         @functools.wraps(fn)  # keeps the signature: Dask passes block_info only to functions that take it
         def wrapper(*a, **kw):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return fn(*a, **kw)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+                spent[name] = spent.get(name, 0.0) + time.thread_time() - t0
         return wrapper
 
     originals = {
@@ -152,53 +151,67 @@ def profile(prefix, n_samples, n_variants, *, top: int = 25) -> dict:
     names = {"_decode_block": "decode .bed (2-bit -> int8)",
              "genotype_from_alt_count": "ALT count -> genotype (v, s, 2)",
              "alt_count_from_genotype": "genotype -> ALT count",
-             "standardize_block": "standardize (table + take_along_axis)",
+             "standardize_block": "standardize",
              "xtxq_block": "xtxq_block (standardize + 2 GEMMs)",
              "loadings_block": "loadings_block (standardize + GEMM)"}
 
     def run():
         ds = plink.read_plink(prefix)
-        return pca_mod.pca(ds, n_components=N_PCS, solver="randomized", samples=founder_mask(ds), n_iter=N_ITER)
+        return pca_mod.pca(ds, n_components=N_PCS, solver="randomized", samples=None, n_iter=N_ITER)
 
     try:
-        for (mod, attr), fn in originals.items():
-            setattr(mod, attr, timed(names[attr], fn))
-        with dask.config.set(scheduler="synchronous"):
-            t0 = time.perf_counter()
+        from threadpoolctl import threadpool_limits  # BLAS on this thread only: thread_time sees all of it
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        print("warning: threadpoolctl missing; run with OPENBLAS_NUM_THREADS=1 for exact GEMM times", file=sys.stderr)
+
+        def threadpool_limits(_):
+            return contextlib.nullcontext()
+
+    prof = cProfile.Profile()
+    with threadpool_limits(1), dask.config.set(scheduler="synchronous"):
+        try:  # 1. per-block CPU times
+            for (mod, attr), fn in originals.items():
+                setattr(mod, attr, timed(names[attr], fn))
+            t0, w0 = time.thread_time(), time.perf_counter()
             run()
-            total = time.perf_counter() - t0
-    finally:
-        for (mod, attr), fn in originals.items():
-            setattr(mod, attr, fn)
+            total, wall = time.thread_time() - t0, time.perf_counter() - w0
+        finally:
+            for (mod, attr), fn in originals.items():
+                setattr(mod, attr, fn)
+        prof.enable()  # 2. cProfile of the same call
+        run()
+        prof.disable()
+
     std = spent.get(names["standardize_block"], 0.0)
     gemm_blocks = spent.get(names["xtxq_block"], 0.0) + spent.get(names["loadings_block"], 0.0)
     gemm = gemm_blocks - std  # every standardize_block call happens inside the GEMM blocks
-    decode = sum(spent.get(names[a], 0.0) for a in ("_decode_block", "genotype_from_alt_count",
-                                                     "alt_count_from_genotype"))
+    parts = [spent.get(names[a], 0.0) for a in ("_decode_block", "genotype_from_alt_count", "alt_count_from_genotype")]
+    decode = sum(parts)
     flops = randomized_gemm_flops(n_samples, n_variants)["total"]
     breakdown = [
-        {"phase": "decode: .bed -> int8 ALT counts (decode_bed, stack to genotypes, sum back)", "seconds": decode},
-        {"phase": "  of which decode_bed kernel", "seconds": spent.get(names["_decode_block"], 0.0)},
-        {"phase": "  of which ALT count -> genotype (v, s, 2)", "seconds": spent.get(names["genotype_from_alt_count"], 0.0)},
-        {"phase": "  of which genotype -> ALT count", "seconds": spent.get(names["alt_count_from_genotype"], 0.0)},
-        {"phase": "standardize (per-variant table, int64 index, take_along_axis)", "seconds": std},
+        {"phase": "decode: .bed -> int8 ALT counts", "seconds": decode},
+        {"phase": "  of which decode_bed kernel (numba)", "seconds": parts[0]},
+    ]
+    if parts[1] or parts[2]:  # readers that expose only call_genotype: ALT counts via (v, s, 2) genotypes
+        breakdown += [
+            {"phase": "  of which ALT count -> genotype (v, s, 2) (genotype_from_alt_count)", "seconds": parts[1]},
+            {"phase": "  of which genotype -> ALT count (alt_count_from_genotype)", "seconds": parts[2]},
+        ]
+    breakdown += [
+        {"phase": "standardize (standardize_block: per-variant table + lookup)", "seconds": std},
         {"phase": "GEMMs (X Q, X' Y, X V)", "seconds": gemm,
          "note": f"{flops / 1e9 / gemm:.1f} GFLOP/s on 1 thread" if gemm > 0 else ""},
-        {"phase": "everything else (frequency pass, rechunk/concatenate, sums, Dask, host QR/eigh, I/O)",
+        {"phase": "everything else (frequency counts, rechunk/concatenate, sums, Dask, host QR/eigh, reading)",
          "seconds": total - decode - std - gemm},
-        {"phase": "total (synchronous scheduler, 1 thread)", "seconds": total},
+        {"phase": "total CPU time of the thread (synchronous scheduler)", "seconds": total,
+         "note": f"wall {wall:.1f} s"},
     ]
     for row in breakdown:
         row["share"] = row["seconds"] / total if total else None
-
-    prof = cProfile.Profile()
-    with dask.config.set(scheduler="synchronous"):
-        prof.enable()
-        run()
-        prof.disable()
     buf = io.StringIO()
-    stats = pstats.Stats(prof, stream=buf).sort_stats("tottime")
-    stats.print_stats(top)
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
     return {"breakdown": breakdown, "cprofile_top": buf.getvalue(), "total_s": total}
 
 
@@ -212,7 +225,11 @@ def main(argv=None) -> int:
                    help="also profile popgen's randomized PCA in-process (synchronous scheduler, cProfile)")
     p.add_argument("--profile-only", action="store_true", help="only the in-process profile")
     p.add_argument("--gemm-size", type=int, default=4096, help="matrix size of the GEMM rate measurement")
+    p.add_argument("--founders", action="store_true",
+                   help="frequencies from founders (both tools' default) instead of --nonfounders for both; "
+                        "PLINK 2 then stops on variants whose minor allele only nonfounders carry")
     args = p.parse_args(argv)
+    args.freq_flags = [] if args.founders else ["--nonfounders"]
     clusters = _bench.clusters(args.cluster)
     machine = _bench.machine_info()
 
@@ -240,7 +257,7 @@ def main(argv=None) -> int:
     tables[f"float32 GEMM rate ({args.gemm_size} x {args.gemm_size}, best of 3)"] = (
         [{"setting": k, "GFLOP/s": v} for k, v in rates.items()], ["setting", "GFLOP/s"])
 
-    cols = ["tool", "cluster", "solver", "samples", "variants", "wall_s", "peak_rss_mb", "pca_step_s",
+    cols = ["tool", "cluster", "solver", "samples", "variants", "wall_s", "peak_rss_mb", "peak_at_s", "pca_step_s",
             "time_ratio", "mem_ratio", "cpu_s", "other_cpu_s", "eigval_rel_diff_top3", "returncode"]
     rows = run_pair(args, prefix, args.n_variants, exact=False, clusters=clusters)
     all_rows = list(rows)
@@ -290,6 +307,11 @@ def main(argv=None) -> int:
         extra["simulation"], ["n_variants", "wall_s", "peak_rss_mb", "cached"])
     notes.append("wall_s: the whole command (start-up, reading, computing, writing); peak_rss_mb: max over "
                  f"{_bench.POLL_INTERVAL * 1000:.0f} ms polls of the summed RSS of the process tree (MiB).")
+    if not args.founders:
+        notes.append("both tools run with --nonfounders (frequencies from all samples): with founders' "
+                     "frequencies PLINK 2 refuses --pca when a variant's minor allele is only seen in "
+                     "nonfounders (\"Zero-MAF variant is not actually monomorphic\"), as in the simulated "
+                     "cohorts with relatives.")
     notes.append("cpu_s: CPU time of the command's process tree; other_cpu_s: CPU time used by the rest of "
                  "the machine during the run (large values: the measurement was disturbed).")
     notes.append("ratios are popgen / plink2 on the same cohort; both tools run with OPENBLAS_NUM_THREADS=1, "
