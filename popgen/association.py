@@ -369,6 +369,28 @@ def linear_finalize_block(sums, totals, *, n_pheno: int, n_cov: int, n_founders:
         Fields :data:`FIELDS`: BETA (per A1 allele), SE, OBS_CT, A1 allele
         count, ERRCODE index, Firth flag (0), A1-is-REF flag.
     """
+    st = linear_stats(sums, totals, n_pheno=n_pheno, n_cov=n_cov, n_founders=n_founders)
+    return linear_solve(st["xtx"], st["xty"], st["yy"], st["flip"], max_corr=max_corr, vif=vif)
+
+
+def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> dict:
+    """Per-variant normal equations from a block's sufficient statistics.
+
+    Returns a dict of float64 arrays (``v`` variants, ``P`` phenotypes,
+    predictors ``[1, covariates, g]``, ``K = n_cov + 1``):
+
+    ``xtx`` (v, P, K+1, K+1)
+        ``X'X`` over the samples used for each variant and phenotype
+        (covariates centred on the phenotype's full sample set).
+    ``xty`` (v, P, K+1), ``yy`` (v, P)
+        ``X'y`` and ``y'y`` (``y`` centred the same way).
+    ``founder_alt``, ``founder_called`` (v,)
+        ALT alleles and called genotypes among founders; ``flip`` (v,) bool:
+        A1 is REF (ALT frequency among founders above 0.5).
+
+    Every entry is a sum over samples, so the statistics of disjoint sample
+    sets (sites of a federated analysis) add up.
+    """
     from popgen.backend import namespace
 
     xp = namespace(sums)
@@ -392,16 +414,33 @@ def linear_finalize_block(sums, totals, *, n_pheno: int, n_cov: int, n_founders:
     stat = xp.reshape(tot[:P * nq], (1, P, nq)) - xp.reshape(c[:, :P * nq], (nv, P, nq))
     cc = _unpack_sym(xp, stat[..., :npairs], K)
     c_y, y_y = stat[..., npairs:npairs + K], stat[..., npairs + K]
-    n = cc[..., 0, 0]
-    g_sum = g_c[..., 0]
 
     # X'X with predictors [1, covariates, g], X'y
     top = xp.concat([cc, _c(xp, g_c)], axis=-1)
     bottom = _r(xp, xp.concat([g_c, _c(xp, g_g)], axis=-1))
     xtx = xp.concat([top, bottom], axis=-2)
     xty = xp.concat([c_y, _c(xp, g_y)], axis=-1)
+    return {"xtx": xtx, "xty": xty, "yy": y_y, "founder_alt": f_g, "founder_called": f_called, "flip": flip}
 
-    npred = K + 1
+
+def linear_solve(xtx, xty, yy, flip, *, max_corr: float = MAX_CORR, vif: float = VIF):
+    """Solve per-variant normal equations (predictors: intercept first, genotype last).
+
+    ``xtx`` (v, P, p, p), ``xty`` (v, P, p), ``yy`` (v, P), ``flip`` (v,) bool
+    (A1 is REF: the genotype counts ALT, BETA is reported per A1).  Returns
+    the (v, P, 7) result fields of :func:`linear_finalize_block`, with PLINK
+    2's checks and ERRCODEs.
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(xtx)
+    f64 = xp.float64
+    nv, P, npred = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
+    K = npred - 1
+    n = xtx[..., 0, 0]
+    g_sum = xtx[..., 0, K]
+    g_g = xtx[..., K, K]
+
     err = xp.zeros((nv, P), dtype=f64)
     err = _set_err(xp, err, n <= npred, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g_g - g_sum * g_sum <= 0, E_CONST)     # integer sums: exact
@@ -411,7 +450,7 @@ def linear_finalize_block(sums, totals, *, n_pheno: int, n_cov: int, n_founders:
     err = _set_err(xp, err, ~ok, E_RANK)
     beta = _matvec(xp, inv, xty)
     df = xp.where(n > npred, n - npred, xp.ones_like(n))
-    sigma2 = (y_y - xp.sum(beta * xty, axis=-1)) / df
+    sigma2 = (yy - xp.sum(beta * xty, axis=-1)) / df
     cov = _c(xp, _c(xp, sigma2)) * inv
     err = _set_err(xp, err, _invalid_result(xp, cov, offdiag=True), E_INVALID)
 
@@ -1035,7 +1074,7 @@ def _case_control_values(name, y, m):
 
 
 def _design(ds, phenotypes: Mapping, covariates, covariate_names, *, binary: bool, min_samples: int,
-            founders=None, max_corr=MAX_CORR, vif=VIF) -> _Design:
+            founders=None, max_corr=MAX_CORR, vif=VIF, check_covariates: bool = True) -> _Design:
     from popgen.genotypes import founder_mask
 
     n = ds.sizes["samples"]
@@ -1066,7 +1105,8 @@ def _design(ds, phenotypes: Mapping, covariates, covariate_names, *, binary: boo
             continue
         if binary:
             y = _case_control_values(name, y, m)
-        _check_covariates(cov[m], names, name, max_corr, vif)
+        if check_covariates:
+            _check_covariates(cov[m], names, name, max_corr, vif)
         kept.append(str(name))
         ys.append(np.where(m, y, 0.0))
         masks.append(m)
