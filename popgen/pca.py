@@ -495,8 +495,6 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     """Write ``.eigenvec``, ``.eigenval``, ``.eigenvec.allele`` (PLINK 2 formats),
     ``.eigenvec.var`` (frequencies, call rates and loadings, for projection)
     and ``.pca.json`` (solver and settings).  Returns the paths written."""
-    from popgen import __version__
-    from popgen.io.files import atomic_write
     from popgen.io.reports import fmt_g, sample_columns, variant_columns, write_table
 
     k = result.eigenvalues.shape[0]
@@ -505,10 +503,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     for i, name in enumerate(pcs):
         cols[name] = fmt_g(result.eigenvectors[:, i])
     write_table(f"{prefix}.eigenvec", cols)
-    with atomic_write(f"{prefix}.eigenval") as f:
-        f.write("".join(f"{v}\n" for v in fmt_g(result.eigenvalues)))
     v = variant_columns(ds)
-    n = len(v["ID"])
     w = result.allele_weights
     allele = {"#CHROM": np.repeat(v["#CHROM"], 2), "ID": np.repeat(v["ID"], 2), "REF": np.repeat(v["REF"], 2),
               "ALT": np.repeat(v["ALT"], 2), "A1": np.stack([v["REF"], v["ALT"]], axis=1).ravel()}
@@ -516,18 +511,37 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
         allele[name] = fmt_g(np.stack([-w[:, i], w[:, i]], axis=1).ravel())
     write_table(f"{prefix}.eigenvec.allele", allele)
     unit = result.loadings / np.sqrt(result.n_variants * result.eigenvalues)[None, :]
-    var = dict(v)
-    var["ALT_FREQS"] = fmt_g(result.alt_freq)
-    var["CALL_RATE"] = fmt_g(result.call_rate)
-    for i, name in enumerate(pcs):
-        var[name] = np.array([f"{x:.9g}" for x in unit[:, i].tolist()], dtype=object) if n else unit[:, i]
+    meta = {"solver": result.solver, "missing": result.missing, "n_samples": int(result.eigenvectors.shape[0]),
+            **result.meta}
+    write_reference(prefix, ds, result.eigenvalues, unit, result.alt_freq, result.call_rate, result.n_variants, meta)
+    return [f"{prefix}.{ext}" for ext in ("eigenvec", "eigenval", "eigenvec.allele", "eigenvec.var", "pca.json")]
+
+
+def write_reference(prefix, ds, eigenvalues, unit_loadings, alt_freq, call_rate, n_variants: int, meta: dict, *,
+                    eigenval: bool = True) -> list[str]:
+    """Write what projection needs (:func:`read_reference`): ``.eigenval`` (unless
+    ``eigenval=False``), ``.eigenvec.var`` (frequencies, call rates and unit-norm variant
+    loadings of ``ds``'s variants) and ``.pca.json`` (``n_variants`` M, ``missing`` and ``meta``)."""
+    from popgen import __version__
+    from popgen.io.files import atomic_write
+    from popgen.io.reports import fmt_g, variant_columns, write_table
+
+    k = len(eigenvalues)
+    if eigenval:
+        with atomic_write(f"{prefix}.eigenval") as f:
+            f.write("".join(f"{v}\n" for v in fmt_g(eigenvalues)))
+    var = variant_columns(ds)
+    n = len(var["ID"])
+    var["ALT_FREQS"] = fmt_g(alt_freq)
+    var["CALL_RATE"] = fmt_g(call_rate)
+    for i in range(k):
+        col = unit_loadings[:, i]
+        var[f"PC{i + 1}"] = np.array([f"{x:.9g}" for x in col.tolist()], dtype=object) if n else col
     write_table(f"{prefix}.eigenvec.var", var)
-    meta = {"popgen": __version__, "solver": result.solver, "missing": result.missing,
-            "n_components": int(k), "n_samples": int(result.eigenvectors.shape[0]),
-            "n_variants": int(result.n_variants), **result.meta}
+    meta = {"popgen": __version__, "n_components": int(k), "n_variants": int(n_variants), **meta}
     with atomic_write(f"{prefix}.pca.json") as f:
         json.dump(meta, f, indent=2)
-    return [f"{prefix}.{ext}" for ext in ("eigenvec", "eigenval", "eigenvec.allele", "eigenvec.var", "pca.json")]
+    return [f"{prefix}.{ext}" for ext in (("eigenval",) if eigenval else ()) + ("eigenvec.var", "pca.json")]
 
 
 def read_reference(prefix) -> Reference:
