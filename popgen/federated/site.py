@@ -76,7 +76,7 @@ def align(ds, plan: LoadedPlan, name: str) -> Site:
     alt = alt_allele_count(sub)
     if flip.any():
         f = da.from_array(flip, chunks=(alt.chunks[0],))
-        alt = da.map_blocks(flip_alleles_block, alt, f[:, None], dtype=alt.dtype, meta=alt._meta)
+        alt = da.blockwise(flip_alleles_block, "vs", alt, "vs", f, "v", dtype=alt.dtype, meta=alt._meta)
     alleles = np.stack([plan.ref[pi], plan.alt[pi]], axis=1).astype(str)
     drop = [v for v in ("call_genotype", "call_genotype_mask", "call_alt_count") if v in sub]
     sub = sub.drop_vars(drop).assign(call_alt_count=(("variants", "samples"), alt),
@@ -445,8 +445,8 @@ def export_pca_product(site: Site, basis_path, path, *, compute=None):
     prod = pca_product(site, b.arrays["alt_freq"], basis, compute=compute)
     return write_bundle(path, site.plan, kind="pca-product", site=site.name, round=b.round,
                         arrays={"product": (prod, ("variants", "basis"),
-                                            "Z'(Z V) for the coordinator's basis V: Z the site's standardized "
-                                            "genotypes (variants x samples); a variants x basis matrix")},
+                                            "Z (Z' V) for the coordinator's basis V, Z the site's standardized "
+                                            "genotypes (variants x samples): a variants x basis matrix")},
                         dims={"variants": site.plan.n_variants, "basis": basis.shape[1]},
                         attrs={"n_samples": site.n_samples, "basis_sha256": b.manifest["arrays"]["basis"]["sha256"]},
                         disclosure=_disclosure(site, f"the product of its genotype covariance with the "
