@@ -135,6 +135,30 @@ def test_pooled_frequencies_are_exact(fed, tmp_path):
     assert [ours[0]] + [ours[i + 1] for i in keep] == [theirs[0]] + [theirs[i + 1] for i in keep]
 
 
+def test_plan_filters_equal_pooled_qc(tmp_path):
+    """--mind at the sites and --geno/--hwe/--maf on pooled counts keep the samples and
+    variants popgen qc keeps on the pooled cohort."""
+    from popgen import qc
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    f = {"mind": 0.0115, "geno": 0.015, "hwe": 1e-3, "maf": 0.05}
+    plan = write_plan(tmp_path / "plan.yaml", filters=f, pca=None)
+    sites = [S.align(site_cohort(n), plan, n) for n in SITES]
+    pooled = C.combine_counts(plan, C.read_site_bundles(
+        [S.export_counts(st, tmp_path / f"{st.name}.pgb") for st in sites], plan, "counts"))
+    C.write_frequency_panel(tmp_path / "pooled", plan, pooled)
+    ds, _ = pooled_cohort()
+    ref, rep = qc.apply_filters(ds, qc.Filters(**f))
+    assert rep.removed["mind"] > 0 and rep.removed["maf"] > 0 and rep.removed["geno"] > 0
+    assert sorted(i for st in sites for i in np.asarray(st.ds["sample_id"].values).astype(str)) == \
+        sorted(np.asarray(ref["sample_id"].values).astype(str))
+    kept = (tmp_path / "pooled.filter.in").read_text().split()
+    assert kept == list(np.asarray(ref["variant_id"].values).astype(str))
+    assert pooled["removed"] == {k: v for k, v in rep.removed.items() if k != "mind"}
+    np.testing.assert_array_equal(C.kept_variants(tmp_path / "pooled", plan), np.isin(plan.variant_id, kept))
+
+
 def _pooled_scan(names):
     from popgen import association as A
 
@@ -438,7 +462,11 @@ def test_cli_worked_example_round_trip(tmp_path):
               "pooled.eigenval", "pooled.eigenvec.var", "pooled.pca-basis.r11.pgb"):
         assert (coord / f).is_file(), f
     lines = (coord / "pooled.QT.glm.linear").read_text().splitlines()
-    assert lines[0].split("\t")[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"] and len(lines) == 5001
+    kept = (coord / "pooled.filter.in").read_text().split()
+    assert 4000 < len(kept) < 5000                                   # the plan's maf/geno/hwe filters
+    assert lines[0].split("\t")[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"]
+    assert [line.split("\t")[2] for line in lines[1:]] == kept
+    assert len((coord / "pooled.eigenvec.var").read_text().splitlines()) == len(kept) + 1
     for site, n in (("north", 243), ("centre", 195), ("south", 162)):
         assert len((tmp_path / site / f"{site}.eigenvec").read_text().splitlines()) == n + 1
     r = _popgen("federated", "inspect", tmp_path / "north" / "north.linear.pgb", "--plan", CONFIGS / "plan.yaml")

@@ -75,7 +75,41 @@ def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         out["call_rate"] = out["n_called"] / out["n_samples"]
     out["sites"] = [b.site for b in bundles]
     out["site_samples"] = {b.site: int(b.attrs["n_samples"]) for b in bundles}
+    out["keep"], out["removed"] = pooled_filters(plan, out)
     return out
+
+
+def pooled_filters(plan: LoadedPlan, pooled: dict):
+    """The plan's variant filters (``--geno --hwe --maf --mac``) on pooled counts: the same
+    variants ``popgen qc`` keeps on the pooled cohort.  Returns ``(keep, removed)``."""
+    from popgen.hwe import hwe_exact_p
+    from popgen.qc import variant_filter_mask
+
+    f = plan.plan.filters
+    if not f.variant_filters:
+        return np.ones(plan.n_variants, dtype=bool), {}
+    alt = pooled["freq_n_het"] + 2 * pooled["freq_n_hom_alt"]
+    ac = np.stack([2 * pooled["freq_n_called"] - alt, alt], axis=1)
+    hom_ref = pooled["freq_n_called"] - pooled["freq_n_het"] - pooled["freq_n_hom_alt"]
+    p = hwe_exact_p(pooled["freq_n_het"], hom_ref, pooled["freq_n_hom_alt"])
+    return variant_filter_mask(f.qc(samples=False), pooled["n_called"], pooled["n_samples"], ac, p)
+
+
+def _filter_path(prefix) -> Path:
+    return Path(f"{prefix}.filter.in")
+
+
+def kept_variants(prefix, plan: LoadedPlan):
+    """The variants passing the plan's filters, from ``PREFIX.filter.in`` (written when the
+    counts were combined); all variants when the plan has no variant filter."""
+    if not plan.plan.filters.variant_filters:
+        return np.ones(plan.n_variants, dtype=bool)
+    path = _filter_path(prefix)
+    if not path.is_file():
+        raise PopgenError("the plan's variant filters need the pooled counts: combine the sites' counts bundles "
+                          "under the same --out first", path)
+    ids = set(path.read_text().split())
+    return np.isin(plan.variant_id, list(ids))
 
 
 def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
@@ -96,7 +130,11 @@ def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
               "MISSING_CT": pooled["n_samples"] - pooled["n_called"]})
     write_table(f"{prefix}.gcount", g)
     write_table(f"{prefix}.sites.tsv", {"ID": v["ID"], "N_SITES": pooled["n_sites"], "N_SAMPLES": pooled["n_samples"]})
-    return [f"{prefix}.afreq", f"{prefix}.gcount", f"{prefix}.sites.tsv"]
+    from popgen.io.files import atomic_write
+
+    with atomic_write(_filter_path(prefix)) as f:
+        f.write("".join(f"{i}\n" for i in v["ID"][pooled["keep"]]))
+    return [f"{prefix}.afreq", f"{prefix}.gcount", f"{prefix}.sites.tsv", str(_filter_path(prefix))]
 
 
 # ------------------------------------------------------------------ pooled linear regression
@@ -193,10 +231,11 @@ def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, pl
     g = plan.plan.gwas
     names = [n for j, n in enumerate(g.phenotypes) if result["n_sites"][j] > 0]
     idx = [g.phenotypes.index(n) for n in names]
-    fields = result["fields"][:, idx]
+    keep = kept_variants(prefix, plan)
+    fields = result["fields"][keep][:, idx]
     scan = assoc.AssociationScan(
-        plan_dataset(plan), "linear", names, da.from_array(fields, chunks=(65536, len(names), assoc.N_FIELDS)),
-        result["n_predictors"][:, idx], list(g.covariates) + [f"SITE={s}" for s in result["sites"][1:]],
+        plan_dataset(plan, keep), "linear", names, da.from_array(fields, chunks=(65536, len(names), assoc.N_FIELDS)),
+        result["n_predictors"][keep][:, idx], list(g.covariates) + [f"SITE={s}" for s in result["sites"][1:]],
         {n: result["n_samples"][n] for n in names}, {}, {})
     return assoc.write_results(prefix, scan, ssf=ssf, plots=plots)
 
@@ -252,15 +291,16 @@ def write_meta(prefix, plan: LoadedPlan, res: dict) -> list[str]:
     from popgen.io.reports import fmt_g, write_table
 
     paths = []
+    k = kept_variants(prefix, plan)
     for j, name in enumerate(plan.plan.gwas.phenotypes):
-        direction = np.array(["".join(r) for r in res["direction"][:, :, j].T.tolist()], dtype=object)
-        cols = {"MarkerName": plan.variant_id, "Allele1": plan.alt, "Allele2": plan.ref,
-                "Effect": fmt_g(res["beta"][:, j]), "StdErr": fmt_g(res["se"][:, j]),
-                "P-value": fmt_g(res["p"][:, j]), "Direction": direction,
-                "HetISq": fmt_g(100.0 * res["i2"][:, j]), "HetChiSq": fmt_g(res["q"][:, j]),
-                "HetDf": res["df"][:, j], "HetPVal": fmt_g(res["het_p"][:, j]),
-                "Chromosome": plan.chrom, "Position": plan.pos, "OBS_CT": res["obs_ct"][:, j].astype(np.int64),
-                "N_SITES": res["n_sites"][:, j]}
+        direction = np.array(["".join(r) for r in res["direction"][:, k, j].T.tolist()], dtype=object)
+        cols = {"MarkerName": plan.variant_id[k], "Allele1": plan.alt[k], "Allele2": plan.ref[k],
+                "Effect": fmt_g(res["beta"][k, j]), "StdErr": fmt_g(res["se"][k, j]),
+                "P-value": fmt_g(res["p"][k, j]), "Direction": direction,
+                "HetISq": fmt_g(100.0 * res["i2"][k, j]), "HetChiSq": fmt_g(res["q"][k, j]),
+                "HetDf": res["df"][k, j], "HetPVal": fmt_g(res["het_p"][k, j]),
+                "Chromosome": plan.chrom[k], "Position": plan.pos[k], "OBS_CT": res["obs_ct"][k, j].astype(np.int64),
+                "N_SITES": res["n_sites"][k, j]}
         path = f"{prefix}.{name}.meta.tsv"
         write_table(path, cols)
         paths.append(path)
@@ -299,7 +339,7 @@ def _load_state(prefix, plan: LoadedPlan) -> dict:
 
 def _send_basis(prefix, plan: LoadedPlan, state: dict, basis_rows) -> Path:
     """Write the next round's basis bundle (full-length rows: 0 outside the PCA variants)."""
-    mask = plan.pca_mask
+    mask = state["mask"]
     basis = np.zeros((plan.n_variants, basis_rows.shape[1]))
     basis[mask] = basis_rows
     freq = np.zeros(plan.n_variants)
@@ -308,7 +348,8 @@ def _send_basis(prefix, plan: LoadedPlan, state: dict, basis_rows) -> Path:
     final = r == plan.plan.pca.n_rounds + 1
     path = write_bundle(_basis_bundle_path(prefix, r), plan, kind="pca-basis", site="coordinator", round=r,
                         arrays={"basis": (basis, ("variants", "basis"), "orthonormal basis V over the PCA variants"),
-                                "alt_freq": (freq, ("variants",), "pooled ALT frequencies that standardize genotypes")},
+                                "alt_freq": (freq, ("variants",), "pooled ALT frequencies that standardize genotypes"),
+                                "use": (mask.astype(np.uint8), ("variants",), "1 for the variants the PCA uses")},
                         dims={"variants": plan.n_variants, "basis": basis.shape[1]},
                         attrs={"final": bool(final), "n_rounds": plan.plan.pca.n_rounds + 1},
                         disclosure="Coordinator to sites: a basis of variant vectors and pooled allele frequencies.")
@@ -320,7 +361,7 @@ def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
     """Begin a federated PCA from pooled counts: write the round-1 basis bundle (to send to
     every site) and the coordinator's state ``PREFIX.pca-state.npz``."""
     s = plan.plan.pca
-    mask = plan.pca_mask
+    mask = plan.pca_mask & pooled["keep"]
     af = np.nan_to_num(pooled["alt_freq"][mask], nan=0.0)
     m = int(mask.sum())
     if not ((af > 0) & (af < 1)).any():
@@ -330,7 +371,7 @@ def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
         raise PopgenError(f"cannot compute {s.n_pcs} PCs from {n_total} samples")
     l = min(s.n_pcs + s.n_oversamples, m, n_total - 1)  # noqa: E741
     q, _ = np.linalg.qr(np.random.default_rng(s.seed).standard_normal((m, l)))
-    state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "blocks": q,
+    state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "blocks": q, "mask": mask,
              "info": {"plan_sha256": plan.sha256, "round": 1, "sites": pooled["sites"],
                       "site_samples": pooled["site_samples"], "n_variants": m, "l": l}}
     path = _send_basis(prefix, plan, state, q)
@@ -353,7 +394,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
             raise PopgenError(f"product bundle is for round {b.round}, the PCA is at round {r}", b.path)
         if b.attrs.get("basis_sha256") != info["basis_sha256"]:
             raise PopgenError(f"product bundle was computed from another basis than round {r}'s", b.path)
-    mask = plan.pca_mask
+    mask = state["mask"]
     m = info["n_variants"]
     y = sum(b.arrays["product"][mask] for b in bundles) / m        # A V, A = Z Z' / M (pooled)
     n_rounds = plan.plan.pca.n_rounds
@@ -385,7 +426,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     signs[signs == 0] = 1
     vectors *= signs
     values = values[order]
-    files = write_federated_pca(prefix, plan, values, vectors, state["alt_freq"], state["call_rate"],
+    files = write_federated_pca(prefix, plan, mask, values, vectors, state["alt_freq"], state["call_rate"],
                                 {"solver": "federated", "missing": "meanimpute", "rounds": n_rounds + 1,
                                  "n_oversamples": int(l - k), "seed": plan.plan.pca.seed,
                                  "n_samples": int(sum(info["site_samples"].values())), "sites": sites,
@@ -395,11 +436,11 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     return {"files": files, "eigenvalues": values, "loadings": vectors}
 
 
-def write_federated_pca(prefix, plan: LoadedPlan, values, vectors, alt_freq, call_rate, meta) -> list[str]:
+def write_federated_pca(prefix, plan: LoadedPlan, mask, values, vectors, alt_freq, call_rate, meta) -> list[str]:
     """``.eigenval``, ``.eigenvec.var`` (pooled frequencies, unit loadings) and ``.pca.json``: a
     reference every site projects its own samples onto (``popgen pca-project --ref PREFIX``)."""
     from popgen.pca import write_reference
 
-    ds = plan_dataset(plan, plan.pca_mask)
-    return write_reference(prefix, ds, values, vectors, alt_freq, call_rate, int(plan.pca_mask.sum()), meta)
+    return write_reference(prefix, plan_dataset(plan, mask), values, vectors, alt_freq, call_rate, int(mask.sum()),
+                           meta)
 

@@ -33,6 +33,30 @@ class Privacy(_Strict):
         "they would differ from a fully called variant's by those few samples' covariates and phenotypes"))
 
 
+class PlanFilters(_Strict):
+    """QC filters with PLINK 2's meaning.  ``mind`` is applied by each site to its samples
+    before export; the variant filters by the coordinator on the pooled counts -- together
+    exactly the pooled ``popgen qc`` filters."""
+
+    mind: Optional[float] = Field(None, ge=0, le=1, description="remove samples with missing call rate > MIND")
+    geno: Optional[float] = Field(None, ge=0, le=1, description="remove variants with missing call rate > GENO")
+    hwe: Optional[float] = Field(None, ge=0, le=1, description="remove variants with HWE exact p < HWE "
+                                                             "(frequency samples)")
+    maf: Optional[float] = Field(None, ge=0, le=0.5, description="remove variants with minor allele frequency < MAF")
+    mac: Optional[int] = Field(None, ge=0, description="remove variants with minor allele count < MAC")
+
+    def qc(self, *, samples: bool):
+        from popgen.qc import Filters
+
+        if samples:
+            return Filters(mind=self.mind)
+        return Filters(geno=self.geno, hwe=self.hwe, maf=self.maf, mac=self.mac)
+
+    @property
+    def variant_filters(self) -> bool:
+        return any(v is not None for v in (self.geno, self.hwe, self.maf, self.mac))
+
+
 class PCASettings(_Strict):
     n_pcs: int = Field(10, ge=1)
     n_oversamples: int = Field(10, ge=0, description="extra basis vectors per round")
@@ -58,6 +82,7 @@ class Plan(_Strict):
                                       "#CHROM POS ID REF ALT columns")
     frequencies: Literal["founders", "all"] = Field("founders", description="samples whose alleles define "
                                                     "frequencies (PCA standardization, A1 choice)")
+    filters: PlanFilters = PlanFilters()
     privacy: Privacy = Privacy()
     gwas: Optional[GWASSettings] = None
     pca: Optional[PCASettings] = None

@@ -64,14 +64,22 @@ def align(ds, plan: LoadedPlan, name: str) -> Site:
 
     if not name or any(c in name for c in "/\\ \t"):
         raise PopgenError(f"site name {name!r} must be a non-empty word (it names the site in bundles)")
-    n = int(ds.sizes["samples"])
-    if n < plan.plan.privacy.min_samples:
-        raise PopgenError(f"site {name} has {n} samples, fewer than the plan's minimum of "
-                          f"{plan.plan.privacy.min_samples}: refusing to export")
+    mind = plan.plan.filters.mind
     ref = types.SimpleNamespace(variant_id=plan.variant_id, ref=plan.ref, alt=plan.alt)
     di, pi, flip, report = match_variants(ds, ref)
     if len(di) == 0:
         raise PopgenError(f"site {name}: none of its variants are in the plan (matched by ID and alleles)")
+    if mind is not None:   # sample missingness over the plan's variants, as the pooled --mind
+        from popgen import qc
+
+        kept, rep = qc.apply_filters(ds.isel(variants=di), plan.plan.filters.qc(samples=True))
+        log.info("site %s: --mind %g removed %d samples", name, mind, rep.removed.get("mind", 0))
+        ds = ds.isel(samples=np.flatnonzero(np.isin(np.asarray(ds["sample_id"].values),
+                                                     np.asarray(kept["sample_id"].values))))
+    n = int(ds.sizes["samples"])
+    if n < plan.plan.privacy.min_samples:
+        raise PopgenError(f"site {name} has {n} samples, fewer than the plan's minimum of "
+                          f"{plan.plan.privacy.min_samples}: refusing to export")
     sub = ds.isel(variants=di)
     alt = alt_allele_count(sub)
     if flip.any():
@@ -401,11 +409,12 @@ def _zw_block(alt, alt_freq, w):
     return xp.astype(xp.matmul(z, xp.asarray(w, dtype=xp.float32)), xp.float64)
 
 
-def pca_product(site: Site, alt_freq, basis, *, compute=None):
+def pca_product(site: Site, alt_freq, basis, *, use=None, compute=None):
     """``Z_s (Z_s' V)`` over the plan's PCA variants present at the site: (plan variants, l).
 
     ``Z_s`` is the site's standardized genotypes (variants x samples, pooled
-    frequencies ``alt_freq``, missing calls 0); ``Z_s' V`` (samples x l) stays
+    frequencies ``alt_freq``, missing calls 0) over the variants ``use`` (default: the
+    plan's PCA variants); ``Z_s' V`` (samples x l) stays
     at the site.  Two streaming passes over the genotypes.
     """
     import dask
@@ -416,7 +425,8 @@ def pca_product(site: Site, alt_freq, basis, *, compute=None):
     from popgen.pca import _pass_chunks
 
     compute = compute or dask.compute
-    sel = np.flatnonzero(site.plan.pca_mask[site.plan_index])
+    use = site.plan.pca_mask if use is None else np.asarray(use, dtype=bool)
+    sel = np.flatnonzero(use[site.plan_index])
     l = basis.shape[1]  # noqa: E741
     if len(sel) == 0:
         return np.zeros((site.plan.n_variants, l))
@@ -442,7 +452,7 @@ def export_pca_product(site: Site, basis_path, path, *, compute=None):
     """Write the site's ``pca-product`` bundle for the round of the coordinator's basis bundle."""
     b = read_bundle(basis_path, site.plan, kind="pca-basis")
     basis = b.arrays["basis"]
-    prod = pca_product(site, b.arrays["alt_freq"], basis, compute=compute)
+    prod = pca_product(site, b.arrays["alt_freq"], basis, use=b.arrays["use"], compute=compute)
     return write_bundle(path, site.plan, kind="pca-product", site=site.name, round=b.round,
                         arrays={"product": (prod, ("variants", "basis"),
                                             "Z (Z' V) for the coordinator's basis V, Z the site's standardized "

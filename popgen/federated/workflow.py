@@ -88,6 +88,9 @@ def combine(run, plan, paths, out: str, *, plots: bool = True) -> dict:
                 files = co.write_frequency_panel(out, plan, pooled)
                 log.info("pooled: %d samples; %d variants suppressed at one site or more", sum(
                     pooled["site_samples"].values()), int((pooled["n_sites"] < len(bundles)).sum()))
+                for f, n in pooled["removed"].items():
+                    log.info("--%s: removed %d variants (pooled counts)", f, n)
+                log.info("%d of %d variants pass the plan's filters", int(pooled["keep"].sum()), plan.n_variants)
                 if plan.plan.pca is not None:
                     files.append(str(co.start_pca(out, plan, pooled)))
                 report["counts"] = {"files": files}
