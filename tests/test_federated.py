@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLE
+from conftest import EXAMPLE
 
 from popgen.errors import PopgenError
 
@@ -280,7 +280,7 @@ def test_pca_product_blocks_on_backends(rng):
     xp = pytest.importorskip("array_api_strict")
     from popgen.backend import to_cpu
     from popgen.federated.site import _ztv_block, _zw_block
-    from tests.conftest import random_alt
+    from conftest import random_alt
 
     g = random_alt(rng, 30, 17)
     p = rng.uniform(0.05, 0.95, 30)
