@@ -495,7 +495,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     """Write ``.eigenvec``, ``.eigenval``, ``.eigenvec.allele`` (PLINK 2 formats),
     ``.eigenvec.var`` (frequencies, call rates and loadings, for projection)
     and ``.pca.json`` (solver and settings).  Returns the paths written."""
-    from popgen.io.reports import fmt_g, sample_columns, variant_columns, write_table
+    from popgen.io.reports import Formatted, fmt_g, sample_columns, variant_columns, write_table
 
     k = result.eigenvalues.shape[0]
     pcs = [f"PC{i + 1}" for i in range(k)]
@@ -508,7 +508,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     allele = {"#CHROM": np.repeat(v["#CHROM"], 2), "ID": np.repeat(v["ID"], 2), "REF": np.repeat(v["REF"], 2),
               "ALT": np.repeat(v["ALT"], 2), "A1": np.stack([v["REF"], v["ALT"]], axis=1).ravel()}
     for i, name in enumerate(pcs):
-        allele[name] = fmt_g(np.stack([-w[:, i], w[:, i]], axis=1).ravel())
+        allele[name] = Formatted(np.stack([-w[:, i], w[:, i]], axis=1).ravel())
     write_table(f"{prefix}.eigenvec.allele", allele)
     unit = result.loadings / np.sqrt(result.n_variants * result.eigenvalues)[None, :]
     meta = {"solver": result.solver, "missing": result.missing, "n_samples": int(result.eigenvectors.shape[0]),
@@ -524,19 +524,17 @@ def write_reference(prefix, ds, eigenvalues, unit_loadings, alt_freq, call_rate,
     loadings of ``ds``'s variants) and ``.pca.json`` (``n_variants`` M, ``missing`` and ``meta``)."""
     from popgen import __version__
     from popgen.io.files import atomic_write
-    from popgen.io.reports import fmt_g, variant_columns, write_table
+    from popgen.io.reports import Formatted, fmt_9g, fmt_g, variant_columns, write_table
 
     k = len(eigenvalues)
     if eigenval:
         with atomic_write(f"{prefix}.eigenval") as f:
             f.write("".join(f"{v}\n" for v in fmt_g(eigenvalues)))
     var = variant_columns(ds)
-    n = len(var["ID"])
-    var["ALT_FREQS"] = fmt_g(alt_freq)
-    var["CALL_RATE"] = fmt_g(call_rate)
+    var["ALT_FREQS"] = Formatted(alt_freq)
+    var["CALL_RATE"] = Formatted(call_rate)
     for i in range(k):
-        col = unit_loadings[:, i]
-        var[f"PC{i + 1}"] = np.array([f"{x:.9g}" for x in col.tolist()], dtype=object) if n else col
+        var[f"PC{i + 1}"] = Formatted(unit_loadings[:, i], fmt_9g)
     write_table(f"{prefix}.eigenvec.var", var)
     meta = {"popgen": __version__, "n_components": int(k), "n_variants": int(n_variants), **meta}
     with atomic_write(f"{prefix}.pca.json") as f:

@@ -115,12 +115,12 @@ def kept_variants(prefix, plan: LoadedPlan):
 def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
     """``PREFIX.afreq`` (frequency samples, as ``plink2 --freq``), ``PREFIX.gcount``
     (all samples, as ``plink2 --geno-counts``) and ``PREFIX.sites.tsv`` (sites per variant)."""
-    from popgen.io.reports import fmt_g, variant_columns, write_table
+    from popgen.io.reports import Formatted, variant_columns, write_table
 
     ds = plan_dataset(plan)
     v = variant_columns(ds)
     afreq = dict(v)
-    afreq["ALT_FREQS"] = fmt_g(pooled["alt_freq"])
+    afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"])
     afreq["OBS_CT"] = 2 * pooled["freq_n_called"]
     write_table(f"{prefix}.afreq", afreq)
     hom_ref = pooled["n_called"] - pooled["n_het"] - pooled["n_hom_alt"]
@@ -288,17 +288,17 @@ def write_meta(prefix, plan: LoadedPlan, res: dict) -> list[str]:
     """``PREFIX.PHENO.meta.tsv`` per phenotype, METAL's columns (MarkerName Allele1 Allele2
     Effect StdErr P-value Direction HetISq HetChiSq HetDf HetPVal; Allele1 = ALT, the
     effect allele) then Chromosome Position OBS_CT N_SITES."""
-    from popgen.io.reports import fmt_g, write_table
+    from popgen.io.reports import Formatted, write_table
 
     paths = []
     k = kept_variants(prefix, plan)
     for j, name in enumerate(plan.plan.gwas.phenotypes):
         direction = np.array(["".join(r) for r in res["direction"][:, k, j].T.tolist()], dtype=object)
         cols = {"MarkerName": plan.variant_id[k], "Allele1": plan.alt[k], "Allele2": plan.ref[k],
-                "Effect": fmt_g(res["beta"][k, j]), "StdErr": fmt_g(res["se"][k, j]),
-                "P-value": fmt_g(res["p"][k, j]), "Direction": direction,
-                "HetISq": fmt_g(100.0 * res["i2"][k, j]), "HetChiSq": fmt_g(res["q"][k, j]),
-                "HetDf": res["df"][k, j], "HetPVal": fmt_g(res["het_p"][k, j]),
+                "Effect": Formatted(res["beta"][k, j]), "StdErr": Formatted(res["se"][k, j]),
+                "P-value": Formatted(res["p"][k, j]), "Direction": direction,
+                "HetISq": Formatted(100.0 * res["i2"][k, j]), "HetChiSq": Formatted(res["q"][k, j]),
+                "HetDf": res["df"][k, j], "HetPVal": Formatted(res["het_p"][k, j]),
                 "Chromosome": plan.chrom[k], "Position": plan.pos[k], "OBS_CT": res["obs_ct"][k, j].astype(np.int64),
                 "N_SITES": res["n_sites"][k, j]}
         path = f"{prefix}.{name}.meta.tsv"
