@@ -139,6 +139,16 @@ def xtxq_block(alt, alt_freq, q):
     return xp.astype(xp.matmul(xp.matrix_transpose(x), xp.matmul(x, qd)), xp.float64)[None, ...]
 
 
+def gram_block(alt, alt_freq, q):
+    """One variant chunk's share of ``(X Q)'(X Q)``: (1, l, l) float64 -- the Rayleigh-Ritz
+    matrix ``Q' X'X Q`` without an (N, l) output per chunk."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    y = xp.astype(xp.matmul(standardize_block(alt, alt_freq), xp.asarray(q, dtype=xp.float32)), xp.float64)
+    return xp.matmul(xp.matrix_transpose(y), y)[None, ...]
+
+
 def loadings_block(alt, alt_freq, v):
     """``X V`` for one variant chunk: (v_chunk, k) float64.  ``alt`` holds all samples."""
     from popgen.backend import namespace
@@ -354,8 +364,15 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
         q, _ = np.linalg.qr(xtxq(q))
         blocks.append(q)
     basis, _ = np.linalg.qr(np.concatenate(blocks, axis=1))
-    z = xtxq(basis)
-    t = basis.T @ z
+    # Rayleigh-Ritz: basis' K basis = sum over chunks of (X_c basis)'(X_c basis) / M, an (l, l)
+    # output per chunk where X'(X basis) would hold an (N, l) one per chunk
+    bd = xp.asarray(basis, dtype=xp.float32)
+    w = basis.shape[1]
+    parts = da.blockwise(gram_block, "cab", alt, "cj", p, "c", bd, None, dtype=np.float64,
+                         new_axes={"a": w, "b": w}, adjust_chunks={"c": 1},
+                         meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
+    (t,) = compute(parts.sum(axis=0))
+    t = np.asarray(to_cpu(t)) / n_variants
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     order = np.argsort(values)[::-1][:k]
