@@ -300,7 +300,7 @@ def main(argv=None) -> int:
         notes.append(f"GEMM flops counted from popgen.pca._randomized: {N_ITER} passes of width "
                      f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), one of width "
                      f"{(N_PCS + N_OVERSAMPLES) * (N_ITER + 1)} ({f['final'] / 1e9:.1f} GFLOP), loadings "
-                     f"({f['loadings'] / 1e9:.1f} GFLOP); 4 M N w per pass of width w.")
+                     f"({f['loadings'] / 1e9:.1f} GFLOP); 4 M N w per power pass of width w, 2 M N w for the final X B.")
 
     if args.exact:
         ex = run_pair(args, prefix, args.n_variants, exact=True, clusters=clusters)
