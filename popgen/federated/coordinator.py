@@ -19,8 +19,9 @@
   subspace iteration in variant space.  The coordinator sends a basis ``V``
   (variants x l); each site returns ``Z_s Z_s' V`` (its standardized
   genotypes, pooled frequencies, missing calls 0); the sum is ``Z Z' V`` of the
-  pooled cohort.  After ``n_rounds`` rounds the Krylov basis is sent once more
-  and the Rayleigh-Ritz step gives the eigenvalues of the pooled GRM
+  pooled cohort.  After ``n_rounds`` rounds the Krylov basis ``B`` is sent once
+  more, each site returns ``(Z_s' B)'(Z_s' B)`` (basis x basis, one pass), and
+  the Rayleigh-Ritz step gives the eigenvalues of the pooled GRM
   ``Z'Z / M`` and the unit-norm variant loadings.  This is
   :func:`popgen.pca.pca`'s randomized solver run across sites; sites then
   project their own samples with ``popgen pca-project`` onto the result.
@@ -396,11 +397,16 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
             raise PopgenError(f"product bundle was computed from another basis than round {r}'s", b.path)
     mask = state["mask"]
     m = info["n_variants"]
-    y = sum(b.arrays["product"][mask] for b in bundles) / m        # A V, A = Z Z' / M (pooled)
     n_rounds = plan.plan.pca.n_rounds
+    final = r > n_rounds
+    key = "gram" if final else "product"
+    for b in bundles:
+        if key not in b.arrays:
+            raise PopgenError(f"round {r} needs {'the final' if final else 'a'} product ({key})", b.path)
     blocks = state["blocks"]
     l = info["l"]  # noqa: E741
-    if r <= n_rounds:
+    if not final:
+        y = sum(b.arrays["product"][mask] for b in bundles) / m        # A V, A = Z Z' / M (pooled)
         q, _ = np.linalg.qr(y)
         blocks = np.concatenate([blocks, q], axis=1)
         info["round"] = r + 1
@@ -415,7 +421,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         log.info("federated PCA: round %d of %d combined; next basis %s", r, n_rounds + 1, path)
         return {"basis": path, "round": r + 1}
     basis = blocks
-    t = basis.T @ y
+    t = sum(b.arrays["gram"] for b in bundles) / m                     # V' A V
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     k = plan.plan.pca.n_pcs

@@ -409,13 +409,14 @@ def _zw_block(alt, alt_freq, w):
     return xp.astype(xp.matmul(z, xp.asarray(w, dtype=xp.float32)), xp.float64)
 
 
-def pca_product(site: Site, alt_freq, basis, *, use=None, compute=None):
+def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, compute=None):
     """``Z_s (Z_s' V)`` over the plan's PCA variants present at the site: (plan variants, l).
 
     ``Z_s`` is the site's standardized genotypes (variants x samples, pooled
     frequencies ``alt_freq``, missing calls 0) over the variants ``use`` (default: the
     plan's PCA variants); ``Z_s' V`` (samples x l) stays
-    at the site.  Two streaming passes over the genotypes.
+    at the site.  Two streaming passes over the genotypes; with ``final`` (the
+    Rayleigh-Ritz round) one, returning ``(Z_s' V)'(Z_s' V)`` (l x l) instead.
     """
     import dask
     import dask.array as da
@@ -429,7 +430,7 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, compute=None):
     sel = np.flatnonzero(use[site.plan_index])
     l = basis.shape[1]  # noqa: E741
     if len(sel) == 0:
-        return np.zeros((site.plan.n_variants, l))
+        return np.zeros((l, l) if final else (site.plan.n_variants, l))
     pidx = site.plan_index[sel]
     alt = _pass_chunks(alt_allele_count(site.ds.isel(variants=sel)), site.n_samples)
     xp = namespace(alt)
@@ -439,6 +440,9 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, compute=None):
     parts = da.blockwise(_ztv_block, "cjl", alt, "cj", p, "c", v, "cl", dtype=np.float64,
                          adjust_chunks={"c": 1}, meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
     (w,) = compute(parts.sum(axis=0))
+    if final:
+        w = np.asarray(to_cpu(w))
+        return w.T @ w
     wd = xp.asarray(w)
     prod = da.blockwise(_zw_block, "cl", alt, "cj", p, "c", wd, None, dtype=np.float64,
                         new_axes={"l": l}, meta=xp.empty((0, 0), dtype=xp.float64), concatenate=True)
@@ -452,12 +456,18 @@ def export_pca_product(site: Site, basis_path, path, *, compute=None):
     """Write the site's ``pca-product`` bundle for the round of the coordinator's basis bundle."""
     b = read_bundle(basis_path, site.plan, kind="pca-basis")
     basis = b.arrays["basis"]
-    prod = pca_product(site, b.arrays["alt_freq"], basis, use=b.arrays["use"], compute=compute)
-    return write_bundle(path, site.plan, kind="pca-product", site=site.name, round=b.round,
-                        arrays={"product": (prod, ("variants", "basis"),
-                                            "Z (Z' V) for the coordinator's basis V, Z the site's standardized "
-                                            "genotypes (variants x samples): a variants x basis matrix")},
+    final = bool(b.attrs.get("final"))
+    prod = pca_product(site, b.arrays["alt_freq"], basis, use=b.arrays["use"], final=final, compute=compute)
+    if final:
+        arrays = {"gram": (prod, ("basis", "basis"), "(Z' V)'(Z' V) for the coordinator's final basis V, Z the "
+                                                     "site's standardized genotypes (variants x samples)")}
+    else:
+        arrays = {"product": (prod, ("variants", "basis"),
+                              "Z (Z' V) for the coordinator's basis V, Z the site's standardized "
+                              "genotypes (variants x samples): a variants x basis matrix")}
+    return write_bundle(path, site.plan, kind="pca-product", site=site.name, round=b.round, arrays=arrays,
                         dims={"variants": site.plan.n_variants, "basis": basis.shape[1]},
-                        attrs={"n_samples": site.n_samples, "basis_sha256": b.manifest["arrays"]["basis"]["sha256"]},
+                        attrs={"n_samples": site.n_samples, "final": final,
+                               "basis_sha256": b.manifest["arrays"]["basis"]["sha256"]},
                         disclosure=_disclosure(site, f"the product of its genotype covariance with the "
                                                      f"coordinator's round-{b.round} basis"))
