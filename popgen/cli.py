@@ -28,8 +28,10 @@ def input_options(f):
         click.option("--remove", metavar="FILE", help="remove samples listed"),
         click.option("--extract", metavar="FILE", help="keep only variants whose IDs are listed (one per line)"),
         click.option("--exclude", metavar="FILE", help="remove variants whose IDs are listed"),
-        click.option("--chunk-variants", default=8192, show_default=True, help="Dask chunk size along variants"),
-        click.option("--chunk-samples", default=8192, show_default=True, help="Dask chunk size along samples"),
+        click.option("--chunk-variants", type=int, default=None,
+                     help="Dask chunk size along variants [default: blocks of 16 MB]"),
+        click.option("--chunk-samples", type=int, default=None,
+                     help="Dask chunk size along samples [default: all samples, up to 65536]"),
     ]
     for opt in reversed(opts):
         f = opt(f)

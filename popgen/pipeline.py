@@ -409,8 +409,10 @@ class InputSpec(_Strict):
 
 
 class Chunks(_Strict):
-    variants: int = Field(8192, gt=0)
-    samples: int = Field(8192, gt=0)
+    """Dask chunk sizes; unset = automatic (PLINK: every sample in one chunk, 16 MB blocks)."""
+
+    variants: Optional[int] = Field(None, gt=0)
+    samples: Optional[int] = Field(None, gt=0)
 
 
 class Pipeline(_Strict):
@@ -539,7 +541,7 @@ def subset_variants(ds, extract=None, exclude=None):
     return ds.isel(variants=np.flatnonzero(mask))
 
 
-def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(8192, 8192), keep=None, remove=None,
+def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(None, None), keep=None, remove=None,
                 extract=None, exclude=None):
     """Open the input on the run's device and apply sample and variant subsets."""
     from popgen.io import open_dataset
