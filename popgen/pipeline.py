@@ -447,33 +447,12 @@ class Pipeline(_Strict):
         return [(name, STEPS[name][0].model_validate(params or {})) for step in self.steps for name, params in step.items()]
 
 
-def _pydantic_message(e) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else err["msg"]
-
-
 def load_config(path) -> Pipeline:
     """Read and validate a pipeline YAML; errors name the file and the key."""
-    import pydantic
-    import yaml
+    from popgen.yamlfile import load_model
 
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PopgenError(f"invalid YAML{where}: {getattr(e, 'problem', e)}", path) from None
-    if not isinstance(raw, dict):
-        raise PopgenError("config must be a mapping of keys (input, out, steps, ...)", path)
-    try:
-        cfg = Pipeline.model_validate(raw)
-        cfg.parsed_steps()  # validates each step's parameters
-    except pydantic.ValidationError as e:
-        raise PopgenError(f"invalid config: {_pydantic_message(e)}", path) from None
+    cfg = load_model(path, Pipeline, kind="config", what="input, out, steps, ...", check=lambda c: c.parsed_steps())
     base = path.parent
     for key in ("bfile", "vcf", "vcz"):
         value = getattr(cfg.input, key)

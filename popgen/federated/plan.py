@@ -154,24 +154,10 @@ def _read_variants(path: Path):
 def load_plan(path) -> LoadedPlan:
     """Read, validate and hash a plan.  The hash covers the plan's settings and the
     contents (not the names) of the files it refers to, so every party computes the same one."""
-    import pydantic
-    import yaml
+    from popgen.yamlfile import load_model
 
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise PopgenError(f"not valid YAML: {str(e).splitlines()[0]}", path) from None
-    if not isinstance(raw, dict):
-        raise PopgenError("a plan is a YAML mapping (name, variants, gwas, pca, privacy)", path)
-    try:
-        plan = Plan.model_validate(raw)
-    except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise PopgenError(f"{loc}: {err['msg']}" if loc else err["msg"], path) from None
+    plan = load_model(path, Plan, kind="plan", what="name, variants, filters, privacy, gwas, pca")
     base = path.parent
     vpath = _resolve(base, plan.variants)
     chrom, pos, vid, ref, alt = _read_variants(vpath)

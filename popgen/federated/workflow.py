@@ -143,20 +143,10 @@ class Federation(_Strict):
 
 
 def load_federation(path):
-    import pydantic
-    import yaml
+    from popgen.yamlfile import load_model
 
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-        fed = Federation.model_validate(raw)
-    except yaml.YAMLError as e:
-        raise PopgenError(f"not valid YAML: {str(e).splitlines()[0]}", path) from None
-    except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        raise PopgenError(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}", path) from None
+    fed = load_model(path, Federation, kind="sites file", what="plan, sites, out")
     base = path.parent
 
     def rel(p):
