@@ -254,10 +254,11 @@ def pca_step(run, state: State, out: str, params: PCAParams):
     .eigenvec.var, .pca.json and the plot OUT.pca.png."""
     from popgen import pca
     from popgen.genotypes import founder_mask
+    from popgen.relatedness import _autosomal_subset
 
     import numpy as np
 
-    ds = state.pruned
+    ds = _autosomal_subset(state.pruned, "PCA")   # X, Y, XY, MT excluded, as plink2 --pca
     fit_ds = ds if state.unrelated is None else ds.isel(samples=np.flatnonzero(state.unrelated))
     compute = lambda *c: run.compute(*c, label="PCA")  # noqa: E731
     with run.step("pca"):
