@@ -239,6 +239,36 @@ def test_meta_analysis_is_the_ivw_formula(fed, tmp_path):
     assert t["Effect"][v] == pytest.approx(beta, rel=1e-5)
 
 
+def test_meta_analysis_of_logistic_results(tmp_path):
+    """Case/control plans meta-analyse each site's logistic (Firth-fallback) log odds ratios;
+    every variant's pooled estimate is the IVW formula over the sites' own scans."""
+    from popgen import association as A
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    plan = write_plan(tmp_path / "plan.yaml", gwas={"phenotypes": ["BT"], "binary": True}, pca=None)
+    bundles, betas, ws = [], [], []
+    for name in SITES:
+        st = S.align(site_cohort(name), plan, name)
+        ph = A.load_phenotypes(st.ds, f"{EXAMPLE}.pheno", ["BT"], f"{EXAMPLE}.covar", ["SEX", "AGE"])
+        bundles.append(S.export_sumstats(st, ph, tmp_path / f"{name}.pgb"))
+        t = A.logistic_scan(st.ds, {"BT": ph.values["BT"]}, ph.covariates,
+                            covariate_names=["SEX", "AGE"]).collect()["BT"]
+        ok = t["ERRCODE"].isin([".", "UNFINISHED"]).to_numpy()
+        b = np.where(t["A1"] == t["REF"], -t["BETA"], t["BETA"]).astype(float)
+        betas.append(st.scatter(np.where(ok, b, np.nan), np.nan))
+        ws.append(st.scatter(np.where(ok, 1 / t["SE"].to_numpy(float) ** 2, 0.0)))
+    res = C.combine_sumstats(plan, C.read_site_bundles(bundles, plan, "sumstats"))
+    assert res["model"] == {"logistic"}
+    w = np.array(ws)
+    b = np.nan_to_num(np.array(betas))
+    have = w.sum(axis=0) > 0
+    assert have.sum() > 4000
+    np.testing.assert_allclose(res["beta"][have, 0], (w * b).sum(axis=0)[have] / w.sum(axis=0)[have], rtol=1e-10)
+    np.testing.assert_allclose(res["se"][have, 0], w.sum(axis=0)[have] ** -0.5, rtol=1e-10)
+    assert np.isnan(res["beta"][~have, 0]).all()
+
+
 def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
     """11 product rounds (10 Krylov rounds + the final one): the top 10 eigenvalues within
     1e-3 relative and every PC |corr| >= 0.999 with the exact pooled PCA (mean imputation),
