@@ -260,8 +260,11 @@ def test_grm_equals_plink2(example, tmp_path):
     ref = np.fromfile(tmp_path / "tb.rel.bin", dtype=np.float64)
     ours = np.fromfile(tmp_path / "ours_tb.rel.bin", dtype=np.float64)
     assert ours.shape == ref.shape == (600 * 601 // 2,)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
-    assert np.abs(ours - ref).max() < 1e-10  # float64 products: equal to rounding
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)  # float32 products, float64 sums (default)
+    K64 = R.grm(example, samples=founder_mask(example), tile=TILE, dtype="float64")
+    R.write_grm(tmp_path / "ours64", example, K64, shape="triangle", binary=True)
+    ours64 = np.fromfile(tmp_path / "ours64.rel.bin", dtype=np.float64)
+    assert np.abs(ours64 - ref).max() < 1e-10  # float64 products: equal to rounding
     R.write_grm(tmp_path / "ours_sq", example, K, shape="square")
     a = [line.split("\t") for line in open(tmp_path / "ours_sq.rel").read().splitlines()]
     b = [line.split("\t") for line in open(tmp_path / "sq.rel").read().splitlines()]
@@ -273,7 +276,7 @@ def test_grm_equals_plink2(example, tmp_path):
 def test_grm_shapes_and_precision(rng, tmp_path):
     g = random_alt(rng, 120, 13, missing=0.05)
     ds = make_dataset(g, chunks=(50, 5))
-    K = R.grm(ds, tile=5)
+    K = R.grm(ds, tile=5, dtype="float64")
     full = K.compute()
     # oracle: standardized with all samples' frequencies, pairwise-complete
     called = g >= 0
