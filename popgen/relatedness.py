@@ -126,8 +126,9 @@ KING_COUNTS = ("NSNP", "HETHET", "IBS0", "HET1", "HET2")
 DEGREE_BOUNDS = (0.354, 0.177, 0.0884, 0.0442)
 DEGREE_NAMES = {0: "duplicate/MZ twin", 1: "1st degree", 2: "2nd degree", 3: "3rd degree", -1: "unrelated"}
 
-#: contig names PLINK 2 treats as non-autosomal (with or without a "chr" prefix)
-_NON_AUTOSOMES = frozenset({"X", "Y", "XY", "MT", "M", "23", "24", "25", "26"})
+#: contigs PLINK 2 leaves out of --make-king-table and --make-rel (with or without a "chr"
+#: prefix): X, Y and MT; the pseudo-autosomal XY (25) stays in, as PLINK 2 keeps it
+_NON_AUTOSOMES = frozenset({"X", "Y", "MT", "M", "23", "24", "26"})
 #: variants per float32 indicator product in the GEMM tile
 _GEMM_ROWS = 4096
 #: default sample tile; smaller for unfiltered tables, see _table_tile
@@ -334,9 +335,11 @@ class KingPairs:
 def autosomal_variants(ds) -> np.ndarray:
     """Variants on autosomes, as PLINK 2 restricts ``--make-rel`` and ``--make-king``.
 
-    X, Y, XY, MT (and their numeric codes 23-26), with or without a ``chr``
-    prefix, are not autosomal; other contigs (including unplaced and
-    non-human names) are.
+    X, Y and MT (codes 23, 24, 26; ``M``), with or without a ``chr`` prefix,
+    are left out, as PLINK 2 does (checked against plink2 v2.00a3.5:
+    ``tests/test_relatedness.py::test_autosomes_as_plink2``); the
+    pseudo-autosomal ``XY`` (25) stays in, as in PLINK 2, and so do other
+    contigs (unplaced, non-human names).
 
     Returns
     -------
@@ -360,7 +363,7 @@ def _check_cohort(ds, what: str):
 def _autosomal_subset(ds, what: str):
     auto = autosomal_variants(ds)
     if not auto.any():
-        raise PopgenError(f"{what}: no autosomal variants (X, Y, XY and MT are excluded, as in PLINK 2)")
+        raise PopgenError(f"{what}: no autosomal variants (X, Y and MT are excluded, as in PLINK 2)")
     if not auto.all():
         log.info("%s: excluding %d variants on non-autosomes", what, int((~auto).sum()))
         ds = ds.isel(variants=np.flatnonzero(auto))
