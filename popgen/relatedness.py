@@ -58,46 +58,49 @@ Unrelated set (``plink2 --king-cutoff T``)
     result never keeps fewer samples than PLINK 2.
 
 Tiled computation and memory
-    The N x N pair space is never in memory.  Genotypes are cut into sample
-    tiles of ``T`` samples and variant chunks of ``v`` variants; a task
-    computes the counts of one (tile i, tile j, chunk c) and the chunks of a
-    tile pair are summed (Dask).  Counts come from float32 GEMMs on 0/1
-    indicator matrices (exact: sums of 0/1 products below 2^24 per product,
-    int32 accumulation, exact below 2^31 variants), or from the bit-packed
-    AND + popcount kernel ``popgen.kernels`` ``king_counts`` (4 bits per
-    genotype, CUDA source beside it).  KING tables are written by row panels
-    (the ``T`` samples of tile ``i`` against tiles ``j <= i``): each tile is
-    reduced to its rows on the device that holds the genotypes (filter
-    applied there), only kept pairs come to the host, and a panel's rows are
-    written in PLINK 2's order as soon as it is complete.
+    The N x N pair space is never in memory.  On the CPU (and by default),
+    the autosomal genotypes are bit-packed once into four planes per sample
+    (:func:`king_planes`: called, het, hom REF, hom ALT; 0.5 bytes per
+    genotype, ``N M / 2`` bytes in all) and persisted, one chunk per sample
+    tile of ``T`` samples holding every variant.  A task is one tile pair
+    ``(I, J <= I)``:
 
-    Bytes per task (``v`` variants, ``T`` samples)::
+    KING
+        AND + popcount over all variants (kernel ``king_counts``; on a
+        diagonal tile only ``j < i``), reduced on the tile's device to its
+        rows (filter applied there) and, for ``O.kin0``, formatted there
+        (numba, :mod:`popgen._text`).  A panel (tile ``I`` against ``J <= I``)
+        is written as soon as it is complete, while the next one computes.
+        GPU: the ``gemm`` method (float32 indicator GEMMs over variant
+        chunks, summed) is the default there.
+    GRM
+        float32 products of 1024 variants at a time standardized from the
+        planes (kernel ``standardize_planes``), summed in float64; the
+        counts of variants called in both samples from the missing calls,
+        variant by variant, when they are sparse (float32 products of called
+        indicators otherwise).  Only blocks on and below the diagonal are
+        computed; a square matrix is written column by column, the blocks
+        of later rows waiting on disk (``T x T`` float64 files).
 
-        genotypes        2 v T                  (int8, both tiles)
-        gemm method      16 r T + 60 T^2        (r = min(v, 4096) variants per product:
-                                                 float32 indicators, 5 float32 products,
-                                                 int32 counts)
-        popcount method  3 v T + 20 T^2         (packed planes v T / 2 per tile, packing
-                                                 temporaries, int32 counts)
-        sum over chunks  20 T^2 per partial     (int32, 5 counts)
-        panel on host    64 bytes per kept pair (unfiltered: 64 T N)
+    Bytes (``T`` samples per tile, ``N`` samples, ``M`` autosomal variants)::
 
-    With the defaults (``T = 2048``, ``v = 8192``) a GEMM task needs about
-    0.4 GB and a popcount task 0.15 GB; a GRM task (float64 standardized
-    genotypes of ``r`` variants, int64 gather indices, float64 partials)
-    about ``24 r T + 32 T^2`` = 0.33 GB.  Unfiltered tables use a smaller
-    tile so a panel stays under 1 GiB (``T = 1 GiB / (64 N)``, 335 for
-    N = 50,000).  On a GPU the same bytes are device memory.
+        packed genotypes     N M / 2                (persisted; 500 MB at 10,000 x 100,000)
+        KING task            20 T^2 + text          (int32 counts, ~80 bytes per pair kept)
+        KING panel (host)    80 T N per unfiltered panel; T defaults to what keeps it
+                             under 256 MiB (T = 314 at N = 10,000), 2048 with a filter
+        GRM task             16 T^2 + 8 T 1024      (float64 sums, float32 products and
+                                                    standardized genotypes; T = 1024: 25 MB)
+        GRM panel (host)     8 T N + 14 T N text    (square: ~180 MB at N = 10,000)
+        GRM spill (disk)     up to 4 N^2 bytes      (square only)
 
     N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
-    bytes per row (IDs of 11 characters, as in the example) is ~100 GB; the
-    GRM as text (``square``, ~10 bytes per entry) 25 GB, ``triangle bin``
-    10 GB.  This machine (2 cores, 23 GiB RAM, ~75 GB free disk) holds every
-    task and panel above, but not an unfiltered 50,000-sample table on
-    disk: filter it (``king_table_filter``), as one does for kinship anyway.
-    Time: the popcount kernel takes ~5.4e-11 s per pair and variant on one
-    core here (float32 GEMMs 1.5e-10 s), so 50,000 samples x 100,000
-    variants are ~2 core-hours (about one hour on these 2 cores).
+    bytes per row is ~100 GB, the GRM as text (``square``) 25 GB,
+    ``triangle bin`` 10 GB; this machine (2 cores, 23 GiB RAM, ~75 GB free
+    disk) holds the packed genotypes (2.5 GB at M = 100,000) and every
+    task and panel, but not an unfiltered 50,000-sample table on disk:
+    filter it (``king_table_filter``), as one does for kinship anyway.
+    Time: ``scripts/bench_relatedness.py`` measures both against PLINK 2
+    and as a function of N (pairs: N^2 / 2).
 
 References
 ----------
@@ -717,8 +720,9 @@ def king_counts(ds, *, tile=None, method: str = "auto"):
     dask.array.Array, int32, shape (5, samples, samples)
         NSNP, HETHET, IBS0, HET1, HET2 (:data:`KING_COUNTS`) of each ordered
         pair ``(i, j)`` (HET1 of ``i``, HET2 of ``j``), chunked
-        ``(5, tile, tile)``; each block is the sum over variant chunks of one
-        tile pair, computed on the genotypes' device.
+        ``(5, tile, tile)``, computed on the genotypes' device: ``gemm``, the
+        sum over variant chunks of one tile pair; ``popcount``, one kernel
+        call over the packed planes of all variants (:func:`king_planes`).
     """
     import dask.array as da
 
