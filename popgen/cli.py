@@ -195,6 +195,8 @@ def king(**kwargs):
 @run_options
 def grm(**kwargs):
     """Genomic relationship matrix (plink2 --make-rel): OUT.rel or OUT.rel.bin, and OUT.rel.id."""
+    if kwargs.get("binary") in (None, "False"):  # click turns the shared flag's default False into "False"
+        kwargs["binary"] = False
     _run_step("grm", kwargs)
 
 

@@ -58,46 +58,49 @@ Unrelated set (``plink2 --king-cutoff T``)
     result never keeps fewer samples than PLINK 2.
 
 Tiled computation and memory
-    The N x N pair space is never in memory.  Genotypes are cut into sample
-    tiles of ``T`` samples and variant chunks of ``v`` variants; a task
-    computes the counts of one (tile i, tile j, chunk c) and the chunks of a
-    tile pair are summed (Dask).  Counts come from float32 GEMMs on 0/1
-    indicator matrices (exact: sums of 0/1 products below 2^24 per product,
-    int32 accumulation, exact below 2^31 variants), or from the bit-packed
-    AND + popcount kernel ``popgen.kernels`` ``king_counts`` (4 bits per
-    genotype, CUDA source beside it).  KING tables are written by row panels
-    (the ``T`` samples of tile ``i`` against tiles ``j <= i``): each tile is
-    reduced to its rows on the device that holds the genotypes (filter
-    applied there), only kept pairs come to the host, and a panel's rows are
-    written in PLINK 2's order as soon as it is complete.
+    The N x N pair space is never in memory.  On the CPU (and by default),
+    the autosomal genotypes are bit-packed once into four planes per sample
+    (:func:`king_planes`: called, het, hom REF, hom ALT; 0.5 bytes per
+    genotype, ``N M / 2`` bytes in all) and persisted, one chunk per sample
+    tile of ``T`` samples holding every variant.  A task is one tile pair
+    ``(I, J <= I)``:
 
-    Bytes per task (``v`` variants, ``T`` samples)::
+    KING
+        AND + popcount over all variants (kernel ``king_counts``; on a
+        diagonal tile only ``j < i``), reduced on the tile's device to its
+        rows (filter applied there) and, for ``O.kin0``, formatted there
+        (numba, :mod:`popgen._text`).  A panel (tile ``I`` against ``J <= I``)
+        is written as soon as it is complete, while the next one computes.
+        GPU: the ``gemm`` method (float32 indicator GEMMs over variant
+        chunks, summed) is the default there.
+    GRM
+        float32 products of 1024 variants at a time standardized from the
+        planes (kernel ``standardize_planes``), summed in float64; the
+        counts of variants called in both samples from the missing calls,
+        variant by variant, when they are sparse (float32 products of called
+        indicators otherwise).  Only blocks on and below the diagonal are
+        computed; a square matrix is written column by column, the blocks
+        of later rows waiting on disk (``T x T`` float64 files).
 
-        genotypes        2 v T                  (int8, both tiles)
-        gemm method      16 r T + 60 T^2        (r = min(v, 4096) variants per product:
-                                                 float32 indicators, 5 float32 products,
-                                                 int32 counts)
-        popcount method  3 v T + 20 T^2         (packed planes v T / 2 per tile, packing
-                                                 temporaries, int32 counts)
-        sum over chunks  20 T^2 per partial     (int32, 5 counts)
-        panel on host    64 bytes per kept pair (unfiltered: 64 T N)
+    Bytes (``T`` samples per tile, ``N`` samples, ``M`` autosomal variants)::
 
-    With the defaults (``T = 2048``, ``v = 8192``) a GEMM task needs about
-    0.4 GB and a popcount task 0.15 GB; a GRM task (float64 standardized
-    genotypes of ``r`` variants, int64 gather indices, float64 partials)
-    about ``24 r T + 32 T^2`` = 0.33 GB.  Unfiltered tables use a smaller
-    tile so a panel stays under 1 GiB (``T = 1 GiB / (64 N)``, 335 for
-    N = 50,000).  On a GPU the same bytes are device memory.
+        packed genotypes     N M / 2                (persisted; 500 MB at 10,000 x 100,000)
+        KING task            20 T^2 + text          (int32 counts, ~80 bytes per pair kept)
+        KING panel (host)    80 T N per unfiltered panel; T defaults to what keeps it
+                             under 256 MiB (T = 314 at N = 10,000), 2048 with a filter
+        GRM task             16 T^2 + 8 T 1024      (float64 sums, float32 products and
+                                                    standardized genotypes; T = 1024: 25 MB)
+        GRM panel (host)     8 T N + 14 T N text    (square: ~180 MB at N = 10,000)
+        GRM spill (disk)     up to 4 N^2 bytes      (square only)
 
     N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
-    bytes per row (IDs of 11 characters, as in the example) is ~100 GB; the
-    GRM as text (``square``, ~10 bytes per entry) 25 GB, ``triangle bin``
-    10 GB.  This machine (2 cores, 23 GiB RAM, ~75 GB free disk) holds every
-    task and panel above, but not an unfiltered 50,000-sample table on
-    disk: filter it (``king_table_filter``), as one does for kinship anyway.
-    Time: the popcount kernel takes ~5.4e-11 s per pair and variant on one
-    core here (float32 GEMMs 1.5e-10 s), so 50,000 samples x 100,000
-    variants are ~2 core-hours (about one hour on these 2 cores).
+    bytes per row is ~100 GB, the GRM as text (``square``) 25 GB,
+    ``triangle bin`` 10 GB; this machine (2 cores, 23 GiB RAM, ~75 GB free
+    disk) holds the packed genotypes (2.5 GB at M = 100,000) and every
+    task and panel, but not an unfiltered 50,000-sample table on disk:
+    filter it (``king_table_filter``), as one does for kinship anyway.
+    Time: ``scripts/bench_relatedness.py`` measures both against PLINK 2
+    and as a function of N (pairs: N^2 / 2).
 
 References
 ----------
@@ -111,6 +114,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -125,8 +129,9 @@ KING_COUNTS = ("NSNP", "HETHET", "IBS0", "HET1", "HET2")
 DEGREE_BOUNDS = (0.354, 0.177, 0.0884, 0.0442)
 DEGREE_NAMES = {0: "duplicate/MZ twin", 1: "1st degree", 2: "2nd degree", 3: "3rd degree", -1: "unrelated"}
 
-#: contig names PLINK 2 treats as non-autosomal (with or without a "chr" prefix)
-_NON_AUTOSOMES = frozenset({"X", "Y", "XY", "MT", "M", "23", "24", "25", "26"})
+#: contigs PLINK 2 leaves out of --make-king-table and --make-rel (with or without a "chr"
+#: prefix): X, Y and MT; the pseudo-autosomal XY (25) stays in, as PLINK 2 keeps it
+_NON_AUTOSOMES = frozenset({"X", "Y", "MT", "M", "23", "24", "26"})
 #: variants per float32 indicator product in the GEMM tile
 _GEMM_ROWS = 4096
 #: default sample tile; smaller for unfiltered tables, see _table_tile
@@ -135,6 +140,14 @@ _TILE = 2048
 _PANEL_BYTES = 2**30
 #: bytes per pair in a panel on the host (indices, five counts, kinship)
 _PAIR_BYTES = 64
+#: host bytes of one panel of .kin0 text when every pair is written
+_PANEL_TEXT_BYTES = 256 * 2**20
+#: .kin0 bytes per row besides the two sample IDs
+_ROW_TEXT_BYTES = 50
+#: samples per GRM tile
+_GRM_TILE = 1024
+#: 64-variant words per float32 GRM product (float64 sums across products)
+_GRM_STEP_WORDS = 16
 #: components up to this size get an exact maximum independent set
 _EXACT_MAX = 40
 
@@ -181,16 +194,19 @@ def king_gemm_tile(alt_i, alt_j, rows: int = _GEMM_ROWS):
     return acc[None, ...]
 
 
-def king_popcount_tile(planes_i, planes_j):
-    """KING counts of one variant chunk and a tile pair from packed planes: (1, 5, s_i, s_j) int32.
+def king_popcount_tile(planes_i, planes_j, below=None):
+    """KING counts of a tile pair from packed planes: (1, 5, s_i, s_j) int32.
 
     ``planes_*`` are :func:`popgen.kernels.king.pack_king_planes` blocks,
     shape (s, 4, words); runs the registered ``king_counts`` kernel (numba on
-    NumPy arrays, CUDA on CuPy arrays).
+    NumPy arrays, CUDA on CuPy arrays).  With ``below``, only pairs
+    ``j < i + below`` are needed (the CPU kernel skips the others).
     """
     from popgen import kernels
 
-    return kernels.get("king_counts")(planes_i, planes_j)[None, ...]
+    if below is None:
+        return kernels.get("king_counts")(planes_i, planes_j)[None, ...]
+    return kernels.get("king_counts")(planes_i, planes_j, below=below)[None, ...]
 
 
 def kinship_from_counts(hethet, ibs0, het1, het2):
@@ -322,9 +338,11 @@ class KingPairs:
 def autosomal_variants(ds) -> np.ndarray:
     """Variants on autosomes, as PLINK 2 restricts ``--make-rel`` and ``--make-king``.
 
-    X, Y, XY, MT (and their numeric codes 23-26), with or without a ``chr``
-    prefix, are not autosomal; other contigs (including unplaced and
-    non-human names) are.
+    X, Y and MT (codes 23, 24, 26; ``M``), with or without a ``chr`` prefix,
+    are left out, as PLINK 2 does (checked against plink2 v2.00a3.5:
+    ``tests/test_relatedness.py::test_autosomes_as_plink2``); the
+    pseudo-autosomal ``XY`` (25) stays in, as in PLINK 2, and so do other
+    contigs (unplaced, non-human names).
 
     Returns
     -------
@@ -348,7 +366,7 @@ def _check_cohort(ds, what: str):
 def _autosomal_subset(ds, what: str):
     auto = autosomal_variants(ds)
     if not auto.any():
-        raise PopgenError(f"{what}: no autosomal variants (X, Y, XY and MT are excluded, as in PLINK 2)")
+        raise PopgenError(f"{what}: no autosomal variants (X, Y and MT are excluded, as in PLINK 2)")
     if not auto.all():
         log.info("%s: excluding %d variants on non-autosomes", what, int((~auto).sum()))
         ds = ds.isel(variants=np.flatnonzero(auto))
@@ -421,7 +439,7 @@ def grm_tile(alt_i, alt_j, alt_freq, dtype=None, rows: int = _GEMM_ROWS):
     return xp.stack([gram, called], axis=0)[None, ...]
 
 
-def grm(ds, *, samples=None, tile=None, dtype: str = "float64", compute=None):
+def grm(ds, *, samples=None, tile=None, dtype: str = "float32", compute=None):
     """Variance-standardized genomic relationship matrix (``plink2 --make-rel``).
 
     Parameters
@@ -432,12 +450,12 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float64", compute=None):
         Samples whose ALT allele frequencies standardize the genotypes
         (PLINK 2: founders, :func:`popgen.genotypes.founder_mask`).  Default: all.
     tile : int, optional
-        Samples per tile (default 2048).
-    dtype : {"float64", "float32"}
-        Precision of the standardized genotypes and their products.  float64
-        (default) equals PLINK 2 to 1e-13; float32 GEMMs are faster (on GPUs
-        without fast float64 much faster) but off by up to ~1.5e-6, which
-        changes the 6th printed digit of a quarter of the entries.
+        Samples per tile (default 1024).
+    dtype : {"float32", "float64"}
+        Precision of the standardized genotypes and their products.
+        float32 (default): products of 1024 variants at a time, summed in
+        float64: within ~1e-7 of PLINK 2 (tests: 1e-6), about twice as fast;
+        float64 equals PLINK 2 to 1e-13.
     compute : callable, optional
         ``compute(*collections) -> tuple``, used for the allele frequencies.
 
@@ -446,7 +464,20 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float64", compute=None):
     dask.array.Array, float64, shape (samples, samples)
         ``K_ij = sum_v x_vi x_vj / C_ij`` over autosomal variants (see the
         module docstring), lazily tiled ``tile x tile`` on the genotypes'
-        device; NaN where two samples share no called variant.
+        device; NaN where two samples share no called variant.  Only blocks
+        on and below the diagonal are computed; those above are their
+        transposes.
+
+    Notes
+    -----
+    Eager work: the allele frequencies (one pass), and the genotypes are
+    bit-packed (:func:`king_planes`) and persisted, 0.5 bytes per genotype.
+    A block ``(I, J)`` standardizes 1024 variants of its two tiles at a time
+    from the planes (kernel ``standardize_planes``) and multiplies them
+    (``T x T`` float64 sums, ``T x 1024`` products); ``C_ij`` comes from the
+    missing calls variant by variant when they are sparse
+    (:func:`popgen.kernels.king.called_in_both_sparse`), else from float32
+    products of called indicators.
     """
     import dask
     import dask.array as da
@@ -457,18 +488,97 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float64", compute=None):
     if dtype not in ("float64", "float32"):
         raise PopgenError(f"unknown GRM precision {dtype!r}: use float64 or float32")
     compute = compute or dask.compute
+    tile = _GRM_TILE if tile is None else tile
     alt, sub = _pair_alt(ds, tile, "GRM")
     (af,) = compute(qc.variant_stats(sub, samples=samples, merge=False)["variant_allele_frequency"].data[:, 1])
     af = np.asarray(af, dtype=np.float64)
     if not ((af > 0) & (af < 1)).any():
         raise PopgenError("GRM: every variant is monomorphic in the frequency samples")
     xp = namespace(alt)
-    p = da.from_array(af, chunks=(alt.chunks[0],))
-    parts = da.blockwise(grm_tile, "ckij", alt, "ci", alt, "cj", p, "c", getattr(xp, dtype), None,
-                         new_axes={"k": 2}, adjust_chunks={"c": 1}, dtype=np.float64,
-                         meta=xp.empty((0, 0, 0, 0), dtype=xp.float64))
-    sums = parts.sum(axis=0)
-    return da.map_blocks(_ratio, sums[0], sums[1], dtype=np.float64, meta=xp.empty((0, 0), dtype=xp.float64))
+    (planes,) = dask.persist(_pack_planes(alt))
+    n_words = planes.shape[2]
+    table = np.zeros((64 * n_words, 4), dtype=dtype)
+    table[:len(af)] = _standardize_table(af)
+    valid = np.zeros(64 * n_words, dtype=bool)
+    valid[:len(af)] = True
+    valid = np.packbits(valid, bitorder="little").view(np.uint64)
+    table_d, valid_d = dask.delayed(table), dask.delayed(valid)
+    blocks = planes.to_delayed().ravel()
+    sizes = planes.chunks[0]
+    meta = xp.empty((0, 0), dtype=xp.float64)
+    rows = []
+    for I, si in enumerate(sizes):  # noqa: E741
+        row = []
+        for J, sj in enumerate(sizes[:I + 1]):
+            d = dask.delayed(grm_block)(blocks[I], blocks[J], table_d, valid_d, I == J)
+            row.append(da.from_delayed(d, shape=(si, sj), dtype=np.float64, meta=meta))
+        rows.append(row)
+    full = [[rows[I][J] if J <= I else rows[J][I].T for J in range(len(sizes))] for I in range(len(sizes))]  # noqa: E741
+    return da.block(full)
+
+
+def _standardize_table(af):
+    """Per variant: standardized value of ALT count 0, 1, 2 and missing (0); zeros if monomorphic."""
+    p = np.asarray(af, dtype=np.float64)
+    poly = (p > 0) & (p < 1)
+    p = np.where(poly, p, 0.5)
+    inv_sd = np.where(poly, 1.0 / np.sqrt(2.0 * p * (1.0 - p)), 0.0)
+    return np.stack([-2.0 * p * inv_sd, (1.0 - 2.0 * p) * inv_sd, (2.0 - 2.0 * p) * inv_sd, np.zeros_like(p)], axis=1)
+
+
+def grm_block(planes_i, planes_j, table, valid, diagonal: bool = False, step: int = _GRM_STEP_WORDS):
+    """One block of the GRM from packed planes: ``X_i X_j' / C_ij``.
+
+    Parameters
+    ----------
+    planes_i, planes_j : array, uint64, shape (s_i, 4, words) and (s_j, 4, words)
+        :func:`king_planes` chunks (NumPy or CuPy).
+    table : ndarray, float32 or float64, shape (64 words, 4)
+        Standardized value of each variant bit for ALT count 0, 1, 2, missing
+        (padding rows 0); its dtype is the products' precision.
+    valid : ndarray, uint64, shape (words,)
+        Bits of real variants.
+    diagonal : bool
+        ``planes_i`` and ``planes_j`` are the same tile.
+    step : int
+        Words (64 variants) per product: float32 sums of at most ``64 step``
+        terms, summed in float64.
+
+    Returns
+    -------
+    array, float64, shape (s_i, s_j)
+        NaN where a pair shares no called variant.
+    """
+    from popgen import kernels
+    from popgen.backend import is_cupy, namespace
+
+    xp = namespace(planes_i)
+    std = kernels.get("standardize_planes")
+    table = xp.asarray(table)
+    n_words = planes_i.shape[2]
+    gram = xp.zeros((planes_i.shape[0], planes_j.shape[0]), dtype=xp.float64)
+    called = None
+    if not is_cupy(planes_i):
+        from popgen.kernels.king import called_in_both_sparse
+
+        dense_cost = planes_i.shape[0] * planes_j.shape[0] * n_words // 4
+        called = called_in_both_sparse(planes_i, planes_j if not diagonal else planes_i, valid, dense_cost)
+    ones = None
+    if called is None:
+        ones = xp.asarray(np.repeat(np.array([[1.0, 1.0, 1.0, 0.0]], dtype=np.float32), table.shape[0], axis=0))
+        called = xp.zeros_like(gram)
+    for w0 in range(0, n_words, step):
+        w1 = min(w0 + step, n_words)
+        xi = std(planes_i, w0, w1, table)
+        xj = xi if diagonal else std(planes_j, w0, w1, table)
+        gram += xp.matmul(xi, xp.matrix_transpose(xj))
+        del xi, xj
+        if ones is not None:
+            oi = std(planes_i, w0, w1, ones)
+            oj = oi if diagonal else std(planes_j, w0, w1, ones)
+            called += xp.matmul(oi, xp.matrix_transpose(oj))
+    called = xp.asarray(called, dtype=xp.float64)
+    return _ratio(gram, called)
 
 
 def _ratio(g, c):
@@ -505,9 +615,11 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
     list of str
         Paths written.
     """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
     import dask
 
-    from popgen.backend import to_cpu
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns, write_table
 
@@ -519,25 +631,57 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
     n = K.shape[0]
     dtype = np.dtype("<f4") if binary == "bin4" else np.dtype("<f8")  # little-endian, as PLINK 2
     path = f"{prefix}.rel.bin" if binary else f"{prefix}.rel"
-    bounds = np.cumsum((0,) + K.chunks[0])
-    with atomic_write(path, "wb" if binary else "w") as f:
-        for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            stop = n if shape == "square" else r1
-            (panel,) = compute(K[r0:r1, :stop])
-            panel = np.asarray(to_cpu(panel), dtype=np.float64)
-            for k in range(r1 - r0):
-                row = panel[k] if shape == "square" else panel[k, :r0 + k + 1]
-                if binary:
-                    f.write(row.astype(dtype).tobytes())
-                    if shape == "square0":
-                        f.write(np.zeros(n - row.shape[0], dtype).tobytes())
-                else:
-                    text = "\t".join(fmt_plink2(row))
-                    if shape == "square0" and row.shape[0] < n:
-                        text += "\t0" * (n - row.shape[0])
-                    f.write(text + "\n")
+    bounds = np.cumsum((0,) + K.chunks[0]).tolist()
+    nb = len(bounds) - 1
+    if shape == "square":  # column I's blocks on and below the diagonal give row panel I's right part
+        jobs = [[K.blocks[J, I] for J in range(I, nb)] for I in range(nb)]  # noqa: E741
+    else:
+        jobs = [[K.blocks[I, J] for J in range(I + 1)] for I in range(nb)]  # noqa: E741
+    with atomic_write(path, "wb") as f, tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".grm-") as spill, \
+            ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(compute, *jobs[0])
+        for I in range(nb):  # noqa: E741
+            blocks = [_host(b) for b in ahead.result()]
+            if I + 1 < nb:  # the next column computes while this panel is written
+                ahead = pool.submit(compute, *jobs[I + 1])
+            r0, r1 = bounds[I], bounds[I + 1]
+            if shape == "square":
+                left = [np.load(Path(spill) / f"{I}_{J}.npy") for J in range(I)]
+                for J in range(I + 1, nb):  # block (J, I) of a later row panel: to disk until then
+                    np.save(Path(spill) / f"{J}_{I}.npy", blocks[J - I])
+                for J in range(I):
+                    (Path(spill) / f"{I}_{J}.npy").unlink()
+                panel = np.concatenate(left + [blocks[0]] + [b.T for b in blocks[1:]], axis=1)
+            else:
+                panel = np.concatenate(blocks, axis=1)
+            _write_grm_rows(f, panel, r0, n, shape, binary, dtype)
     write_table(f"{prefix}.rel.id", sample_columns(ds))
     return [path, f"{prefix}.rel.id"]
+
+
+def _host(block) -> np.ndarray:
+    from popgen.backend import to_cpu
+
+    return np.asarray(to_cpu(block), dtype=np.float64)
+
+
+def _write_grm_rows(f, panel, r0: int, n: int, shape: str, binary, dtype) -> None:
+    """Rows ``r0 ..`` of the GRM (``panel``: their first columns) as PLINK 2 writes them."""
+    rows = panel.shape[0]
+    lengths = np.full(rows, n, np.int64) if shape == "square" else np.arange(r0 + 1, r0 + rows + 1, dtype=np.int64)
+    pad = n - lengths if shape == "square0" else np.zeros(rows, np.int64)
+    if binary:
+        if shape == "square":
+            f.write(np.ascontiguousarray(panel[:, :n], dtype=dtype).tobytes())
+            return
+        for k in range(rows):
+            f.write(panel[k, :lengths[k]].astype(dtype).tobytes())
+            if pad[k]:
+                f.write(np.zeros(pad[k], dtype).tobytes())
+        return
+    from popgen._text import g_rows
+
+    f.write(g_rows(np.ascontiguousarray(panel), lengths, pad).tobytes())
 
 
 # ------------------------------------------------------------------ KING counts
@@ -576,8 +720,9 @@ def king_counts(ds, *, tile=None, method: str = "auto"):
     dask.array.Array, int32, shape (5, samples, samples)
         NSNP, HETHET, IBS0, HET1, HET2 (:data:`KING_COUNTS`) of each ordered
         pair ``(i, j)`` (HET1 of ``i``, HET2 of ``j``), chunked
-        ``(5, tile, tile)``; each block is the sum over variant chunks of one
-        tile pair, computed on the genotypes' device.
+        ``(5, tile, tile)``, computed on the genotypes' device: ``gemm``, the
+        sum over variant chunks of one tile pair; ``popcount``, one kernel
+        call over the packed planes of all variants (:func:`king_planes`).
     """
     import dask.array as da
 
@@ -592,15 +737,53 @@ def king_counts(ds, *, tile=None, method: str = "auto"):
     if method == "gemm":
         parts = da.blockwise(king_gemm_tile, "cnij", alt, "ci", alt, "cj", new_axes={"n": 5},
                              adjust_chunks={"c": 1}, dtype=np.int32, meta=meta)
-    else:
-        from popgen.kernels.king import pack_king_planes
+        return parts.sum(axis=0, dtype=np.int32)
+    planes = _pack_planes(alt)
+    return da.blockwise(_king_block, "nij", planes, "ipw", planes, "jpw", new_axes={"n": 5},
+                        dtype=np.int32, meta=xp.empty((0, 0, 0), dtype=xp.int32), concatenate=True)
 
-        planes = da.blockwise(pack_king_planes, "ipw", alt, "wi", new_axes={"p": 4},
-                              adjust_chunks={"w": lambda v: max(1, -(-v // 64))}, dtype=np.uint64,
-                              meta=xp.empty((0, 0, 0), dtype=xp.uint64))
-        parts = da.blockwise(king_popcount_tile, "wnij", planes, "ipw", planes, "jpw", new_axes={"n": 5},
-                             adjust_chunks={"w": 1}, dtype=np.int32, meta=meta, concatenate=True)
-    return parts.sum(axis=0, dtype=np.int32)
+
+def _king_block(planes_i, planes_j):
+    return king_popcount_tile(planes_i, planes_j)[0]
+
+
+def king_planes(ds, *, tile=None):
+    """Autosomal genotypes bit-packed for the KING kernel, one chunk per sample tile.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Cohort with ``call_genotype``, Dask-chunked; NumPy or CuPy blocks.
+    tile : int, optional
+        Samples per chunk (default 2048).
+
+    Returns
+    -------
+    planes : dask.array.Array, uint64, shape (samples, 4, words)
+        :func:`popgen.kernels.king.pack_king_planes` of all autosomal
+        variants (one chunk along planes and words: 0.5 bytes per genotype
+        per sample tile), chunked ``(tile, 4, words)``.  Bit ``k`` of word
+        ``w`` is autosomal variant ``64 w + k``; padding bits are missing calls.
+    sub : xarray.Dataset
+        The autosomal cohort the planes hold.
+    """
+    alt, sub = _pair_alt(ds, tile, "KING")
+    return _pack_planes(alt), sub
+
+
+def _pack_planes(alt):
+    import dask.array as da
+
+    from popgen.backend import namespace
+    from popgen.kernels.king import pack_king_planes
+
+    if any(c % 64 for c in alt.chunks[0][:-1]):  # word k of every chunk = variants 64 k ..: whole words per chunk
+        alt = alt.rechunk({0: 8192})
+    xp = namespace(alt)
+    planes = da.blockwise(pack_king_planes, "ipw", alt, "wi", new_axes={"p": 4},
+                          adjust_chunks={"w": lambda v: max(1, -(-v // 64))}, dtype=np.uint64,
+                          meta=xp.empty((0, 0, 0), dtype=xp.uint64))
+    return planes.rechunk({1: 4, 2: -1})
 
 
 def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", compute=None) -> Iterator[KingPairs]:
@@ -609,7 +792,9 @@ def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", co
     Panel ``I`` holds the pairs ``(i, j)``, ``j < i``, of the samples ``i``
     of tile ``I``; its tiles ``(I, J <= I)`` are computed together on the
     genotypes' device, reduced there to the pairs kept, and only those come
-    to the host.
+    to the host.  With the popcount method the genotypes are packed once
+    (:func:`king_planes`, persisted: 0.5 bytes per genotype) and each tile
+    counts over all variants at once (diagonal tiles: only ``j < i``).
 
     Parameters
     ----------
@@ -630,15 +815,54 @@ def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", co
     compute = compute or dask.compute
     n = ds.sizes["samples"]
     _check_cohort(ds, "KING")
-    counts = king_counts(ds, tile=_table_tile(tile, n, min_kinship is not None), method=method)
-    bounds = np.cumsum((0,) + counts.chunks[1]).tolist()
-    for I in range(len(bounds) - 1):  # noqa: E741
-        r0, r1 = bounds[I], bounds[I + 1]
-        blocks = counts[:, r0:r1, :r1].to_delayed()
-        parts = [dask.delayed(tile_pairs)(blocks[0, 0, J], r0, bounds[J], min_kinship) for J in range(I + 1)]
-        panel = KingPairs.concat(compute(*parts))
+    tile = _table_tile(tile, n, min_kinship is not None)
+    for tasks, r0 in _king_panels(ds, tile, method, _king_tile_pairs, (min_kinship,)):
+        panel = KingPairs.concat(compute(*tasks))
         order = np.argsort(panel.idx1, kind="stable")  # tiles are column ranges: (i, j) order
         yield panel.select(order)
+
+
+def _king_panels(ds, tile, method, fn, args):
+    """``(delayed fn(tile counts, row0, col0, *args) of panel I's tiles J <= I, row0)`` per panel."""
+    import dask
+
+    alt, _ = _pair_alt(ds, tile, "KING")
+    if _method(method, alt) == "gemm":
+        counts = king_counts(ds, tile=tile, method="gemm")
+        bounds = np.cumsum((0,) + counts.chunks[1]).tolist()
+        blocks = counts.to_delayed()
+        for I in range(len(bounds) - 1):  # noqa: E741
+            yield [dask.delayed(fn)(blocks[0, I, J], bounds[I], bounds[J], *args) for J in range(I + 1)], bounds[I]
+        return
+    if alt.shape[0] >= 2**31:
+        raise PopgenError(f"KING: {alt.shape[0]} variants overflow the int32 counts")
+    (planes,) = dask.persist(_pack_planes(alt))  # packed once, read by every tile
+    bounds = np.cumsum((0,) + planes.chunks[0]).tolist()
+    blocks = planes.to_delayed().ravel()
+    for I in range(len(bounds) - 1):  # noqa: E741
+        yield [dask.delayed(_counted)(fn, blocks[I], blocks[J], bounds[I], bounds[J], *args)
+               for J in range(I + 1)], bounds[I]
+
+
+def _counted(fn, planes_i, planes_j, row0, col0, *args):
+    counts = king_popcount_tile(planes_i, planes_j, below=row0 - col0)[0]
+    return fn(counts, row0, col0, *args)
+
+
+def _king_tile_pairs(counts, row0, col0, min_kinship):
+    return tile_pairs(counts, row0, col0, min_kinship)
+
+
+def _king_tile_text(counts, row0, col0, min_kinship, ids, id_off, degree_column):
+    """``.kin0`` text of one tile (pairs ``j < i``): (bytes, row offsets, pairs written)."""
+    from popgen._text import kin0_rows
+    from popgen.backend import to_cpu
+
+    counts = np.asarray(to_cpu(counts))
+    filtered = min_kinship is not None
+    buf, offsets, kept = kin0_rows(counts, row0, col0, filtered, float(min_kinship) if filtered else 0.0,
+                                   ids, id_off, bool(degree_column), np.asarray(DEGREE_BOUNDS, dtype=np.float64))
+    return buf, offsets, int(kept)
 
 
 def related_pairs(ds, threshold: float, *, tile=None, method: str = "auto", compute=None) -> KingPairs:
@@ -670,6 +894,10 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     dict
         ``path``, ``n_pairs`` (written), ``n_filtered`` (left out).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns
 
@@ -685,14 +913,35 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     cols = header + ["NSNP", "HETHET", "IBS0", "KINSHIP"] + (["DEGREE"] if degree_column else [])
     path = f"{prefix}.kin0"
     n = ds.sizes["samples"]
+    compute = compute or dask.compute
+    id_bytes = [t.encode() for t in id_text.tolist()]
+    id_off = np.cumsum([0] + [len(t) for t in id_bytes]).astype(np.int64)
+    ids = dask.delayed(np.frombuffer(b"".join(id_bytes), dtype=np.uint8).copy())  # one key, shared by the tasks
+    id_off_d = dask.delayed(id_off)
+    if tile is None and king_table_filter is None:  # a panel's text (tile x N rows) stays under 256 MiB
+        tile = max(64, min(_TILE, _PANEL_TEXT_BYTES // ((_ROW_TEXT_BYTES + 2 * int(np.diff(id_off).mean())) * n)))
+    tile = _table_tile(tile, n, king_table_filter is not None)
+    panels = _king_panels(ds, tile, method, _king_tile_text, (king_table_filter, ids, id_off_d, degree_column))
     written = 0
-    with atomic_write(path) as f:
-        f.write("\t".join(cols) + "\n")
-        for pairs in iter_king_pairs(ds, min_kinship=king_table_filter, tile=tile, method=method, compute=compute):
-            if len(pairs):
-                f.write("".join(_kin0_lines(pairs, id_text, degree_column)))
-            written += len(pairs)
+    with atomic_write(path, "wb") as f, ThreadPoolExecutor(1) as pool:
+        f.write(("\t".join(cols) + "\n").encode())
+        ahead = None
+        for tasks, _ in panels:  # the next panel computes while this one is written
+            current, ahead = ahead, pool.submit(compute, *tasks)
+            if current is not None:
+                written += _write_panel(f, current.result())
+        if ahead is not None:
+            written += _write_panel(f, ahead.result())
     return {"path": path, "n_pairs": written, "n_filtered": n * (n - 1) // 2 - written}
+
+
+def _write_panel(f, parts) -> int:
+    """Rows of a panel in PLINK 2's order: row i of tile 0, 1, .., I."""
+    offsets = [p[1] for p in parts]
+    bufs = [memoryview(p[0]) for p in parts]
+    rows = len(offsets[0]) - 1
+    f.write(b"".join(buf[o[k]:o[k + 1]] for k in range(rows) for buf, o in zip(bufs, offsets)))
+    return sum(p[2] for p in parts)
 
 
 def _kin0_lines(pairs: KingPairs, id_text, degree_column: bool) -> list[str]:

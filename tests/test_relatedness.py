@@ -260,8 +260,11 @@ def test_grm_equals_plink2(example, tmp_path):
     ref = np.fromfile(tmp_path / "tb.rel.bin", dtype=np.float64)
     ours = np.fromfile(tmp_path / "ours_tb.rel.bin", dtype=np.float64)
     assert ours.shape == ref.shape == (600 * 601 // 2,)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
-    assert np.abs(ours - ref).max() < 1e-10  # float64 products: equal to rounding
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)  # float32 products, float64 sums (default)
+    K64 = R.grm(example, samples=founder_mask(example), tile=TILE, dtype="float64")
+    R.write_grm(tmp_path / "ours64", example, K64, shape="triangle", binary=True)
+    ours64 = np.fromfile(tmp_path / "ours64.rel.bin", dtype=np.float64)
+    assert np.abs(ours64 - ref).max() < 1e-10  # float64 products: equal to rounding
     R.write_grm(tmp_path / "ours_sq", example, K, shape="square")
     a = [line.split("\t") for line in open(tmp_path / "ours_sq.rel").read().splitlines()]
     b = [line.split("\t") for line in open(tmp_path / "sq.rel").read().splitlines()]
@@ -273,7 +276,7 @@ def test_grm_equals_plink2(example, tmp_path):
 def test_grm_shapes_and_precision(rng, tmp_path):
     g = random_alt(rng, 120, 13, missing=0.05)
     ds = make_dataset(g, chunks=(50, 5))
-    K = R.grm(ds, tile=5)
+    K = R.grm(ds, tile=5, dtype="float64")
     full = K.compute()
     # oracle: standardized with all samples' frequencies, pairwise-complete
     called = g >= 0
@@ -427,3 +430,49 @@ def test_cli_king_and_grm(tmp_path):
     assert main(["grm", "--bfile", str(EXAMPLE), "--out", str(tmp_path / "g"), "--bin", "--cluster", "none",
                  "--device", "cpu"]) == 0
     assert (tmp_path / "g.rel.bin").stat().st_size == 600 * 600 * 8
+    assert main(["grm", "--bfile", str(EXAMPLE), "--out", str(tmp_path / "t"), "--shape", "triangle",
+                 "--cluster", "none", "--device", "cpu"]) == 0  # text, without --bin
+    assert [len(r.split("\t")) for r in (tmp_path / "t.rel").read_text().splitlines()] == list(range(1, 601))
+
+
+def test_text_formatter_equals_fmt_plink2(rng):
+    from popgen._text import fmt_g
+
+    x = np.concatenate([rng.standard_normal(20000) * 10.0 ** rng.integers(-9, 9, 20000),
+                        np.round(rng.random(5000), 7), rng.integers(0, 1000, 5000) / rng.integers(1, 10**5, 5000),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-5, 1e-4, 123456.5, 123457.5, 999999.6,
+                         0.028906250000000022, 0.0999999999, 1e100, -1e-100, 0.5, 1e6, 999999.5]])
+    assert fmt_g(x) == R.fmt_plink2(x)
+
+
+def test_autosomes_as_plink2(tmp_path):
+    """PLINK 2 leaves X, Y and MT variants out of --make-king-table and --make-rel, but keeps the
+    pseudo-autosomal XY: so does popgen (100 variants of each moved to those contigs)."""
+    require_plink2()
+    src = read_plink(EXAMPLE)
+    bim = (EXAMPLE.parent / "example.bim").read_text().splitlines()
+    n = len(bim)
+    contigs = ["X", "Y", "XY", "MT"]
+    out = tmp_path / "mixed"
+    shutil.copy(f"{EXAMPLE}.bed", f"{out}.bed")
+    shutil.copy(f"{EXAMPLE}.fam", f"{out}.fam")
+    lines = []
+    for k, line in enumerate(bim):  # the last 400 variants moved to non-autosomes
+        f = line.split("\t")
+        if k >= n - 400:
+            f[0] = contigs[(k - (n - 400)) // 100]
+        lines.append("\t".join(f))
+    (tmp_path / "mixed.bim").write_text("\n".join(lines) + "\n")
+    subprocess.run(["plink2", "--silent", "--threads", "2", "--bfile", str(out), "--make-king-table",
+                    "--king-table-filter", "0.05", "--make-rel", "triangle", "bin", "--out", str(out)], check=True)
+    mixed = read_plink(out, chunks=(1300, TILE))
+    assert R.autosomal_variants(mixed).sum() == n - 300 and src.sizes["samples"] == 600
+    R.write_king_table(tmp_path / "ours", mixed, king_table_filter=0.05, tile=TILE)
+    ours = pd.read_csv(tmp_path / "ours.kin0", sep="\t")
+    ref = pd.read_csv(f"{out}.kin0", sep="\t")
+    assert len(ours) == len(ref) > 0
+    np.testing.assert_array_equal(ours["IID1"], ref["IID1"])
+    np.testing.assert_allclose(ours["KINSHIP"], ref["KINSHIP"], atol=1e-6)
+    R.write_grm(tmp_path / "ours", mixed, R.grm(mixed, samples=founder_mask(mixed), tile=TILE), shape="triangle",
+                binary=True)
+    np.testing.assert_allclose(np.fromfile(tmp_path / "ours.rel.bin"), np.fromfile(f"{out}.rel.bin"), atol=1e-6)

@@ -53,6 +53,10 @@ def pack_king_planes(alt):
     xp = _module(alt)
     n_variants, n_samples = alt.shape
     n_words = max(1, -(-n_variants // 64))
+    if xp is np:
+        out = np.empty((n_samples, 4, n_words), dtype=np.uint64)
+        _numba()["pack"](np.ascontiguousarray(alt, dtype=np.int8), out)
+        return out
     a = xp.ascontiguousarray(xp.asarray(alt, dtype=xp.int8).T)  # (s, v)
     pad = n_words * 64 - n_variants
     if pad:  # padding as missing calls: 0 in every plane
@@ -74,6 +78,7 @@ def _module(x):
 
 
 def _jit():
+    """The numba functions of this module (compiled once, cached on disk)."""
     import numba
     from numba import types
     from numba.extending import intrinsic
@@ -86,7 +91,7 @@ def _jit():
         return types.uint64(types.uint64), codegen
 
     @numba.njit(nogil=True, cache=True)
-    def counts(pi, pj, out, j_block):
+    def counts(pi, pj, out, j_block, below):
         s_i, n_words = pi.shape[0], pi.shape[2]
         s_j = pj.shape[0]
         # j in cache blocks (j_block samples' planes stay in L2 while i sweeps)
@@ -94,7 +99,8 @@ def _jit():
             je = min(jb + j_block, s_j)
             for i in range(s_i):
                 ci, hi, ri, ai = pi[i, 0], pi[i, 1], pi[i, 2], pi[i, 3]
-                for j in range(jb, je):
+                stop = je if below < 0 else min(je, i + below)  # only pairs with j < i + below
+                for j in range(jb, stop):
                     cj, hj, rj, aj = pj[j, 0], pj[j, 1], pj[j, 2], pj[j, 3]
                     nsnp = numba.uint64(0)
                     hethet = numba.uint64(0)
@@ -113,13 +119,63 @@ def _jit():
                     out[3, i, j] = het1
                     out[4, i, j] = het2
 
-    return counts
+    @numba.njit(nogil=True, cache=True)
+    def pack(alt, out):
+        n_variants, n_samples = alt.shape
+        n_words = out.shape[2]
+        one = numba.uint64(1)
+        for w in range(n_words):
+            v0 = 64 * w
+            v1 = min(v0 + 64, n_variants)
+            for s in range(n_samples):
+                c = numba.uint64(0)
+                h = numba.uint64(0)
+                r = numba.uint64(0)
+                a = numba.uint64(0)
+                for v in range(v0, v1):
+                    g = alt[v, s]
+                    bit = one << numba.uint64(v - v0)
+                    if g >= 0:
+                        c |= bit
+                    if g == 1:
+                        h |= bit
+                    elif g == 0:
+                        r |= bit
+                    elif g == 2:
+                        a |= bit
+                out[s, 0, w] = c
+                out[s, 1, w] = h
+                out[s, 2, w] = r
+                out[s, 3, w] = a
+
+    @numba.njit(nogil=True, cache=True)
+    def standardize(planes, w0, table, out):
+        n_samples = planes.shape[0]
+        n_words = out.shape[1] // 64
+        for s in range(n_samples):
+            for w in range(n_words):
+                c = planes[s, 0, w0 + w]
+                h = planes[s, 1, w0 + w]
+                a = planes[s, 3, w0 + w]
+                base = 64 * w
+                for b in range(64):
+                    code = 3 if (c >> b) & 1 == 0 else ((h >> b) & 1) + 2 * ((a >> b) & 1)
+                    out[s, base + b] = table[64 * (w0 + w) + b, code]
+
+    return {"counts": counts, "pack": pack, "standardize": standardize}
 
 
-_counts_numba = None
+_NUMBA = None
 
 
-def king_counts_cpu(planes_i: np.ndarray, planes_j: np.ndarray) -> np.ndarray:
+def _numba():
+    global _NUMBA
+    if _NUMBA is None:
+        _NUMBA = _jit()
+    return _NUMBA
+
+
+def king_counts_cpu(planes_i: np.ndarray, planes_j: np.ndarray, below=None) -> np.ndarray:
     """KING pair counts of two packed sample sets (CPU twin, numba).
 
     Parameters
@@ -127,24 +183,26 @@ def king_counts_cpu(planes_i: np.ndarray, planes_j: np.ndarray) -> np.ndarray:
     planes_i : ndarray, uint64, shape (s_i, 4, n_words)
     planes_j : ndarray, uint64, shape (s_j, 4, n_words)
         From :func:`pack_king_planes` of the same variants.
+    below : int, optional
+        Only the pairs ``j < i + below`` are needed (e.g. ``below = row0 - col0``
+        for the lower triangle of the whole matrix, ``j < i`` on a diagonal
+        tile); the CPU twin skips the others, whose entries are then
+        unspecified.  The GPU kernel computes every pair.
 
     Returns
     -------
     ndarray, int32, shape (5, s_i, s_j)
         NSNP, HETHET, IBS0, HET1, HET2 (see the module docstring).
     """
-    global _counts_numba
-    if _counts_numba is None:
-        _counts_numba = _jit()
     planes_i = np.ascontiguousarray(planes_i, dtype=np.uint64)
     planes_j = np.ascontiguousarray(planes_j, dtype=np.uint64)
     _check(planes_i.shape, planes_j.shape)
     out = np.empty((5, planes_i.shape[0], planes_j.shape[0]), dtype=np.int32)
-    _counts_numba(planes_i, planes_j, out, _J_BLOCK)
+    _numba()["counts"](planes_i, planes_j, out, _J_BLOCK, -1 if below is None else int(below))
     return out
 
 
-def king_counts_gpu(fn, planes_i, planes_j):
+def king_counts_gpu(fn, planes_i, planes_j, below=None):
     """Launch the CUDA ``king_counts`` on CuPy arrays (same contract as the CPU twin)."""
     import cupy
 
@@ -175,3 +233,174 @@ king_counts = register(
     cuda_function="king_counts",
     launch=king_counts_gpu,
 )
+
+
+# ------------------------------------------------------------------ standardize from planes
+
+def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarray) -> np.ndarray:
+    """Standardized genotypes of words ``w0:w1`` of packed planes (CPU twin, numba).
+
+    Parameters
+    ----------
+    planes : ndarray, uint64, shape (s, 4, n_words)
+        From :func:`pack_king_planes`.
+    w0, w1 : int
+        Word range: variant bits ``64 w0 .. 64 w1 - 1``.
+    table : ndarray, float32 or float64, shape (64 n_words, 4)
+        Value of each bit position (variant) for ALT count 0, 1, 2 and
+        missing (column 3), as :func:`popgen.pca.standardize_block` tables;
+        padding positions should be rows of zeros.
+
+    Returns
+    -------
+    ndarray, table's dtype, shape (s, 64 (w1 - w0))
+        ``out[s, k] = table[64 w0 + k, g]``: sample-major, ready for
+        ``out_i @ out_j.T``.
+    """
+    planes = np.ascontiguousarray(planes, dtype=np.uint64)
+    table = np.ascontiguousarray(table)
+    _check_standardize(planes.shape, w0, w1, table.shape)
+    out = np.empty((planes.shape[0], 64 * (w1 - w0)), dtype=table.dtype)
+    _numba()["standardize"](planes, int(w0), table, out)
+    return out
+
+
+def standardize_planes_gpu(fn, planes, w0, w1, table):
+    """Launch the CUDA ``standardize_planes`` on CuPy arrays (same contract as the CPU twin)."""
+    import cupy
+
+    from popgen.kernels import launch_grid_stride
+
+    planes = cupy.ascontiguousarray(planes, dtype=cupy.uint64)
+    table = cupy.ascontiguousarray(table)
+    if table.dtype not in (cupy.float32, cupy.float64):
+        raise ValueError(f"table dtype {table.dtype}: float32 or float64")
+    _check_standardize(planes.shape, w0, w1, table.shape)
+    s, n_words = planes.shape[0], planes.shape[2]
+    out = cupy.empty((s, 64 * (w1 - w0)), dtype=table.dtype)
+    fn = fn if table.dtype == cupy.float64 else _compile_f32()
+    launch_grid_stride(fn, out.size, (planes, table, out, np.int64(s), np.int64(n_words), np.int64(w0),
+                                      np.int64(w1 - w0)))
+    return out
+
+
+def _compile_f32():
+    from popgen.kernels import _compile
+
+    return _compile("king/standardize_planes.cu", "standardize_planes_f32")
+
+
+def _check_standardize(shape, w0, w1, table_shape):
+    if len(shape) != 3 or shape[1] != 4:
+        raise ValueError(f"planes shape {shape}: expected (s, 4, n_words)")
+    if not 0 <= w0 <= w1 <= shape[2]:
+        raise ValueError(f"word range {w0}:{w1} outside 0:{shape[2]}")
+    if tuple(table_shape) != (64 * shape[2], 4):
+        raise ValueError(f"table shape {tuple(table_shape)}: expected ({64 * shape[2]}, 4)")
+
+
+standardize_planes = register(
+    "standardize_planes",
+    cpu=standardize_planes_cpu,
+    cuda_file="king/standardize_planes.cu",
+    cuda_function="standardize_planes_f64",
+    launch=standardize_planes_gpu,
+)
+
+
+# ------------------------------------------------------------------ called in both (host helper)
+
+def _jit_missing():
+    import numba
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def cttz(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], context.get_constant(types.boolean, False))
+
+        return types.uint64(types.uint64), codegen
+
+    @numba.njit(nogil=True, cache=True)
+    def lists(planes, valid):
+        """Missing calls by variant bit: CSR (indptr over bits, sample indices)."""
+        s, n_words = planes.shape[0], planes.shape[2]
+        indptr = np.zeros(64 * n_words + 1, dtype=np.int64)
+        for i in range(s):
+            for w in range(n_words):
+                m = ~planes[i, 0, w] & valid[w]
+                while m:
+                    b = cttz(m)
+                    indptr[64 * w + b + 1] += 1
+                    m &= m - numba.uint64(1)
+        for k in range(64 * n_words):
+            indptr[k + 1] += indptr[k]
+        fill = indptr[:-1].copy()
+        samples = np.empty(indptr[-1], dtype=np.int64)
+        for i in range(s):
+            for w in range(n_words):
+                m = ~planes[i, 0, w] & valid[w]
+                while m:
+                    k = 64 * w + cttz(m)
+                    samples[fill[k]] = i
+                    fill[k] += 1
+                    m &= m - numba.uint64(1)
+        return indptr, samples
+
+    @numba.njit(nogil=True, cache=True)
+    def cost(ip_i, ip_j):
+        c = 0
+        for k in range(ip_i.shape[0] - 1):
+            c += (ip_i[k + 1] - ip_i[k]) * (ip_j[k + 1] - ip_j[k])
+        return c
+
+    @numba.njit(nogil=True, cache=True)
+    def both(ip_i, sm_i, ip_j, sm_j, out):
+        for k in range(ip_i.shape[0] - 1):
+            for a in range(ip_i[k], ip_i[k + 1]):
+                i = sm_i[a]
+                for b in range(ip_j[k], ip_j[k + 1]):
+                    out[i, sm_j[b]] += 1
+
+    return {"lists": lists, "cost": cost, "both": both}
+
+
+_MISSING = None
+
+
+def called_in_both_sparse(planes_i, planes_j, valid, max_cost):
+    """Variants called in both samples of each pair, from the missing calls (CPU).
+
+    ``C_ij = M - miss_i - miss_j + miss_ij`` where ``miss_ij`` is counted variant by
+    variant over the (few) samples missing it: ``sum_v m_i(v) m_j(v)`` increments,
+    against ``s_i s_j n_words`` for a dense count.
+
+    Parameters
+    ----------
+    planes_i, planes_j : ndarray, uint64, shape (s, 4, n_words)
+    valid : ndarray, uint64, shape (n_words,)
+        Bits of real variants (padding bits 0).
+    max_cost : int
+        Give up (return None) when the sparse count needs more increments.
+
+    Returns
+    -------
+    ndarray, int64, shape (s_i, s_j), or None
+    """
+    global _MISSING
+    if _MISSING is None:
+        _MISSING = _jit_missing()
+    f = _MISSING
+    valid = np.ascontiguousarray(valid, dtype=np.uint64)
+    ip_i, sm_i = f["lists"](planes_i, valid)
+    ip_j, sm_j = (ip_i, sm_i) if planes_j is planes_i else f["lists"](planes_j, valid)
+    if f["cost"](ip_i, ip_j) > max_cost:
+        return None
+    n_valid = int(sum(bin(int(w)).count("1") for w in valid))
+    miss_i = np.bincount(sm_i, minlength=planes_i.shape[0])
+    miss_j = np.bincount(sm_j, minlength=planes_j.shape[0])
+    out = np.zeros((planes_i.shape[0], planes_j.shape[0]), dtype=np.int64)
+    f["both"](ip_i, sm_i, ip_j, sm_j, out)
+    out += n_valid - miss_i[:, None] - miss_j[None, :]
+    return out
