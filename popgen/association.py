@@ -300,17 +300,65 @@ def _linear_columns(xp, c, y, founders):
     ``founders`` (s,).  Returns ``(wg, wg2, wo)``: ``wg`` (s, 1 + P(K+1)) =
     [founder | per phenotype: c, y]; ``wg2`` (s, P) = masks; ``wo`` (s, P nq + 1)
     = [per phenotype: c_a c_b (a <= b), c y, y^2 | founder], nq = K(K+1)/2 + K + 1.
+    (:func:`_grouped_columns` with every phenotype its own group.)
     """
-    s_, P, K = c.shape
+    return _grouped_columns(xp, c, y, [1] * c.shape[1], founders)
+
+
+def _grouped_columns(xp, c, y, sizes, founders):
+    """Per-sample columns of the exact linear scan for groups of phenotypes sharing a sample set.
+
+    ``c`` (s, G, K): ``[m, m c~]`` per group (covariates centred on the
+    group's samples ``m``); ``y`` (s, P): centred phenotypes, the ``sizes[g]``
+    phenotypes of group ``g`` after those of the groups before it;
+    ``founders`` (s,).  Returns ``(wg, wg2, wo)``:
+
+    ``wg`` (s, 1 + sum (K + P_g))
+        [founder | per group: c (K), y (P_g)];
+    ``wg2`` (s, G)
+        the groups' masks;
+    ``wo`` (s, sum (K(K+1)/2 + K P_g + P_g) + 1)
+        [per group: c_a c_b (a <= b), per phenotype c y (K), y^2 (P_g) | founder].
+
+    With one phenotype per group this is :func:`_linear_columns`' layout.
+    A group's covariate products are shared by its phenotypes: 100
+    phenotypes with one sample set cost ``K + 100`` genotype columns, not
+    ``100 (K + 1)``.
+    """
+    s_, G, K = c.shape
     pairs = _pairs(K)[0]
     ia = xp.asarray(np.array([a for a, _ in pairs], dtype=np.int64))
     ib = xp.asarray(np.array([b for _, b in pairs], dtype=np.int64))
     f = xp.reshape(founders, (s_, 1))
-    y3 = _c(xp, y)
-    wg = xp.concat([f, xp.reshape(xp.concat([c, y3], axis=2), (s_, P * (K + 1)))], axis=1)
-    wo = xp.concat([xp.take(c, ia, axis=2) * xp.take(c, ib, axis=2), c * y3, y3 * y3], axis=2)
-    wo = xp.concat([xp.reshape(wo, (s_, P * (len(pairs) + K + 1))), f], axis=1)
-    return wg, c[:, :, 0], wo
+    wg, wo = [f], []
+    start = 0
+    for g, size in enumerate(sizes):
+        cg = c[:, g, :]
+        yg = y[:, start:start + size]
+        start += size
+        wg += [cg, yg]
+        cy = xp.reshape(_c(xp, yg) * xp.expand_dims(cg, axis=1), (s_, size * K))  # (s, P_g, K)
+        wo += [xp.take(cg, ia, axis=1) * xp.take(cg, ib, axis=1), cy, yg * yg]
+    return xp.concat(wg, axis=1), c[:, :, 0], xp.concat(wo + [f], axis=1)
+
+
+def _linear_sums(alt, wg, wg2, wo):
+    """``[G @ wg, G^2 @ wg2, Missing @ wo]`` in float64 (G: missing calls as 0), shape (v, q).
+
+    NumPy and CuPy blocks run the ``linear_sums`` kernel (on the CPU it visits
+    only the calls that contribute: the rarer homozygote's complement and the
+    missing calls); other namespaces run the three GEMMs.
+    """
+    from popgen.backend import namespace
+
+    if isinstance(alt, np.ndarray) or type(alt).__module__.startswith("cupy"):
+        from popgen.kernels import get
+
+        return get("linear_sums")(alt, wg, wg2, wo)
+    xp = namespace(alt)
+    called = alt >= 0
+    g = _f64(xp, xp.where(called, alt, xp.zeros_like(alt)))
+    return xp.concat([xp.matmul(g, wg), xp.matmul(g * g, wg2), xp.matmul(_f64(xp, ~called), wo)], axis=1)
 
 
 def linear_partial_block(alt, c, y, founders):
@@ -341,10 +389,15 @@ def linear_partial_block(alt, c, y, founders):
     f64 = xp.float64
     wg, wg2, wo = _linear_columns(xp, xp.asarray(c, dtype=f64), xp.asarray(y, dtype=f64),
                                   xp.asarray(founders, dtype=f64))
-    called = alt >= 0
-    g = _f64(xp, xp.where(called, alt, xp.zeros_like(alt)))
-    out = xp.concat([xp.matmul(g, wg), xp.matmul(g * g, wg2), xp.matmul(_f64(xp, ~called), wo)], axis=1)
-    return xp.expand_dims(out, axis=1)
+    return xp.expand_dims(_linear_sums(alt, wg, wg2, wo), axis=1)
+
+
+def _linear_sums_block(alt, wg, wg2, wo):
+    """:func:`_linear_sums` of one (variants, samples) block, as (v, 1, q) for a sum over sample blocks."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    return xp.expand_dims(_linear_sums(alt, wg, wg2, wo), axis=1)
 
 
 def linear_finalize_block(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int,
@@ -373,6 +426,20 @@ def linear_finalize_block(sums, totals, *, n_pheno: int, n_cov: int, n_founders:
     return linear_solve(st["xtx"], st["xty"], st["yy"], st["flip"], max_corr=max_corr, vif=vif)
 
 
+def _grouped_finalize_block(sums, totals, *, sizes, inverse, n_cov: int, n_founders: int,
+                            max_corr: float = MAX_CORR, vif: float = VIF):
+    """:func:`linear_finalize_block` for the grouped layout; phenotypes put back in the
+    design's order by ``inverse`` (None: already in order)."""
+    from popgen.backend import namespace
+
+    st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
+    out = _grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes, max_corr=max_corr, vif=vif)
+    if inverse is None:
+        return out
+    xp = namespace(out)
+    return xp.take(out, xp.asarray(inverse), axis=1)
+
+
 def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> dict:
     """Per-variant normal equations from a block's sufficient statistics.
 
@@ -391,36 +458,46 @@ def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> 
     Every entry is a sum over samples, so the statistics of disjoint sample
     sets (sites of a federated analysis) add up.
     """
+    return _grouped_stats(sums, totals, [1] * n_pheno, n_cov=n_cov, n_founders=n_founders)
+
+
+def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: int) -> dict:
+    """:func:`linear_stats` for the layout of :func:`_grouped_columns`: ``xtx`` is (v, G, K+1, K+1),
+    one per group of phenotypes sharing a sample set; ``xty`` (v, P, K+1), ``yy`` (v, P) per phenotype."""
     from popgen.backend import namespace
 
     xp = namespace(sums)
     f64 = xp.float64
     nv = sums.shape[0]
-    P, K = n_pheno, n_cov + 1
+    G, P, K = len(sizes), int(sum(sizes)), n_cov + 1
     npairs = K * (K + 1) // 2
-    nq = npairs + K + 1
-    na, nb = 1 + P * (K + 1), P
-    a, b, c = sums[:, :na], sums[:, na:na + nb], sums[:, na + nb:]
+    na = 1 + G * K + P
+    a, b, c = sums[:, :na], sums[:, na:na + G], sums[:, na + G:]
     tot = xp.asarray(totals, dtype=f64)
+    stat = xp.reshape(tot[:-1], (1, -1)) - c[:, :-1]   # full sample sets minus missing calls
 
     # A1 = minor allele among founders (ALT frequency above 0.5: A1 is REF)
     f_g = a[:, 0]
-    f_called = float(n_founders) - c[:, P * nq]
+    f_called = float(n_founders) - c[:, -1]
     flip = (f_called > 0) & (f_g > f_called)
 
-    ga = xp.reshape(a[:, 1:], (nv, P, K + 1))
-    g_c, g_y = ga[..., :K], ga[..., K]          # sum g c~ (first: sum g), sum g y~
-    g_g = b                                      # sum g^2
-    stat = xp.reshape(tot[:P * nq], (1, P, nq)) - xp.reshape(c[:, :P * nq], (nv, P, nq))
-    cc = _unpack_sym(xp, stat[..., :npairs], K)
-    c_y, y_y = stat[..., npairs:npairs + K], stat[..., npairs + K]
-
-    # X'X with predictors [1, covariates, g], X'y
-    top = xp.concat([cc, _c(xp, g_c)], axis=-1)
-    bottom = _r(xp, xp.concat([g_c, _c(xp, g_g)], axis=-1))
-    xtx = xp.concat([top, bottom], axis=-2)
-    xty = xp.concat([c_y, _c(xp, g_y)], axis=-1)
-    return {"xtx": xtx, "xty": xty, "yy": y_y, "founder_alt": f_g, "founder_called": f_called, "flip": flip}
+    xtx, xty, yy = [], [], []
+    oa, oc = 1, 0
+    for g, size in enumerate(sizes):
+        g_c, g_y = a[:, oa:oa + K], a[:, oa + K:oa + K + size]         # sum g c~ (first: sum g), sum g y~
+        oa += K + size
+        cc = _unpack_sym(xp, stat[:, oc:oc + npairs], K)
+        c_y = xp.reshape(stat[:, oc + npairs:oc + npairs + size * K], (nv, size, K))
+        y_y = stat[:, oc + npairs + size * K:oc + npairs + size * (K + 1)]
+        oc += npairs + size * (K + 1)
+        g_g = b[:, g:g + 1]                                            # sum g^2
+        top = xp.concat([cc, _c(xp, g_c)], axis=-1)
+        bottom = _r(xp, xp.concat([g_c, g_g], axis=-1))
+        xtx.append(xp.concat([top, bottom], axis=-2))
+        xty.append(xp.concat([c_y, _c(xp, g_y)], axis=-1))
+        yy.append(y_y)
+    return {"xtx": xp.stack(xtx, axis=1), "xty": xp.concat(xty, axis=1), "yy": xp.concat(yy, axis=1),
+            "founder_alt": f_g, "founder_called": f_called, "flip": flip}
 
 
 def linear_solve(xtx, xty, yy, flip, *, max_corr: float = MAX_CORR, vif: float = VIF):
@@ -431,36 +508,74 @@ def linear_solve(xtx, xty, yy, flip, *, max_corr: float = MAX_CORR, vif: float =
     the (v, P, 7) result fields of :func:`linear_finalize_block`, with PLINK
     2's checks and ERRCODEs.
     """
+    return _grouped_solve(xtx, xty, yy, flip, [1] * xtx.shape[1], max_corr=max_corr, vif=vif)
+
+
+def _grouped_solve(xtx, xty, yy, flip, sizes, *, max_corr: float = MAX_CORR, vif: float = VIF):
+    """:func:`linear_solve` with ``xtx`` (v, G, p, p) shared by the ``sizes[g]`` consecutive
+    phenotypes of each group (``xty`` (v, P, p), ``yy`` (v, P)).
+
+    Everything that depends only on ``X'X`` -- sample counts, the constant-genotype,
+    correlation and VIF checks, the inverse and its rank, the estimates' correlations --
+    is computed once per group; per phenotype only ``beta = (X'X)^-1 X'y``, the
+    residual variance and the variance check.
+    """
     from popgen.backend import namespace
 
     xp = namespace(xtx)
     f64 = xp.float64
-    nv, P, npred = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
+    nv, G, npred = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
     K = npred - 1
     n = xtx[..., 0, 0]
     g_sum = xtx[..., 0, K]
     g_g = xtx[..., K, K]
 
-    err = xp.zeros((nv, P), dtype=f64)
+    err = xp.zeros((nv, G), dtype=f64)
     err = _set_err(xp, err, n <= npred, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g_g - g_sum * g_sum <= 0, E_CONST)     # integer sums: exact
     err = _corr_vif_check(xp, xtx, n, err, max_corr, vif)
     eye = xp.eye(npred, dtype=f64)
     inv, _, ok = _sym_inverse(xp, xp.where(_c(xp, _c(xp, err == 0)), xtx, eye))
     err = _set_err(xp, err, ~ok, E_RANK)
-    beta = _matvec(xp, inv, xty)
-    df = xp.where(n > npred, n - npred, xp.ones_like(n))
+    # PLINK 2's validParameters(): estimates correlated above 0.99999 (scale-free: on the inverse);
+    # variances below 1e-20 are checked per phenotype below
+    d = xp.linalg.diagonal(inv)
+    sd = xp.sqrt(xp.where(d > 0, d, xp.zeros_like(d)))
+    corr_bad = xp.any((inv > 0.99999 * _c(xp, sd) * _r(xp, sd)) & (eye == 0), axis=(-2, -1))
+    d_min = xp.min(d[..., 1:], axis=-1)
+    d_finite = xp.all(xp.isfinite(d[..., 1:]), axis=-1)
+    flip2 = _c(xp, flip) & xp.ones((nv, G), dtype=xp.bool)
+    a1 = xp.where(flip2, 2.0 * n - g_sum, g_sum)
+
+    if all(size == 1 for size in sizes):
+        idx = None
+        beta = _matvec(xp, inv, xty)                                   # (v, P, p)
+    else:
+        idx = xp.asarray(np.repeat(np.arange(G), sizes))
+        beta, start = [], 0
+        for g, size in enumerate(sizes):
+            beta.append(xp.matmul(xty[:, start:start + size, :], inv[:, g]))   # inv symmetric
+            start += size
+        beta = xp.concat(beta, axis=1)
+
+    def per_pheno(x):
+        return x if idx is None else xp.take(x, idx, axis=1)
+
+    n_p = per_pheno(n)
+    df = xp.where(n_p > npred, n_p - npred, xp.ones_like(n_p))
     sigma2 = (yy - xp.sum(beta * xty, axis=-1)) / df
-    cov = _c(xp, _c(xp, sigma2)) * inv
-    err = _set_err(xp, err, _invalid_result(xp, cov, offdiag=True), E_INVALID)
+    err = per_pheno(err)
+    var_min = sigma2 * per_pheno(d_min)
+    invalid = per_pheno(corr_bad) | ~(var_min >= 1e-20) | ~per_pheno(d_finite) | ~xp.isfinite(sigma2)
+    err = _set_err(xp, err, invalid, E_INVALID)
 
     good = err == 0
-    nan = xp.full_like(n, math.nan)
-    se = xp.where(good, xp.sqrt(xp.where(good, cov[..., K, K], xp.ones_like(n))), nan)
-    flip2 = _c(xp, flip) & xp.ones((nv, P), dtype=xp.bool)
-    beta_g = xp.where(good, xp.where(flip2, -beta[..., K], beta[..., K]), nan)
-    a1 = xp.where(flip2, 2.0 * n - g_sum, g_sum)
-    return xp.stack([beta_g, se, n, a1, err, xp.zeros_like(n), _f64(xp, flip2)], axis=-1)
+    nan = xp.full_like(n_p, math.nan)
+    var_g = sigma2 * per_pheno(d[..., K])
+    se = xp.where(good, xp.sqrt(xp.where(good, var_g, xp.ones_like(n_p))), nan)
+    flip_p = per_pheno(flip2)
+    beta_g = xp.where(good, xp.where(flip_p, -beta[..., K], beta[..., K]), nan)
+    return xp.stack([beta_g, se, n_p, per_pheno(a1), err, xp.zeros_like(n_p), _f64(xp, flip_p)], axis=-1)
 
 
 @dataclasses.dataclass
@@ -480,7 +595,7 @@ class _Design:
         return {name: int(self.mask[:, j].sum()) for j, name in enumerate(self.names)}
 
 
-def linear_design(design: _Design):
+def linear_design(design: _Design, totals: bool = True):
     """Centred, masked design arrays of the exact linear scan, and the full-sample totals.
 
     Returns ``(c, y, founders, totals)``: ``c`` (s, P, K) = per phenotype
@@ -500,10 +615,33 @@ def linear_design(design: _Design):
             c[m, j, 1:] = design.covariates[m] - design.covariates[m].mean(axis=0)
         y[m, j] = design.y[m, j] - design.y[m, j].mean()
     founders = design.founders.astype(np.float64)
+    if not totals:
+        return c, y, founders, None
     import array_api_compat.numpy as xnp
 
     _, _, wo = _linear_columns(xnp, c, y, founders)
     return c, y, founders, np.asarray(wo).sum(axis=0)
+
+
+def _sample_set_groups(mask) -> list[np.ndarray]:
+    """Phenotype indices grouped by identical sample sets (columns of ``mask``), in order of first appearance."""
+    groups: dict[bytes, list[int]] = {}
+    packed = np.packbits(np.asarray(mask, dtype=bool), axis=0)
+    for j in range(packed.shape[1]):
+        groups.setdefault(packed[:, j].tobytes(), []).append(j)
+    return [np.asarray(g, dtype=np.int64) for g in groups.values()]
+
+
+def _grouped_design(design: _Design, groups):
+    """Design arrays of the grouped exact scan: ``(c, y, sizes, founders)`` with ``c`` (s, G, K)
+    per group of ``groups`` (phenotype indices sharing a sample set) and ``y`` (s, P') the groups'
+    phenotypes in group order, centred as in :func:`linear_design`."""
+    order = np.concatenate(groups)
+    sub = dataclasses.replace(design, names=[design.names[j] for j in order], y=design.y[:, order],
+                              mask=design.mask[:, order])
+    c, y, founders, _ = linear_design(sub, totals=False)
+    first = np.cumsum([0] + [len(g) for g in groups[:-1]])
+    return np.ascontiguousarray(c[:, first, :]), y, [len(g) for g in groups], founders
 
 
 # ------------------------------------------------------------------ linear regression, mean imputation: block math
@@ -1480,18 +1618,7 @@ def linear_scan(ds, phenotypes: Mapping, covariates=None, *, covariate_names=Non
     xp = namespace(xp_meta)
     meta3 = xp.empty((0, 0, 0), dtype=xp.float64)
     if missing == "drop":
-        c, y, f, totals = linear_design(design)
-        K = k + 1
-        q = (1 + P * (K + 1)) + P + (P * (K * (K + 1) // 2 + K + 1) + 1)
-        cd = da.from_array(c, chunks=(s_chunks, P, K))
-        parts = da.blockwise(linear_partial_block, "vsq", alt, "vs", cd, "sab", samplewise(y), "sa",
-                             da.from_array(f, chunks=(s_chunks,)), "s", new_axes={"q": q},
-                             adjust_chunks={"s": 1}, dtype=np.float64, meta=meta3, concatenate=True)
-        sums = parts.sum(axis=1)
-        fields = sums.map_blocks(linear_finalize_block, totals, n_pheno=P, n_cov=k,
-                                 n_founders=int(design.founders.sum()), max_corr=max_corr, vif=vif,
-                                 new_axis=2, chunks=(sums.chunks[0], (P,), (N_FIELDS,)), dtype=np.float64,
-                                 meta=meta3)
+        fields = _exact_linear_fields(alt, design, max_corr=max_corr, vif=vif)
     else:
         w, wsq, y_ss = meanimpute_weights(design)
         q = 2 * w.shape[1] + wsq.shape[1]
@@ -1506,6 +1633,68 @@ def linear_scan(ds, phenotypes: Mapping, covariates=None, *, covariate_names=Non
                                  meta=meta3)
     return AssociationScan(ds, "linear", design.names, fields, k + 2, design.covariate_names, design.n_used, {},
                            design.skipped, missing=missing)
+
+
+#: bytes of the per-sample weight columns of one pass of the exact linear scan (more phenotypes
+#: with distinct sample sets: several passes over the genotypes)
+_LINEAR_WEIGHT_BYTES = 256 * 2**20
+#: bytes of one block of sufficient statistics (variants x columns, float64)
+_LINEAR_SUMS_BYTES = 16 * 2**20
+
+
+def _exact_linear_fields(alt, design: _Design, *, max_corr: float = MAX_CORR, vif: float = VIF):
+    """Lazy (variants, P, 7) fields of the exact linear scan.
+
+    Phenotypes sharing a sample set are grouped (their covariate sums are
+    computed once); one pass over the genotypes per batch of groups whose
+    weight columns fit :data:`_LINEAR_WEIGHT_BYTES`; variant chunks are split
+    so a block of sufficient statistics stays within :data:`_LINEAR_SUMS_BYTES`.
+    """
+    import array_api_compat.numpy as xnp
+    import dask.array as da
+
+    from popgen.backend import namespace
+
+    n, P = design.mask.shape
+    k = design.covariates.shape[1]
+    K = k + 1
+    xp = namespace(alt._meta)
+    meta3 = xp.empty((0, 0, 0), dtype=xp.float64)
+    s_chunks = alt.chunks[1]
+    batches, cur, width = [], [], 0
+    for g in _sample_set_groups(design.mask):
+        w = K * (K + 1) // 2 + len(g) * (K + 1)
+        if cur and 8 * n * (width + w) > _LINEAR_WEIGHT_BYTES:
+            batches.append(cur)
+            cur, width = [], 0
+        cur.append(g)
+        width += w
+    batches.append(cur)
+    parts = []
+    for batch in batches:
+        c, y, sizes, f = _grouped_design(design, batch)
+        wg, wg2, wo = (np.asarray(w) for w in _grouped_columns(xnp, c, y, sizes, f))
+        totals = wo.sum(axis=0)
+        q = wg.shape[1] + wg2.shape[1] + wo.shape[1]
+        rows = max(64, _LINEAR_SUMS_BYTES // (8 * q))
+        a = alt.rechunk({0: rows}) if max(alt.chunks[0]) > rows else alt
+        sw = [da.from_array(w, chunks=(s_chunks, w.shape[1])) for w in (wg, wg2, wo)]
+        sums = da.blockwise(_linear_sums_block, "vsq", a, "vs", sw[0], "sa", sw[1], "sb", sw[2], "sc",
+                            new_axes={"q": q}, adjust_chunks={"s": 1}, dtype=np.float64, meta=meta3,
+                            concatenate=True).sum(axis=1)
+        order = np.concatenate(batch)
+        single = len(batches) == 1 and not np.array_equal(order, np.arange(P))
+        inverse = np.argsort(order) if single else None  # several batches: put in order below
+        fields = sums.map_blocks(_grouped_finalize_block, totals, sizes=sizes, inverse=inverse, n_cov=k,
+                                 n_founders=int(design.founders.sum()), max_corr=max_corr, vif=vif,
+                                 new_axis=2, chunks=(sums.chunks[0], (len(order),), (N_FIELDS,)),
+                                 dtype=np.float64, meta=meta3)
+        parts.append((order, fields))
+    if len(parts) == 1:
+        return parts[0][1]
+    order = np.concatenate([o for o, _ in parts])
+    fields = da.concatenate([fl.rechunk({0: parts[0][1].chunks[0]}) for _, fl in parts], axis=1)
+    return fields[:, np.argsort(order), :]
 
 
 def _meanimpute_partial(alt, w, wsq, gemm_dtype="float32"):

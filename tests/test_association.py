@@ -558,3 +558,21 @@ def test_cli_gwas_with_pcs_as_covariates(tmp_path):
     assert header[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"] and header[-1] == "ERRCODE"
     assert (tmp_path / "g.QT.ssf.tsv").is_file()
     assert "lambda_GC" in (tmp_path / "g.log").read_text()
+
+
+def test_phenotypes_sharing_samples_equal_each_alone(rng, monkeypatch):
+    """Phenotypes with one sample set share their covariate sums (grouped scan); results equal
+    each phenotype scanned alone, also when groups take several passes over the genotypes."""
+    g, ds, cov, qt, _ = _small(rng, n_variants=30, n_samples=120, chunks=(11, 50))
+    y = qt["qt"]
+    phenos = {"a": y, "b": y + rng.normal(size=120), "c": np.where(np.arange(120) % 9 == 0, np.nan, y),
+              "d": 2 * y - 1 + rng.normal(size=120)}
+    alone = {name: A.linear_scan(ds, {name: v}, cov).collect()[name] for name, v in phenos.items()}
+    assert [len(grp) for grp in A._sample_set_groups(A._design(ds, phenos, cov, None, binary=False,
+                                                                 min_samples=10).mask)] == [3, 1]
+    for weight_bytes in (A._LINEAR_WEIGHT_BYTES, 1):  # one pass; one pass per group
+        monkeypatch.setattr(A, "_LINEAR_WEIGHT_BYTES", weight_bytes)
+        together = A.linear_scan(ds, phenos, cov).collect()
+        assert list(together) == list(phenos)
+        for name in phenos:
+            pd.testing.assert_frame_equal(together[name], alone[name], rtol=1e-9)
