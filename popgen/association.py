@@ -192,6 +192,10 @@ def _cholesky_inverse(xp, a):
     vectorized over the batch and one matrix axis (2 p^2 array operations, no LAPACK call: batched
     LAPACK on small matrices costs ~0.1 ms per matrix).  ``ok`` is False where a squared pivot is
     below 1e-12 (not numerically positive definite; meant for unit-diagonal matrices)."""
+    if isinstance(a, np.ndarray):
+        out = _cholesky_inverse_lapack(a)
+        if out is not None:
+            return out
     p = a.shape[-1]
     dt = a.dtype
     idx = xp.arange(p)
@@ -218,6 +222,30 @@ def _cholesky_inverse(xp, a):
         rows.append(r / _c(xp, chol[..., i, i]))
     linv = xp.stack(rows, axis=-2)
     return xp.matmul(xp.matrix_transpose(linv), linv), logdet, ok
+
+
+def _cholesky_inverse_lapack(a):
+    """:func:`_cholesky_inverse` for NumPy: LAPACK's batched Cholesky factorization, then the
+    inverse of the factor by forward substitution over the batch.  None when a matrix is not
+    positive definite (LAPACK stops on it; the namespace code handles those blocks)."""
+    p = a.shape[-1]
+    batch = a.shape[:-2]
+    try:
+        chol = np.linalg.cholesky(a.reshape((-1, p, p)))
+    except np.linalg.LinAlgError:
+        return None
+    piv = np.diagonal(chol, axis1=-2, axis2=-1) ** 2
+    ok = np.all(piv > 1e-12, axis=-1)
+    logdet = np.sum(np.log(piv), axis=-1)
+    d = 1.0 / np.sqrt(piv)
+    linv = np.zeros_like(chol)
+    for i in range(p):                                      # rows of L^-1
+        row = -np.einsum("vk,vkj->vj", chol[:, i, :i], linv[:, :i, :]) if i else 0.0
+        linv[:, i, :] = row
+        linv[:, i, i] += 1.0
+        linv[:, i, :] *= d[:, i:i + 1]
+    inv = np.matmul(np.swapaxes(linv, -1, -2), linv)
+    return inv.reshape(a.shape), logdet.reshape(batch), ok.reshape(batch)
 
 
 def _sym_inverse(xp, a):
@@ -1490,7 +1518,14 @@ class AssociationScan:
         return {"fallback": "glm.logistic.hybrid", "never": "glm.logistic", "always": "glm.firth"}[self.firth]
 
     def iter_chunks(self, compute=None, batch: int = 8) -> Iterator[ChunkResult]:
-        """Compute ``batch`` variant chunks at a time (in parallel) and yield them in order."""
+        """Compute ``batch`` variant chunks at a time (in parallel) and yield them in order.
+
+        The next batch is computed (on a background thread) while the caller
+        consumes the current one, so writing results overlaps the scan; at most
+        two batches are held.
+        """
+        import concurrent.futures
+
         import dask
 
         from popgen.backend import to_cpu
@@ -1499,11 +1534,24 @@ class AssociationScan:
         fields = self.fields
         bounds = np.concatenate([[0], np.cumsum(fields.chunks[0])]).astype(int)
         n_blocks = len(fields.chunks[0])
-        for b0 in range(0, n_blocks, max(1, int(batch))):
-            idx = range(b0, min(n_blocks, b0 + max(1, int(batch))))
-            arrays = compute(*[fields.blocks[i] for i in idx])
-            for i, arr in zip(idx, arrays):
-                yield self._chunk(int(bounds[i]), int(bounds[i + 1]), np.asarray(to_cpu(arr)))
+        step = max(1, int(batch))
+        starts = list(range(0, n_blocks, step))
+
+        def run(b0):
+            idx = range(b0, min(n_blocks, b0 + step))
+            return idx, compute(*[fields.blocks[i] for i in idx])
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(run, starts[0]) if starts else None
+            try:
+                for k in range(len(starts)):
+                    idx, arrays = pending.result()
+                    pending = pool.submit(run, starts[k + 1]) if k + 1 < len(starts) else None
+                    for i, arr in zip(idx, arrays):
+                        yield self._chunk(int(bounds[i]), int(bounds[i + 1]), np.asarray(to_cpu(arr)))
+            finally:
+                if pending is not None:  # the consumer stopped early: drop the batch not started yet
+                    pending.cancel()
 
     def _chunk(self, start, stop, arr) -> ChunkResult:
         cols = {}
