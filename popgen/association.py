@@ -135,8 +135,10 @@ MAX_CORR = 0.999   #: plink2 --max-corr default
 VIF = 50.0         #: plink2 --vif default
 MIN_SAMPLES = 10   #: fewer samples with phenotype and covariates: the phenotype is skipped
 
-#: bytes of one float64 (variants x samples) temporary in the logistic blocks
-_LOGISTIC_BYTES = 128 * 2**20
+#: bytes of one float64 (variants x samples) temporary in the logistic blocks (below glibc's
+#: 32 MB mmap threshold and within a shared cache: larger temporaries cost page faults and
+#: memory bandwidth in every elementwise pass of the IRLS iterations)
+_LOGISTIC_BYTES = 16 * 2**20
 #: bytes of int8 genotypes per logistic block (all samples in one chunk)
 _LOGISTIC_BLOCK_BYTES = 64 * 2**20
 
@@ -783,6 +785,10 @@ def meanimpute_weights(design: _Design):
 def _sigmoid_softplus(xp, x, softplus: bool = True):
     """``1 / (1 + exp(-x))`` and (optionally) ``log(1 + exp(x))``, stable, from one exp and one log1p."""
     if not softplus:
+        if isinstance(x, np.ndarray):  # one pass, no overflow
+            from scipy.special import expit
+
+            return expit(x), None
         return 1.0 / (1.0 + xp.exp(-xp.clip(x, -700.0, 700.0))), None
     e = xp.exp(-xp.abs(x))
     r = 1.0 / (1.0 + e)
@@ -1833,10 +1839,15 @@ def _table(meta, res, kind) -> dict:
 
 def _fmt_lnp(lnp) -> np.ndarray:
     """p-values from their logarithm with 6 significant digits, below 1e-308 too (NaN as NA)."""
-    from popgen.io.reports import fmt_g
+    return _lnp_bytes(lnp).astype(str).astype(object)
+
+
+def _lnp_bytes(lnp) -> np.ndarray:
+    """:func:`_fmt_lnp` as an ``S`` array (:mod:`popgen.io.textfmt`)."""
+    from popgen.io.textfmt import format_g6
 
     lnp = np.asarray(lnp, dtype=np.float64)
-    out = fmt_g(np.exp(lnp))
+    out = format_g6(np.exp(lnp))
     tiny = np.isfinite(lnp) & (lnp < -700.0)
     for i in np.flatnonzero(tiny):
         e10 = lnp[i] / math.log(10.0)
@@ -1844,8 +1855,20 @@ def _fmt_lnp(lnp) -> np.ndarray:
         mant = 10.0 ** (e10 - exp)
         if f"{mant:.6g}" == "10":
             mant, exp = 1.0, exp + 1
-        out[i] = f"{mant:.6g}e{exp:+03d}"
+        out[i] = f"{mant:.6g}e{exp:+03d}".encode()
     return out
+
+
+def _meta_bytes(meta) -> dict:
+    """The variant columns of a chunk as ``S`` arrays, computed once per chunk (cached in ``meta``)."""
+    from popgen.io.textfmt import format_int, to_bytes
+
+    mb = meta.get("_bytes")
+    if mb is None:
+        mb = {k: to_bytes(meta[k]) for k in ("#CHROM", "ID", "REF", "ALT")}
+        mb["POS"] = format_int(meta["POS"])
+        meta["_bytes"] = mb
+    return mb
 
 
 def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
@@ -1859,27 +1882,28 @@ def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
 
 
 def _glm_lines(meta, res, kind, firth) -> str:
-    from popgen.io.reports import fmt_g
+    from popgen.io.textfmt import format_g6, format_int, join_rows
 
     shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
-    na = np.array("NA", dtype=object)
+    n = len(shown)
+    if not n:
+        return ""
     beta = res["BETA"]
     if kind == "logistic":
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
-    cols = [meta["#CHROM"], meta["POS"].astype(str), meta["ID"], meta["REF"], meta["ALT"],
-            np.where(res["A1_IS_REF"], meta["REF"], meta["ALT"])]
+    mb = _meta_bytes(meta)
+    cols = [mb["#CHROM"], mb["POS"], mb["ID"], mb["REF"], mb["ALT"], np.where(res["A1_IS_REF"], mb["REF"], mb["ALT"])]
     if kind == "logistic" and firth == "fallback":
-        cols.append(np.where(res["FIRTH"], "Y", "N"))
-    n = len(beta)
-    cols += [np.full(n, "ADD", dtype=object), res["OBS_CT"].astype(str),
-             np.where(shown, fmt_g(beta), na), np.where(shown, fmt_g(res["SE"]), na),
-             np.where(shown, fmt_g(res["STAT"]), na), np.where(shown, _fmt_lnp(res["LNP"]), na),
-             np.asarray(ERRCODES, dtype=object)[res["ERRCODE"]]]
-    if not n:
-        return ""
-    cols = [np.asarray(c).astype(str) for c in cols]
-    return "".join("\t".join(r) + "\n" for r in zip(*cols))
+        cols.append(np.where(res["FIRTH"], b"Y", b"N"))
+    nan = np.nan
+    cols += [np.full(n, b"ADD"), format_int(res["OBS_CT"]), format_g6(np.where(shown, beta, nan)),
+             format_g6(np.where(shown, res["SE"], nan)), format_g6(np.where(shown, res["STAT"], nan)),
+             _lnp_bytes(np.where(shown, res["LNP"], nan)), _ERRCODE_BYTES[res["ERRCODE"]]]
+    return join_rows(cols)
+
+
+_ERRCODE_BYTES = np.array([e.encode() for e in ERRCODES])
 
 
 #: GWAS-SSF chromosome codes of the sex chromosomes and mitochondria
@@ -1902,28 +1926,31 @@ def _ssf_chrom(c):
 
 
 def _ssf_lines(meta, res, kind) -> str:
-    from popgen.io.reports import fmt_g
+    from popgen.io.textfmt import format_g6, format_int, join_rows, to_bytes
 
     keep = ((res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)) & np.isfinite(res["SE"])
     if not keep.any():
         return ""
+    mb = _meta_bytes(meta)
+    if "ssf_chrom" not in mb:  # once per chunk
+        chrom = np.array([_ssf_chrom(c) for c in meta["#CHROM"]], dtype=object)
+        ids = meta["ID"]
+        mb["ssf_chrom"] = to_bytes(chrom)
+        mb["rsid"] = to_bytes(np.array([i if (str(i).startswith("rs") and str(i)[2:].isdigit()) else "#NA"
+                                        for i in ids], dtype=object))
+        mb["vid"] = to_bytes(np.array([f"{c}_{p}_{r}_{a}" for c, p, r, a in
+                                       zip(chrom, meta["POS"].tolist(), meta["REF"], meta["ALT"])], dtype=object))
     idx = np.flatnonzero(keep)
     a1_ref = res["A1_IS_REF"][idx]
-    ref, alt = meta["REF"][idx], meta["ALT"][idx]
-    chrom = np.array([_ssf_chrom(c) for c in meta["#CHROM"][idx]], dtype=object)
-    pos = meta["POS"][idx].astype(str)
+    ref, alt = mb["REF"][idx], mb["ALT"][idx]
     beta = res["BETA"][idx]
     if kind == "logistic":
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
-    ids = meta["ID"][idx]
-    rsid = np.array([i if (str(i).startswith("rs") and str(i)[2:].isdigit()) else "#NA" for i in ids], dtype=object)
-    vid = np.array([f"{c}_{p}_{r}_{a}" for c, p, r, a in zip(chrom, pos, ref, alt)], dtype=object)
-    cols = [chrom, pos, np.where(a1_ref, ref, alt), np.where(a1_ref, alt, ref), fmt_g(beta), fmt_g(res["SE"][idx]),
-            fmt_g(res["A1_FREQ"][idx]), _fmt_lnp(res["LNP"][idx]), vid, rsid, res["OBS_CT"][idx].astype(str),
-            np.where(a1_ref, "EA", "OA")]
-    cols = [np.asarray(c).astype(str) for c in cols]
-    return "".join("\t".join(r) + "\n" for r in zip(*cols))
+    cols = [mb["ssf_chrom"][idx], mb["POS"][idx], np.where(a1_ref, ref, alt), np.where(a1_ref, alt, ref),
+            format_g6(beta), format_g6(res["SE"][idx]), format_g6(res["A1_FREQ"][idx]), _lnp_bytes(res["LNP"][idx]),
+            mb["vid"][idx], mb["rsid"][idx], format_int(res["OBS_CT"][idx]), np.where(a1_ref, b"EA", b"OA")]
+    return join_rows(cols)
 
 
 def lambda_gc(p) -> float:
