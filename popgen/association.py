@@ -885,6 +885,39 @@ class _Model:
             q = q + xp.matmul(xp.take(hcc, self.flat, axis=1) * self.weight, self.cp_t)
         return q
 
+    def newton_terms(self, beta):
+        """Hessian ``X'VX`` and gradient ``X'(w (mu - y))`` at ``beta``: (V, p, p), (V, p).
+
+        NumPy: one numba pass computes the per-sample weights and the sums over
+        the intercept and genotype columns, and three GEMMs the covariate blocks
+        (instead of a dozen array passes); other namespaces: :meth:`evaluate`
+        and :meth:`xt`.
+        """
+        xp = self.xp
+        if not isinstance(self.g, np.ndarray):
+            mu, h, _ = self.evaluate(beta, loglik=False)
+            return h, self.xt(self.w * (mu - self.y))
+        from popgen.kernels.assoc._irls_numba import irls_pass
+
+        nv, ns = self.g.shape
+        e_cov = xp.matmul(beta[:, 2:], self.cov_t) if self.k else np.zeros((nv, ns))
+        vv, vg, rr = np.empty((nv, ns)), np.empty((nv, ns)), np.empty((nv, ns))
+        sums = np.empty((nv, 5))
+        irls_pass(np.ascontiguousarray(e_cov), np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]),
+                  np.ascontiguousarray(self.g), np.ascontiguousarray(self.w), np.ascontiguousarray(self.y, dtype=np.float64),
+                  vv, vg, rr, sums)
+        s1, sg, sgg, r0, r1 = (sums[:, i] for i in range(5))
+        a = xp.stack([xp.stack([s1, sg], axis=-1), xp.stack([sg, sgg], axis=-1)], axis=-2)
+        grad = [_c(xp, r0), _c(xp, r1)]
+        if not self.k:
+            return a, xp.concat(grad, axis=-1)
+        b = xp.stack([xp.matmul(vv, self.cov), xp.matmul(vg, self.cov)], axis=-2)
+        d = _unpack_sym(xp, xp.matmul(vv, self.cp), self.k)
+        top = xp.concat([a, b], axis=-1)
+        bottom = xp.concat([xp.matrix_transpose(b), d], axis=-1)
+        grad.append(xp.matmul(rr, self.cov))
+        return xp.concat([top, bottom], axis=-2), xp.concat(grad, axis=-1)
+
     def take(self, idx):
         """The model restricted to variants ``idx``."""
         xp = self.xp
@@ -923,8 +956,7 @@ def _logistic_fit(model: _Model):
             idx, (beta, h_last, failed, unfinished, min_delta, active) = comp.keep(
                 active, [beta, h_last, failed, unfinished, min_delta, active])
             model = model.take(idx)
-        mu, h, _ = model.evaluate(beta, loglik=False)
-        grad = model.xt(model.w * (mu - model.y))
+        h, grad = model.newton_terms(beta)
         inv, _, ok = _sym_inverse(xp, h)
         dcoef = _matvec(xp, inv, grad)
         delta = xp.where(ok, xp.sum(xp.abs(dcoef), axis=-1), xp.full_like(min_delta, math.nan))
