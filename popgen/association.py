@@ -29,6 +29,15 @@ Exact linear scan (``missing="drop"``)
     float64 here (not float32): this path exists to equal PLINK 2, and a
     float32 ``g'y`` loses the digits of small effects.
 
+    The three products are the ``linear_sums`` kernel: on the CPU it sums the
+    missing-call products over the missing calls only (about 1% of calls;
+    as a dense GEMM with ``K(K+1)/2 + K + 1`` columns per phenotype they were
+    most of the work) and runs the genotype GEMMs with BLAS.  Phenotypes with
+    the same sample set (the common case of many traits measured on one
+    cohort) share ``C'C`` and ``g'C``: the genotype GEMM has ``K + P``
+    columns instead of ``P (K + 1)`` and ``X'X`` is inverted once per variant
+    and sample set (:func:`_grouped_solve`).
+
 Fast linear scan (``missing="mean"``)
     tensorQTL's scheme (Taylor-Weiner et al. 2019): missing calls are
     mean-imputed (cohort mean of the variant) so every variant uses all of
@@ -194,10 +203,6 @@ def _cholesky_inverse(xp, a):
     vectorized over the batch and one matrix axis (2 p^2 array operations, no LAPACK call: batched
     LAPACK on small matrices costs ~0.1 ms per matrix).  ``ok`` is False where a squared pivot is
     below 1e-12 (not numerically positive definite; meant for unit-diagonal matrices)."""
-    if isinstance(a, np.ndarray):
-        out = _cholesky_inverse_lapack(a)
-        if out is not None:
-            return out
     p = a.shape[-1]
     dt = a.dtype
     idx = xp.arange(p)
@@ -226,30 +231,6 @@ def _cholesky_inverse(xp, a):
     return xp.matmul(xp.matrix_transpose(linv), linv), logdet, ok
 
 
-def _cholesky_inverse_lapack(a):
-    """:func:`_cholesky_inverse` for NumPy: LAPACK's batched Cholesky factorization, then the
-    inverse of the factor by forward substitution over the batch.  None when a matrix is not
-    positive definite (LAPACK stops on it; the namespace code handles those blocks)."""
-    p = a.shape[-1]
-    batch = a.shape[:-2]
-    try:
-        chol = np.linalg.cholesky(a.reshape((-1, p, p)))
-    except np.linalg.LinAlgError:
-        return None
-    piv = np.diagonal(chol, axis1=-2, axis2=-1) ** 2
-    ok = np.all(piv > 1e-12, axis=-1)
-    logdet = np.sum(np.log(piv), axis=-1)
-    d = 1.0 / np.sqrt(piv)
-    linv = np.zeros_like(chol)
-    for i in range(p):                                      # rows of L^-1
-        row = -np.einsum("vk,vkj->vj", chol[:, i, :i], linv[:, :i, :]) if i else 0.0
-        linv[:, i, :] = row
-        linv[:, i, i] += 1.0
-        linv[:, i, :] *= d[:, i:i + 1]
-    inv = np.matmul(np.swapaxes(linv, -1, -2), linv)
-    return inv.reshape(a.shape), logdet.reshape(batch), ok.reshape(batch)
-
-
 def _sym_inverse(xp, a):
     """Inverse and log-determinant of symmetric positive definite matrices ``(..., p, p)``.
 
@@ -259,6 +240,14 @@ def _sym_inverse(xp, a):
     non-positive diagonal or a non-finite entry); those entries come back
     finite but meaningless.
     """
+    if isinstance(a, np.ndarray):  # CPU: one numba loop over the batch (same contract)
+        from popgen.kernels.assoc._cholesky_numba import sym_inverse
+
+        p = a.shape[-1]
+        flat = np.ascontiguousarray(a, dtype=np.float64).reshape((-1, p, p))
+        inv, logdet, ok = np.empty_like(flat), np.empty(flat.shape[0]), np.empty(flat.shape[0], dtype=bool)
+        sym_inverse(flat, inv, logdet, ok)
+        return inv.reshape(a.shape), logdet.reshape(a.shape[:-2]), ok.reshape(a.shape[:-2])
     p = a.shape[-1]
     eye = xp.eye(p, dtype=a.dtype)
     finite = xp.all(xp.isfinite(a), axis=(-2, -1))

@@ -576,3 +576,21 @@ def test_phenotypes_sharing_samples_equal_each_alone(rng, monkeypatch):
         assert list(together) == list(phenos)
         for name in phenos:
             pd.testing.assert_frame_equal(together[name], alone[name], rtol=1e-9)
+
+
+def test_small_inverse_numba_equals_namespace_code(rng):
+    """_sym_inverse on NumPy (numba loop) equals the array-namespace code (array-api-strict)."""
+    xs = pytest.importorskip("array_api_strict")
+    x = rng.normal(size=(40, 30, 6))
+    a = np.einsum("vsi,vsj->vij", x, x) / 30 * rng.uniform(0.01, 100, size=(40, 1, 1))
+    a[3, 1, :], a[3, :, 1] = a[3, 2, :], a[3, :, 2]           # singular (two equal predictors)
+    a[5, 0, 0] = -1.0                                         # non-positive diagonal
+    a[7, 2, 3] = np.nan                                       # non-finite
+    inv, logdet, ok = A._sym_inverse(np, a)
+    with np.errstate(all="ignore"):
+        ref = [np.asarray(r) for r in A._sym_inverse(xs, xs.asarray(a))]
+    np.testing.assert_array_equal(ok, ref[2])
+    assert not ok[[3, 5, 7]].any() and ok.sum() == 37
+    np.testing.assert_allclose(inv[ok], ref[0][ok], rtol=1e-10)
+    np.testing.assert_allclose(logdet[ok], ref[1][ok], rtol=1e-10)
+    np.testing.assert_allclose(inv[ok] @ a[ok], np.broadcast_to(np.eye(6), (37, 6, 6)), atol=1e-8)
