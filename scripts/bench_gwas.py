@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default="linear,logistic,many", help="comma-separated: linear, logistic, many")
     p.add_argument("--with-extras", action="store_true", help="also time popgen with GWAS-SSF and plots")
     p.add_argument("--no-plink", action="store_true", help="popgen only (no ratios)")
-    p.add_argument("--plink-many-variants", type=int, default=5000,
+    p.add_argument("--plink-many-variants", type=int, default=2000,
                    help="PLINK 2's many-phenotype runs use the first N variants (it fits phenotypes one by one)")
     p.add_argument("--gemm-size", type=int, default=4096, help="matrix size of the GEMM rate measurement")
     p.add_argument("--save", action="store_true", help="also write WORKDIR/results/gwas.{md,json}")
