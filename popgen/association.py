@@ -1976,13 +1976,13 @@ def _ssf_lines(meta, res, kind) -> str:
 
 def lambda_gc(p) -> float:
     """Genomic inflation factor: median of the 1-df chi-square quantiles of ``p`` over 0.4549 (its null median)."""
-    from scipy import stats
+    from scipy import special  # chdtri(1, p) = chi2.isf(p, 1), without importing scipy.stats (~0.4 s)
 
     p = np.asarray(p, dtype=np.float64)
     p = p[np.isfinite(p) & (p >= 0) & (p <= 1)]
     if not p.size:
         return float("nan")
-    return float(np.median(stats.chi2.isf(p, 1)) / CHI2_MEDIAN)
+    return float(np.median(special.chdtri(1.0, p)) / CHI2_MEDIAN)
 
 
 def _thin(neglog, keep_top=20000, rest=100000):
