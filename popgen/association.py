@@ -148,8 +148,9 @@ MIN_SAMPLES = 10   #: fewer samples with phenotype and covariates: the phenotype
 #: 32 MB mmap threshold and within a shared cache: larger temporaries cost page faults and
 #: memory bandwidth in every elementwise pass of the IRLS iterations)
 _LOGISTIC_BYTES = 16 * 2**20
-#: bytes of int8 genotypes per logistic block (all samples in one chunk)
-_LOGISTIC_BLOCK_BYTES = 64 * 2**20
+#: bytes of int8 genotypes per logistic block (all samples in one chunk; the block's float64
+#: genotypes take 16x that)
+_LOGISTIC_BLOCK_BYTES = 8 * 2**20
 
 #: chi-square (1 df) median, the denominator of lambda_GC
 CHI2_MEDIAN = 0.45493642311957283
