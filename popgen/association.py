@@ -1792,7 +1792,7 @@ def logistic_scan(ds, phenotypes: Mapping, covariates=None, *, covariate_names=N
 
     Other parameters as :func:`linear_scan`.  Samples are rechunked to one
     chunk (a variant's regression needs all its samples); variant chunks are
-    capped at about 64 MB of genotypes.
+    capped at about 8 MB of genotypes (:data:`_LOGISTIC_BLOCK_BYTES`).
     """
     import dask.array as da
 
