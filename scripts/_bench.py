@@ -230,10 +230,11 @@ import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 n, threads, repeats = (int(a) for a in sys.argv[1:4])
+dt = np.dtype(sys.argv[4] if len(sys.argv) > 4 else "float32")
 rng = np.random.default_rng(0)
-pairs = [(rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32))
+pairs = [(rng.standard_normal((n, n), dtype=dt), rng.standard_normal((n, n), dtype=dt))
          for _ in range(threads)]
-outs = [np.empty((n, n), np.float32) for _ in range(threads)]
+outs = [np.empty((n, n), dt) for _ in range(threads)]
 def one(i):
     np.matmul(pairs[i][0], pairs[i][1], out=outs[i])
 best = float("inf")
@@ -247,8 +248,9 @@ print(json.dumps({"seconds": best, "gflops": threads * 2.0 * n**3 / best / 1e9})
 """
 
 
-def gemm_rate(n: int = 4096, *, threads: int = THREADS, blas_threads: int = 1, repeats: int = 3) -> float:
-    """This machine's float32 GEMM rate in GFLOP/s, best of ``repeats``.
+def gemm_rate(n: int = 4096, *, threads: int = THREADS, blas_threads: int = 1, repeats: int = 3,
+              dtype: str = "float32") -> float:
+    """This machine's GEMM rate in GFLOP/s (``dtype`` float32 or float64), best of ``repeats``.
 
     ``threads`` Python threads each multiply two ``n x n`` float32 matrices at
     once, NumPy's BLAS limited to ``blas_threads`` threads: the default (two
@@ -258,7 +260,7 @@ def gemm_rate(n: int = 4096, *, threads: int = THREADS, blas_threads: int = 1, r
     """
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads),
                MKL_NUM_THREADS=str(blas_threads))
-    res = subprocess.run([sys.executable, "-c", _GEMM_CODE, str(n), str(threads), str(repeats)], env=env,
+    res = subprocess.run([sys.executable, "-c", _GEMM_CODE, str(n), str(threads), str(repeats), dtype], env=env,
                          capture_output=True, text=True, check=True)
     return float(json.loads(res.stdout)["gflops"])
 

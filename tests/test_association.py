@@ -558,3 +558,39 @@ def test_cli_gwas_with_pcs_as_covariates(tmp_path):
     assert header[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"] and header[-1] == "ERRCODE"
     assert (tmp_path / "g.QT.ssf.tsv").is_file()
     assert "lambda_GC" in (tmp_path / "g.log").read_text()
+
+
+def test_phenotypes_sharing_samples_equal_each_alone(rng, monkeypatch):
+    """Phenotypes with one sample set share their covariate sums (grouped scan); results equal
+    each phenotype scanned alone, also when groups take several passes over the genotypes."""
+    g, ds, cov, qt, _ = _small(rng, n_variants=30, n_samples=120, chunks=(11, 50))
+    y = qt["qt"]
+    phenos = {"a": y, "b": y + rng.normal(size=120), "c": np.where(np.arange(120) % 9 == 0, np.nan, y),
+              "d": 2 * y - 1 + rng.normal(size=120)}
+    alone = {name: A.linear_scan(ds, {name: v}, cov).collect()[name] for name, v in phenos.items()}
+    assert [len(grp) for grp in A._sample_set_groups(A._design(ds, phenos, cov, None, binary=False,
+                                                                 min_samples=10).mask)] == [3, 1]
+    for weight_bytes in (A._LINEAR_WEIGHT_BYTES, 1):  # one pass; one pass per group
+        monkeypatch.setattr(A, "_LINEAR_WEIGHT_BYTES", weight_bytes)
+        together = A.linear_scan(ds, phenos, cov).collect()
+        assert list(together) == list(phenos)
+        for name in phenos:
+            pd.testing.assert_frame_equal(together[name], alone[name], rtol=1e-9)
+
+
+def test_small_inverse_numba_equals_namespace_code(rng):
+    """_sym_inverse on NumPy (numba loop) equals the array-namespace code (array-api-strict)."""
+    xs = pytest.importorskip("array_api_strict")
+    x = rng.normal(size=(40, 30, 6))
+    a = np.einsum("vsi,vsj->vij", x, x) / 30 * rng.uniform(0.01, 100, size=(40, 1, 1))
+    a[3, 1, :], a[3, :, 1] = a[3, 2, :], a[3, :, 2]           # singular (two equal predictors)
+    a[5, 0, 0] = -1.0                                         # non-positive diagonal
+    a[7, 2, 3] = np.nan                                       # non-finite
+    inv, logdet, ok = A._sym_inverse(np, a)
+    with np.errstate(all="ignore"):
+        ref = [np.asarray(r) for r in A._sym_inverse(xs, xs.asarray(a))]
+    np.testing.assert_array_equal(ok, ref[2])
+    assert not ok[[3, 5, 7]].any() and ok.sum() == 37
+    np.testing.assert_allclose(inv[ok], ref[0][ok], rtol=1e-10)
+    np.testing.assert_allclose(logdet[ok], ref[1][ok], rtol=1e-10)
+    np.testing.assert_allclose(inv[ok] @ a[ok], np.broadcast_to(np.eye(6), (37, 6, 6)), atol=1e-8)

@@ -109,3 +109,34 @@ def test_standardize_alt_gpu_equals_cpu(rng):
     table = rng.standard_normal((129, 4)).astype(np.float32)
     k = kernels.get("standardize_alt")
     np.testing.assert_array_equal(k(cupy.asarray(alt), cupy.asarray(table)).get(), k(alt, table))
+
+
+def linear_sums_oracle(alt, wg, wg2, wo):
+    """The three GEMMs: [G @ wg, G^2 @ wg2, Missing @ wo], missing calls as 0 in G."""
+    g = np.where(alt >= 0, alt, 0).astype(np.float64)
+    return np.concatenate([g @ wg, (g * g) @ wg2, (alt < 0).astype(np.float64) @ wo], axis=1)
+
+
+def test_linear_sums_cpu_twin_matches_oracle(rng):
+    alt = rng.integers(-1, 3, size=(23, 41)).astype(np.int8)
+    alt[0] = 2                              # every call 2: summed as the complement of the others
+    alt[1] = -1                             # every call missing
+    alt[2] = 0
+    alt[3] = np.where(rng.random(41) < 0.9, 2, 1)  # mostly 2s, no 0
+    alt[4, :5] = -1
+    wg, wg2, wo = rng.normal(size=(41, 5)), rng.normal(size=(41, 2)), rng.normal(size=(41, 9))
+    got = kernels.get("linear_sums")(alt, wg, wg2, wo)
+    np.testing.assert_allclose(got, linear_sums_oracle(alt, wg, wg2, wo), rtol=1e-12, atol=1e-12)
+    assert got.shape == (23, 16)
+    with pytest.raises(ValueError):
+        kernels.get("linear_sums")(alt, wg[:3], wg2, wo)
+
+
+@pytest.mark.gpu
+def test_linear_sums_gpu_equals_cpu(rng):
+    import cupy
+
+    alt = rng.integers(-1, 3, size=(67, 301)).astype(np.int8)
+    w = [rng.normal(size=(301, k)) for k in (7, 2, 30)]
+    k = kernels.get("linear_sums")
+    np.testing.assert_allclose(k(cupy.asarray(alt), *map(cupy.asarray, w)).get(), k(alt, *w), rtol=1e-10)

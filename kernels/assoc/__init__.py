@@ -1,0 +1,97 @@
+"""Association-scan kernels: CPU twins and CUDA launchers.
+
+``linear_sums`` computes the sufficient statistics of the exact linear scan
+(:func:`popgen.association.linear_partial_block`)::
+
+    [G @ wg,  G^2 @ wg2,  Missing @ wo]
+
+for a block of ALT allele counts ``G`` (missing calls count 0) and the
+missing-call indicators.  As three GEMMs the missing-call product dominates
+(``wo`` has ``K(K+1)/2 + K P + P + 1`` columns for ``K - 1`` covariates and
+``P`` phenotypes) although only ~1% of calls are missing: the CPU twin runs
+the genotype GEMMs with BLAS and sums ``wo`` over the missing calls only
+(numba), the CUDA twin loops over samples per output element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from popgen.kernels import launch_grid_stride, register
+
+
+#: variants per sub-block of the CPU twin (bounds its float64 copy of the genotypes)
+_ROWS = 256
+
+_decode = None
+
+
+def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.ndarray) -> np.ndarray:
+    """``[G @ wg, G^2 @ wg2, Missing @ wo]`` of a genotype block (CPU twin).
+
+    One numba pass per sub-block of :data:`_ROWS` variants decodes the calls
+    to float64 ``G`` and ``G^2`` and sums ``wo`` over the missing calls only;
+    the genotype sums are float64 GEMMs (BLAS).
+
+    Parameters
+    ----------
+    alt : ndarray, int8, shape (n_variants, n_samples)
+        ALT allele counts 0, 1, 2; -1 missing (counts 0 in ``G``).
+    wg, wg2, wo : ndarray, float64, shapes (n_samples, a), (n_samples, b), (n_samples, c)
+        Per-sample columns.
+
+    Returns
+    -------
+    ndarray, float64, shape (n_variants, a + b + c)
+    """
+    global _decode
+    if _decode is None:
+        from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_sums
+
+        _decode = decode_and_missing_sums
+    alt = np.ascontiguousarray(alt, dtype=np.int8)
+    wg, wg2, wo = (np.ascontiguousarray(w, dtype=np.float64) for w in (wg, wg2, wo))
+    _check(alt.shape, wg.shape, wg2.shape, wo.shape)
+    n_variants, n_samples = alt.shape
+    a, b, c = wg.shape[1], wg2.shape[1], wo.shape[1]
+    out = np.empty((n_variants, a + b + c), dtype=np.float64)
+    rows = min(_ROWS, n_variants)
+    g, g2 = np.empty((rows, n_samples)), np.empty((rows, n_samples))
+    idx = np.empty(n_samples, dtype=np.int64)
+    for r0 in range(0, n_variants, rows):
+        r1 = min(n_variants, r0 + rows)
+        k = r1 - r0
+        _decode(alt[r0:r1], wo, g[:k], g2[:k], out[r0:r1, a + b:], idx)
+        out[r0:r1, :a] = g[:k] @ wg
+        out[r0:r1, a:a + b] = g2[:k] @ wg2
+    return out
+
+
+def linear_sums_gpu(fn, alt, wg, wg2, wo):
+    """Launch the CUDA ``linear_sums`` on CuPy arrays (same contract as the CPU twin)."""
+    import cupy
+
+    alt = cupy.ascontiguousarray(alt, dtype=cupy.int8)
+    wg, wg2, wo = (cupy.ascontiguousarray(w, dtype=cupy.float64) for w in (wg, wg2, wo))
+    _check(alt.shape, wg.shape, wg2.shape, wo.shape)
+    n_variants, n_samples = alt.shape
+    a, b, c = wg.shape[1], wg2.shape[1], wo.shape[1]
+    out = cupy.empty((n_variants, a + b + c), dtype=cupy.float64)
+    launch_grid_stride(fn, n_variants * (a + b + c),
+                       (alt, wg, wg2, wo, out, np.int64(n_variants), np.int64(n_samples), np.int64(a),
+                        np.int64(b), np.int64(c)))
+    return out
+
+
+def _check(alt_shape, *w_shapes):
+    if len(alt_shape) != 2 or any(len(s) != 2 or s[0] != alt_shape[1] for s in w_shapes):
+        raise ValueError(f"weights {[tuple(s) for s in w_shapes]} do not fit genotypes {tuple(alt_shape)}")
+
+
+linear_sums = register(
+    "linear_sums",
+    cpu=linear_sums_cpu,
+    cuda_file="assoc/linear_sums.cu",
+    cuda_function="linear_sums",
+    launch=linear_sums_gpu,
+)

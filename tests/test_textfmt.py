@@ -1,0 +1,28 @@
+"""popgen.io.textfmt: PLINK 2 number formatting and row joining against the Python formatting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from popgen.io.reports import fmt_g
+from popgen.io.textfmt import format_g6, format_int, join_rows
+
+
+def test_format_g6_equals_fmt_g(rng):
+    x = np.concatenate([
+        rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 12, 20000),
+        np.round(rng.random(5000), 7), np.round(rng.random(5000), 7) + 5e-7,  # near-ties of the 6th digit
+        [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-5, 1e-4, 9.999995e-5, 999999.5, 1e6, 123456.5, 0.028906250000000022,
+         1e308, 0.5, 1.0, 10.0, 100000.0, 999999.0, 9999995.0, 123456789.0, 9.9999996, 0.99999949, -2.5e-7]])
+    with np.errstate(all="ignore"):
+        expected = fmt_g(x).astype(str)
+    np.testing.assert_array_equal(format_g6(x).astype(str), expected)
+    assert format_g6([1.5e-310])[0] == b"1.5e-310"  # subnormal: printed (fmt_g's rounding overflows)
+
+
+def test_format_int_and_join_rows():
+    np.testing.assert_array_equal(format_int([0, 7, -12, 1234567890123]), [b"0", b"7", b"-12", b"1234567890123"])
+    text = join_rows([np.array(["1", "22"], dtype=object), np.array([5, 123]), format_g6([1.5, np.nan]),
+                      np.array(["r\u00e9f", "x"], dtype=object)])
+    assert text == "1\t5\t1.5\tr\u00e9f\n22\t123\tNA\tx\n"
+    assert join_rows([np.array([], dtype=object)]) == ""
