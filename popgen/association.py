@@ -1530,7 +1530,7 @@ class AssociationScan:
     kind: str                 # "linear" or "logistic"
     phenotypes: list
     fields: object
-    n_predictors: int         # intercept, genotype and covariates
+    n_predictors: object      # intercept, genotype and covariates: int, or (variants, phenotypes) ints
     covariate_names: list
     n_samples: dict
     n_cases: dict
@@ -1587,10 +1587,13 @@ class AssociationScan:
             f = arr[:, j, :]
             beta, se, n, a1 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
             err = f[:, 4].astype(np.int64)
+            npred = self.n_predictors
+            if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant)
+                npred = np.asarray(npred)[start:stop, j]
             with np.errstate(divide="ignore", invalid="ignore"):
                 stat = beta / se
                 if self.kind == "linear":
-                    lnp = _t_lnp(stat, n - self.n_predictors)
+                    lnp = _t_lnp(stat, n - npred)
                 else:
                     lnp = _z_lnp(stat)
                 freq = a1 / (2.0 * n)
@@ -1709,6 +1712,29 @@ def linear_scan(ds, phenotypes: Mapping, covariates=None, *, covariate_names=Non
                                  meta=meta3)
     return AssociationScan(ds, "linear", design.names, fields, k + 2, design.covariate_names, design.n_used, {},
                            design.skipped, missing=missing)
+
+
+def linear_sums(ds, design: _Design):
+    """Lazy sufficient statistics of the exact linear scan: ``(sums, totals)``, ``sums`` a Dask
+    array (variants, q) of :func:`linear_partial_block` summed over sample chunks (variant
+    chunks as the cohort's), ``totals`` the full-sample column sums (:func:`linear_design`)."""
+    import dask.array as da
+
+    from popgen.backend import namespace
+    from popgen.genotypes import alt_allele_count
+
+    alt = alt_allele_count(ds)
+    s_chunks = alt.chunks[1]
+    P, k = design.mask.shape[1], design.covariates.shape[1]
+    K = k + 1
+    c, y, f, totals = linear_design(design)
+    q = (1 + P * (K + 1)) + P + (P * (K * (K + 1) // 2 + K + 1) + 1)
+    xp = namespace(alt._meta)
+    parts = da.blockwise(linear_partial_block, "vsq", alt, "vs", da.from_array(c, chunks=(s_chunks, P, K)), "sab",
+                         da.from_array(y, chunks=(s_chunks, P)), "sa", da.from_array(f, chunks=(s_chunks,)), "s",
+                         new_axes={"q": q}, adjust_chunks={"s": 1}, dtype=np.float64,
+                         meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
+    return parts.sum(axis=1), totals
 
 
 #: bytes of the per-sample weight columns of one pass of the exact linear scan (more phenotypes

@@ -28,8 +28,10 @@ def input_options(f):
         click.option("--remove", metavar="FILE", help="remove samples listed"),
         click.option("--extract", metavar="FILE", help="keep only variants whose IDs are listed (one per line)"),
         click.option("--exclude", metavar="FILE", help="remove variants whose IDs are listed"),
-        click.option("--chunk-variants", default=8192, show_default=True, help="Dask chunk size along variants"),
-        click.option("--chunk-samples", default=8192, show_default=True, help="Dask chunk size along samples"),
+        click.option("--chunk-variants", type=int, default=None,
+                     help="Dask chunk size along variants [default: blocks of 16 MB]"),
+        click.option("--chunk-samples", type=int, default=None,
+                     help="Dask chunk size along samples [default: all samples, up to 65536]"),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -274,6 +276,113 @@ def simulate(out, n_samples, n_variants, n_populations, n_contigs, missing_rate,
 
     write_simulated(out, n_samples=n_samples, n_variants=n_variants, n_populations=n_populations,
                     n_contigs=n_contigs, missing_rate=missing_rate, seed=seed, make_vcz=make_vcz)
+
+
+@cli.group(context_settings=CONTEXT)
+def federated():
+    """Federated analysis: sites share aggregate bundles only; the coordinator combines them.
+
+    \b
+    At each site:     popgen federated export PLAN.yaml --site NAME --bfile P --kind counts ... --out PREFIX
+    At the coordinator: popgen federated combine PLAN.yaml BUNDLE... --out PREFIX
+    PCA rounds: combine writes PREFIX.pca-basis.rN.pgb; sites answer with --kind pca-product --basis it.
+    All on one machine (worked example): popgen federated simulate configs/federated/sites.yaml
+    """
+
+
+@federated.command("plan", context_settings=CONTEXT)
+@click.argument("plan_file", metavar="PLAN.yaml", type=click.Path(dir_okay=False))
+def federated_plan(plan_file):
+    """Validate a plan and print its hash (every party must see the same one)."""
+    from popgen.federated.plan import load_plan
+
+    lp = load_plan(plan_file)
+    p = lp.plan
+    click.echo(f"plan {p.name!r}  sha256 {lp.sha256}")
+    click.echo(f"variants: {lp.n_variants} ({int(lp.pca_mask.sum())} for PCA); frequencies: {p.frequencies}")
+    if p.gwas:
+        click.echo(f"gwas: phenotypes {', '.join(p.gwas.phenotypes)}; covariates {', '.join(p.gwas.covariates) or '-'}"
+                   f" + site; {'case/control' if p.gwas.binary else 'quantitative'}")
+    if p.pca:
+        click.echo(f"pca: {p.pca.n_pcs} PCs, {p.pca.n_rounds} + 1 rounds, seed {p.pca.seed}")
+    pr = p.privacy
+    click.echo(f"privacy: at least {pr.min_samples} samples per site; minor allele count >= {pr.min_allele_count}; "
+               f"missing-call cells >= {pr.min_missing_count} (or 0)")
+
+
+@federated.command("export", context_settings=CONTEXT)
+@click.argument("plan_file", metavar="PLAN.yaml", type=click.Path(dir_okay=False))
+@click.option("--site", "site_name", required=True, help="this site's name (as the coordinator knows it)")
+@click.option("--kind", "kinds", multiple=True, required=True,
+              type=click.Choice(["counts", "linear", "sumstats", "pca-product"]),
+              help="bundle(s) to write: OUT.KIND.pgb (repeat for several)")
+@click.option("--pheno", metavar="FILE", help="phenotype table (linear, sumstats)")
+@click.option("--covar", multiple=True, metavar="FILE", help="covariate table(s) (linear, sumstats)")
+@click.option("--basis", metavar="BUNDLE", help="the coordinator's pca-basis bundle for this round (pca-product)")
+@click.option("--1", "case_control_01", is_flag=True, help="binary phenotypes coded 0/1 (default 1/2)")
+@input_options
+@run_options
+def federated_export(plan_file, site_name, kinds, pheno, covar, basis, case_control_01, **kwargs):
+    """Compute this site's aggregate statistics for a plan and write them as bundles."""
+    from popgen.federated.plan import load_plan
+    from popgen.federated.workflow import export
+    from popgen.runner import start_run
+
+    inputs, run_opts, out, _ = _split(kwargs)
+    plan = load_plan(plan_file)
+    with start_run(out, **run_opts) as run:
+        state = _open(run, inputs)
+        export(run, state.ds, plan, site_name, kinds, out, pheno=pheno, covar=covar, basis=basis,
+               case_control_01=case_control_01)
+
+
+@federated.command("combine", context_settings=CONTEXT)
+@click.argument("plan_file", metavar="PLAN.yaml", type=click.Path(dir_okay=False))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, metavar="PREFIX", help="output prefix (keep it across PCA rounds)")
+@click.option("--plots/--no-plots", default=True, help="Manhattan and QQ plots of the pooled GWAS")
+def federated_combine(plan_file, bundles, out, plots):
+    """Combine the sites' bundles: pooled frequencies (counts), pooled linear GWAS (linear),
+    meta-analysis (sumstats), the next PCA round or the final PCA (pca-product)."""
+    from popgen.federated.plan import load_plan
+    from popgen.federated.workflow import combine
+    from popgen.runner import start_run
+
+    plan = load_plan(plan_file)
+    with start_run(out, device="cpu", cluster="none", progress=False) as run:
+        combine(run, plan, list(bundles), out, plots=plots)
+
+
+@federated.command("inspect", context_settings=CONTEXT)
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_file", metavar="PLAN.yaml", help="also check the bundles belong to this plan")
+def federated_inspect(bundles, plan_file):
+    """Verify bundles and describe exactly what they contain (for data access committees)."""
+    from popgen.federated.bundle import describe, read_bundle
+    from popgen.federated.plan import load_plan
+
+    plan = load_plan(plan_file) if plan_file else None
+    for i, b in enumerate(bundles):
+        click.echo(("\n" if i else "") + describe(read_bundle(b, plan)))
+
+
+@federated.command("simulate", context_settings=CONTEXT)
+@click.argument("sites_file", metavar="SITES.yaml", type=click.Path(dir_okay=False))
+@click.option("--out", default=None, metavar="DIR", help="output directory (default: the file's out)")
+@run_options
+def federated_simulate(sites_file, out, device, cluster, threads, progress):
+    """Run a whole federated analysis with every site on this machine, through the same
+    bundle files: exports, combine, every PCA round, and each site's projection."""
+    from pathlib import Path
+
+    from popgen.federated.workflow import load_federation, simulate
+    from popgen.runner import start_run
+
+    fed = load_federation(sites_file)
+    root = Path(out or fed.out)
+    with start_run(str(root / "federated"), device=device, cluster=cluster, threads=threads,
+                   progress=progress) as run:
+        simulate(run, fed, str(root))
 
 
 def _params(model, **values):

@@ -139,6 +139,16 @@ def xtxq_block(alt, alt_freq, q):
     return xp.astype(xp.matmul(xp.matrix_transpose(x), xp.matmul(x, qd)), xp.float64)[None, ...]
 
 
+def gram_block(alt, alt_freq, q):
+    """One variant chunk's share of ``(X Q)'(X Q)``: (1, l, l) float64 -- the Rayleigh-Ritz
+    matrix ``Q' X'X Q`` without an (N, l) output per chunk."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    y = xp.astype(xp.matmul(standardize_block(alt, alt_freq), xp.asarray(q, dtype=xp.float32)), xp.float64)
+    return xp.matmul(xp.matrix_transpose(y), y)[None, ...]
+
+
 def loadings_block(alt, alt_freq, v):
     """``X V`` for one variant chunk: (v_chunk, k) float64.  ``alt`` holds all samples."""
     from popgen.backend import namespace
@@ -354,8 +364,15 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
         q, _ = np.linalg.qr(xtxq(q))
         blocks.append(q)
     basis, _ = np.linalg.qr(np.concatenate(blocks, axis=1))
-    z = xtxq(basis)
-    t = basis.T @ z
+    # Rayleigh-Ritz: basis' K basis = sum over chunks of (X_c basis)'(X_c basis) / M, an (l, l)
+    # output per chunk where X'(X basis) would hold an (N, l) one per chunk
+    bd = xp.asarray(basis, dtype=xp.float32)
+    w = basis.shape[1]
+    parts = da.blockwise(gram_block, "cab", alt, "cj", p, "c", bd, None, dtype=np.float64,
+                         new_axes={"a": w, "b": w}, adjust_chunks={"c": 1},
+                         meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
+    (t,) = compute(parts.sum(axis=0))
+    t = np.asarray(to_cpu(t)) / n_variants
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     order = np.argsort(values)[::-1][:k]
@@ -495,9 +512,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     """Write ``.eigenvec``, ``.eigenval``, ``.eigenvec.allele`` (PLINK 2 formats),
     ``.eigenvec.var`` (frequencies, call rates and loadings, for projection)
     and ``.pca.json`` (solver and settings).  Returns the paths written."""
-    from popgen import __version__
-    from popgen.io.files import atomic_write
-    from popgen.io.reports import fmt_g, sample_columns, variant_columns, write_table
+    from popgen.io.reports import Formatted, fmt_g, sample_columns, variant_columns, write_table
 
     k = result.eigenvalues.shape[0]
     pcs = [f"PC{i + 1}" for i in range(k)]
@@ -505,29 +520,43 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     for i, name in enumerate(pcs):
         cols[name] = fmt_g(result.eigenvectors[:, i])
     write_table(f"{prefix}.eigenvec", cols)
-    with atomic_write(f"{prefix}.eigenval") as f:
-        f.write("".join(f"{v}\n" for v in fmt_g(result.eigenvalues)))
     v = variant_columns(ds)
-    n = len(v["ID"])
     w = result.allele_weights
     allele = {"#CHROM": np.repeat(v["#CHROM"], 2), "ID": np.repeat(v["ID"], 2), "REF": np.repeat(v["REF"], 2),
               "ALT": np.repeat(v["ALT"], 2), "A1": np.stack([v["REF"], v["ALT"]], axis=1).ravel()}
     for i, name in enumerate(pcs):
-        allele[name] = fmt_g(np.stack([-w[:, i], w[:, i]], axis=1).ravel())
+        allele[name] = Formatted(np.stack([-w[:, i], w[:, i]], axis=1).ravel())
     write_table(f"{prefix}.eigenvec.allele", allele)
     unit = result.loadings / np.sqrt(result.n_variants * result.eigenvalues)[None, :]
-    var = dict(v)
-    var["ALT_FREQS"] = fmt_g(result.alt_freq)
-    var["CALL_RATE"] = fmt_g(result.call_rate)
-    for i, name in enumerate(pcs):
-        var[name] = np.array([f"{x:.9g}" for x in unit[:, i].tolist()], dtype=object) if n else unit[:, i]
+    meta = {"solver": result.solver, "missing": result.missing, "n_samples": int(result.eigenvectors.shape[0]),
+            **result.meta}
+    write_reference(prefix, ds, result.eigenvalues, unit, result.alt_freq, result.call_rate, result.n_variants, meta)
+    return [f"{prefix}.{ext}" for ext in ("eigenvec", "eigenval", "eigenvec.allele", "eigenvec.var", "pca.json")]
+
+
+def write_reference(prefix, ds, eigenvalues, unit_loadings, alt_freq, call_rate, n_variants: int, meta: dict, *,
+                    eigenval: bool = True) -> list[str]:
+    """Write what projection needs (:func:`read_reference`): ``.eigenval`` (unless
+    ``eigenval=False``), ``.eigenvec.var`` (frequencies, call rates and unit-norm variant
+    loadings of ``ds``'s variants) and ``.pca.json`` (``n_variants`` M, ``missing`` and ``meta``)."""
+    from popgen import __version__
+    from popgen.io.files import atomic_write
+    from popgen.io.reports import Formatted, fmt_9g, fmt_g, variant_columns, write_table
+
+    k = len(eigenvalues)
+    if eigenval:
+        with atomic_write(f"{prefix}.eigenval") as f:
+            f.write("".join(f"{v}\n" for v in fmt_g(eigenvalues)))
+    var = variant_columns(ds)
+    var["ALT_FREQS"] = Formatted(alt_freq)
+    var["CALL_RATE"] = Formatted(call_rate)
+    for i in range(k):
+        var[f"PC{i + 1}"] = Formatted(unit_loadings[:, i], fmt_9g)
     write_table(f"{prefix}.eigenvec.var", var)
-    meta = {"popgen": __version__, "solver": result.solver, "missing": result.missing,
-            "n_components": int(k), "n_samples": int(result.eigenvectors.shape[0]),
-            "n_variants": int(result.n_variants), **result.meta}
+    meta = {"popgen": __version__, "n_components": int(k), "n_variants": int(n_variants), **meta}
     with atomic_write(f"{prefix}.pca.json") as f:
         json.dump(meta, f, indent=2)
-    return [f"{prefix}.{ext}" for ext in ("eigenvec", "eigenval", "eigenvec.allele", "eigenvec.var", "pca.json")]
+    return [f"{prefix}.{ext}" for ext in (("eigenval",) if eigenval else ()) + ("eigenvec.var", "pca.json")]
 
 
 def read_reference(prefix) -> Reference:

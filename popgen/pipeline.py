@@ -254,10 +254,11 @@ def pca_step(run, state: State, out: str, params: PCAParams):
     .eigenvec.var, .pca.json and the plot OUT.pca.png."""
     from popgen import pca
     from popgen.genotypes import founder_mask
+    from popgen.relatedness import _autosomal_subset
 
     import numpy as np
 
-    ds = state.pruned
+    ds = _autosomal_subset(state.pruned, "PCA")   # X, Y, XY, MT excluded, as plink2 --pca
     fit_ds = ds if state.unrelated is None else ds.isel(samples=np.flatnonzero(state.unrelated))
     compute = lambda *c: run.compute(*c, label="PCA")  # noqa: E731
     with run.step("pca"):
@@ -409,8 +410,10 @@ class InputSpec(_Strict):
 
 
 class Chunks(_Strict):
-    variants: int = Field(8192, gt=0)
-    samples: int = Field(8192, gt=0)
+    """Dask chunk sizes; unset = automatic (PLINK: every sample in one chunk, 16 MB blocks)."""
+
+    variants: Optional[int] = Field(None, gt=0)
+    samples: Optional[int] = Field(None, gt=0)
 
 
 class Pipeline(_Strict):
@@ -445,33 +448,12 @@ class Pipeline(_Strict):
         return [(name, STEPS[name][0].model_validate(params or {})) for step in self.steps for name, params in step.items()]
 
 
-def _pydantic_message(e) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else err["msg"]
-
-
 def load_config(path) -> Pipeline:
     """Read and validate a pipeline YAML; errors name the file and the key."""
-    import pydantic
-    import yaml
+    from popgen.yamlfile import load_model
 
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PopgenError(f"invalid YAML{where}: {getattr(e, 'problem', e)}", path) from None
-    if not isinstance(raw, dict):
-        raise PopgenError("config must be a mapping of keys (input, out, steps, ...)", path)
-    try:
-        cfg = Pipeline.model_validate(raw)
-        cfg.parsed_steps()  # validates each step's parameters
-    except pydantic.ValidationError as e:
-        raise PopgenError(f"invalid config: {_pydantic_message(e)}", path) from None
+    cfg = load_model(path, Pipeline, kind="config", what="input, out, steps, ...", check=lambda c: c.parsed_steps())
     base = path.parent
     for key in ("bfile", "vcf", "vcz"):
         value = getattr(cfg.input, key)
@@ -539,7 +521,7 @@ def subset_variants(ds, extract=None, exclude=None):
     return ds.isel(variants=np.flatnonzero(mask))
 
 
-def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(8192, 8192), keep=None, remove=None,
+def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(None, None), keep=None, remove=None,
                 extract=None, exclude=None):
     """Open the input on the run's device and apply sample and variant subsets."""
     from popgen.io import open_dataset

@@ -384,6 +384,41 @@ class FilterReport:
         return out
 
 
+def variant_filter_mask(filters: Filters, n_called, n_samples, allele_count, hwe_p):
+    """Variants kept by ``--geno``, ``--hwe``, ``--maf`` and ``--mac`` (PLINK 2's thresholds and
+    tolerance) from per-variant statistics, and how many each filter removed (in that order).
+
+    ``n_called`` (v,) calls over ``n_samples`` (int or (v,)); ``allele_count`` (v, 2) REF
+    and ALT counts and ``hwe_p`` (v,) over the frequency samples (founders)."""
+    n_called = np.asarray(n_called)
+    ac = np.asarray(allele_count)
+    keep = np.ones(n_called.shape[0], dtype=bool)
+    removed = {}
+    if filters.geno is not None:
+        n = np.asarray(n_samples, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drop = np.where(n > 0, (n - n_called) / np.maximum(n, 1), 1.0) > filters.geno + _EPS
+        removed["geno"] = int((drop & keep).sum())
+        keep &= ~drop
+    if filters.hwe is not None:
+        drop = np.asarray(hwe_p) < filters.hwe * (1 - _EPS)
+        removed["hwe"] = int((drop & keep).sum())
+        keep &= ~drop
+    minor = ac.min(axis=1)
+    total = ac.sum(axis=1)
+    if filters.maf is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            maf = np.where(total > 0, minor / np.maximum(total, 1), 0.0)
+        drop = maf < filters.maf - _EPS
+        removed["maf"] = int((drop & keep).sum())
+        keep &= ~drop
+    if filters.mac is not None:
+        drop = minor < filters.mac
+        removed["mac"] = int((drop & keep).sum())
+        keep &= ~drop
+    return keep, removed
+
+
 def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=None):
     """Apply QC filters in PLINK 2's order; returns ``(filtered_ds, FilterReport)``.
 
@@ -423,28 +458,8 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
             fstats["variant_allele_count"].data,
             hwe["variant_hwe_p_value"].data,
         )
-        keep = np.ones(ds.sizes["variants"], dtype=bool)
-        if filters.geno is not None:
-            n = ds.sizes["samples"]
-            drop = (n - called) / n > filters.geno + _EPS
-            report.removed["geno"] = int((drop & keep).sum())
-            keep &= ~drop
-        if filters.hwe is not None:
-            drop = p < filters.hwe * (1 - _EPS)
-            report.removed["hwe"] = int((drop & keep).sum())
-            keep &= ~drop
-        minor = ac.min(axis=1)
-        total = ac.sum(axis=1)
-        if filters.maf is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                maf = np.where(total > 0, minor / np.maximum(total, 1), 0.0)
-            drop = maf < filters.maf - _EPS
-            report.removed["maf"] = int((drop & keep).sum())
-            keep &= ~drop
-        if filters.mac is not None:
-            drop = minor < filters.mac
-            report.removed["mac"] = int((drop & keep).sum())
-            keep &= ~drop
+        keep, removed = variant_filter_mask(filters, called, ds.sizes["samples"], ac, p)
+        report.removed.update(removed)
         ds = ds.isel(variants=np.flatnonzero(keep))
         if ds.sizes["variants"] == 0:
             raise PopgenError("the QC filters removed every variant")

@@ -82,3 +82,24 @@ def test_pca_on_device_equals_cpu(solver):
     np.testing.assert_allclose(res["gpu"].eigenvectors, res["cpu"].eigenvectors, atol=1e-4)
     np.testing.assert_allclose(res["gpu"].loadings, res["cpu"].loadings, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(res["gpu_proj"], res["cpu_proj"], atol=1e-4)
+
+
+def test_federated_site_exports_on_device_equal_cpu(tmp_path):
+    """A GPU site's linear statistics and PCA products equal a CPU site's."""
+    from test_federated import CONFIGS, site_pheno, write_plan
+
+    from popgen.federated import site as S
+    from popgen.io.plink import read_plink
+    from popgen.pipeline import subset_samples
+
+    plan = write_plan(tmp_path / "plan.yaml")
+    out = []
+    for device in ("cpu", "gpu"):
+        ds = subset_samples(read_plink(EXAMPLE, chunks=(999, 256), device=device), CONFIGS / "north.keep", None)
+        st = S.align(ds, plan, "north")
+        lin = S.linear_statistics(st, site_pheno(st.ds))
+        basis = np.random.default_rng(0).standard_normal((plan.n_variants, 6))
+        prod = S.pca_product(st, np.full(plan.n_variants, 0.3), basis)
+        out.append((lin["xtx"], lin["xty"], prod))
+    for a, b in zip(*out):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,3 +231,22 @@ def test_cli_bad_pca_input(tmp_path):
     res = popgen("pca-project", "--bfile", EXAMPLE, "--ref", tmp_path / "none", "--out", tmp_path / "o",
                  "--cluster", "none")
     assert_one_line_error(res, "file not found")
+
+
+def test_cli_pca_excludes_non_autosomes(tmp_path):
+    """As plink2 --pca ("Excluding 1000 variants on non-autosomes from PCA"): chrX variants
+    are left out, so the PCs equal those of the autosomes alone."""
+    for ext in ("bed", "fam"):
+        shutil.copy(f"{EXAMPLE}.{ext}", tmp_path / f"x.{ext}")
+    lines = Path(f"{EXAMPLE}.bim").read_text().splitlines()
+    (tmp_path / "x.bim").write_text("".join(("X" + line[line.index("\t"):] if i >= 4000 else line) + "\n"
+                                            for i, line in enumerate(lines)))
+    (tmp_path / "auto.ids").write_text("".join(line.split("\t")[1] + "\n" for line in lines[:4000]))
+    args = ["--n-pcs", "3", "--cluster", "none", "--no-plot"]
+    assert main(["pca", "--bfile", str(tmp_path / "x"), "--out", str(tmp_path / "x"), *args]) == 0
+    assert main(["pca", "--bfile", str(EXAMPLE), "--extract", str(tmp_path / "auto.ids"),
+                 "--out", str(tmp_path / "a"), *args]) == 0
+    assert (tmp_path / "x.eigenval").read_text() == (tmp_path / "a.eigenval").read_text()
+    var = pd.read_csv(tmp_path / "x.eigenvec.var", sep="\t", dtype={"#CHROM": str})
+    assert len(var) == 4000 and "X" not in set(var["#CHROM"])
+    assert "excluding 1000 variants on non-autosomes" in (tmp_path / "x.log").read_text()

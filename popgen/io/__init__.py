@@ -15,11 +15,12 @@ from __future__ import annotations
 from popgen.errors import PopgenError
 
 
-def open_dataset(*, bfile=None, vcf=None, vcz=None, chunks=(8192, 8192), device: str = "cpu"):
+def open_dataset(*, bfile=None, vcf=None, vcz=None, chunks=(None, None), device: str = "cpu"):
     """Open exactly one of ``bfile``/``vcf``/``vcz`` as a popgen cohort Dataset.
 
-    ``chunks`` are (variants, samples); ``device`` is where decoding and all
-    downstream computation run ("cpu" or "gpu").
+    ``chunks`` are (variants, samples), None for automatic (PLINK: all samples in one
+    chunk, see :func:`popgen.io.plink.auto_chunks`; VCF Zarr: 8192); ``device`` is
+    where decoding and all downstream computation run ("cpu" or "gpu").
     """
     given = [(k, v) for k, v in (("bfile", bfile), ("vcf", vcf), ("vcz", vcz)) if v]
     if len(given) != 1:
@@ -32,7 +33,8 @@ def open_dataset(*, bfile=None, vcf=None, vcz=None, chunks=(8192, 8192), device:
     from popgen.io import vcz as _vcz
 
     read = _vcz.read_vcf if kind == "vcf" else _vcz.read_vcz
-    return read(path, chunks={"variants": chunks[0], "samples": chunks[1]}, device=device)
+    v, s = (8192 if c is None else c for c in chunks)
+    return read(path, chunks={"variants": v, "samples": s}, device=device)
 
 
 def read_plink(prefix, **kwargs):

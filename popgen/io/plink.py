@@ -18,8 +18,25 @@ import numpy as np
 from popgen.errors import PopgenError
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
-#: default chunk sizes (variants, samples); samples must be a multiple of 4
-DEFAULT_CHUNKS = (8192, 8192)
+#: default chunk sizes (variants, samples): None = automatic (see :func:`auto_chunks`)
+DEFAULT_CHUNKS = (None, None)
+#: decoded int8 bytes per block with automatic chunking
+AUTO_BLOCK_BYTES = 16 * 2**20
+#: most samples in one chunk with automatic chunking
+AUTO_MAX_SAMPLES = 65536
+
+
+def auto_chunks(n_samples: int, chunks=(None, None)) -> tuple[int, int]:
+    """Chunk sizes for a .bed: every sample in one chunk (a .bed row holds all samples,
+    and whole-sample passes -- PCA, logistic regression -- need no rechunking) up to
+    :data:`AUTO_MAX_SAMPLES`, and as many variants as fit :data:`AUTO_BLOCK_BYTES`
+    of decoded genotypes.  Given sizes are kept."""
+    v, s = chunks
+    if s is None:
+        s = max(4, min(int(n_samples), AUTO_MAX_SAMPLES))
+    if v is None:
+        v = max(64, AUTO_BLOCK_BYTES // max(1, int(s)))
+    return int(v), int(s)
 
 
 def _read_table(path: Path, n_cols: int, names: list[str], dtypes: dict):
@@ -103,9 +120,9 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
     prefix : str or path
         Path without extension (``cohort`` for ``cohort.bed/.bim/.fam``); a
         trailing ``.bed`` is accepted.
-    chunks : (int, int)
-        Chunk sizes along variants and samples; the samples chunk is rounded up
-        to a multiple of 4 (whole bytes of the .bed).
+    chunks : (int or None, int or None)
+        Chunk sizes along variants and samples (None: :func:`auto_chunks`); the
+        samples chunk is rounded up to a multiple of 4 (whole bytes of the .bed).
     device : {"cpu", "gpu"}
         Where the 2-bit decoding (and everything downstream) runs.
 
@@ -142,8 +159,9 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
         dup = fam_df["IID"][fam_df["IID"].duplicated()].iloc[0]
         raise PopgenError(f"duplicate sample ID {dup!r}", fam)
 
-    vchunk = max(1, int(chunks[0]))
-    schunk = max(4, -(-int(chunks[1]) // 4) * 4)
+    vchunk, schunk = auto_chunks(n_samples, tuple(chunks))
+    vchunk = max(1, vchunk)
+    schunk = max(4, -(-schunk // 4) * 4)
     packed = da.from_array(
         _BedArray(str(bed.resolve()), n_variants, n_bytes),
         chunks=(vchunk, schunk // 4),

@@ -70,15 +70,42 @@ def sample_columns(ds) -> dict[str, np.ndarray]:
     return {"#IID": iid}
 
 
-def write_table(path, columns: dict[str, np.ndarray]) -> None:
-    """Write equal-length columns as a tab-separated file with a header."""
+class Formatted:
+    """A numeric column formatted block by block when written (``fmt(values[slice])``), so
+    that :func:`write_table` never holds a whole column as strings."""
+
+    def __init__(self, values, fmt=None):
+        self.values = np.asarray(values)
+        self.fmt = fmt or fmt_g
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, key):
+        return self.fmt(self.values[key])
+
+
+def fmt_9g(x) -> np.ndarray:
+    """Floats with 9 significant digits (loadings, kept exact enough for projection)."""
+    return np.array([f"{v:.9g}" for v in np.asarray(x, dtype=np.float64).tolist()], dtype=object)
+
+
+#: rows formatted and written at a time by :func:`write_table`
+TABLE_BLOCK = 16384
+
+
+def write_table(path, columns: dict) -> None:
+    """Write equal-length columns as a tab-separated file with a header, ``TABLE_BLOCK`` rows
+    at a time (memory bounded by the block, whatever the table's length).  Columns are
+    arrays, or :class:`Formatted` numbers converted to text block by block."""
     names = list(columns)
-    cols = [np.asarray(c).astype(str) for c in columns.values()]
+    cols = list(columns.values())
+    n = len(cols[0]) if cols else 0
     with atomic_write(path) as f:
         f.write("\t".join(names) + "\n")
-        if cols and len(cols[0]):
-            rows = np.stack(cols, axis=1)
-            f.write("\n".join("\t".join(r) for r in rows.tolist()))
+        for i in range(0, n, TABLE_BLOCK):
+            block = [np.asarray(c[i:i + TABLE_BLOCK]).astype(str) for c in cols]
+            f.write("\n".join("\t".join(r) for r in np.stack(block, axis=1).tolist()))
             f.write("\n")
 
 
@@ -91,7 +118,7 @@ def write_afreq(path, ds, ac: np.ndarray) -> None:
     with np.errstate(divide="ignore", invalid="ignore"):
         freq = ac[:, 1] / total
     cols = variant_columns(ds)
-    cols.update({"ALT_FREQS": fmt_g(freq), "OBS_CT": total})
+    cols.update({"ALT_FREQS": Formatted(freq), "OBS_CT": total})
     write_table(path, cols)
 
 
@@ -111,7 +138,7 @@ def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p) -> None:
         {
             "#CHROM": v["#CHROM"], "ID": v["ID"], "A1": v["REF"], "AX": v["ALT"],
             "HOM_A1_CT": n_hom_ref, "HET_A1_CT": n_het, "TWO_AX_CT": n_hom_alt,
-            "O(HET_A1)": fmt_g(o_het), "E(HET_A1)": fmt_g(e_het), "P": fmt_g(p),
+            "O(HET_A1)": Formatted(o_het), "E(HET_A1)": Formatted(e_het), "P": Formatted(p),
         },
     )
 
@@ -122,7 +149,7 @@ def write_vmiss(path, ds, n_called) -> None:
     v = variant_columns(ds)
     missing = n - np.asarray(n_called)
     write_table(path, {"#CHROM": v["#CHROM"], "ID": v["ID"], "MISSING_CT": missing, "OBS_CT": np.full(len(missing), n),
-                       "F_MISS": fmt_g(missing / n if n else missing * np.nan)})
+                       "F_MISS": Formatted(missing / n if n else missing * np.nan)})
 
 
 def write_smiss(path, ds, n_called) -> None:
@@ -140,13 +167,13 @@ def write_smiss(path, ds, n_called) -> None:
             cols["PHENO1"] = np.where(missing_ph, "Y", "N")
     missing = m - np.asarray(n_called)
     cols.update({"MISSING_CT": missing, "OBS_CT": np.full(len(missing), m),
-                 "F_MISS": fmt_g(missing / m if m else missing * np.nan)})
+                 "F_MISS": Formatted(missing / m if m else missing * np.nan)})
     write_table(path, cols)
 
 
 def write_het(path, ds, n_hom_observed, n_hom_expected, n_called, f) -> None:
     """``.het``: #FID IID O(HOM) E(HOM) OBS_CT F (``plink2 --het``)."""
     cols = sample_columns(ds)
-    cols.update({"O(HOM)": np.asarray(n_hom_observed), "E(HOM)": fmt_g(n_hom_expected),
-                 "OBS_CT": np.asarray(n_called), "F": fmt_g(f)})
+    cols.update({"O(HOM)": np.asarray(n_hom_observed), "E(HOM)": Formatted(n_hom_expected),
+                 "OBS_CT": np.asarray(n_called), "F": Formatted(f)})
     write_table(path, cols)

@@ -1,0 +1,452 @@
+"""What the coordinator computes from the sites' bundles: pooled-equivalent results.
+
+* :func:`combine_counts` -- pooled genotype counts: a reference frequency panel
+  (``.afreq``, ``.gcount``), exactly the pooled cohort's.
+* :func:`combine_linear` -- pooled linear GWAS with site as a covariate.  For
+  each variant the sites' normal equations (predictors ``[1, covariates, g]``,
+  covariates centred at the site) are mapped into the pooled design
+  ``[1, covariates centred on all samples, site indicators but the first, g]``
+  by a linear change of basis and added; the pooled system is then solved
+  exactly as :func:`popgen.association.linear_solve` solves ``popgen gwas``'s.
+  The result equals ``popgen gwas`` on the pooled individual-level data with
+  the site indicators as covariates (to float64 rounding), ERRCODEs included.
+  A site that shares no statistics for a variant (absent or suppressed) drops
+  out of that variant's model, its indicator with it.
+* :func:`meta_analysis` -- inverse-variance-weighted fixed-effects
+  meta-analysis of per-site results with Cochran's Q and I^2 (METAL's
+  ``SCHEME STDERR``), for sites that share only summary statistics.
+* :func:`start_pca` / :func:`pca_round` -- federated PCA: block Krylov
+  subspace iteration in variant space.  The coordinator sends a basis ``V``
+  (variants x l); each site returns ``Z_s Z_s' V`` (its standardized
+  genotypes, pooled frequencies, missing calls 0); the sum is ``Z Z' V`` of the
+  pooled cohort.  After ``n_rounds`` rounds the Krylov basis ``B`` is sent once
+  more, each site returns ``(Z_s' B)'(Z_s' B)`` (basis x basis, one pass), and
+  the Rayleigh-Ritz step gives the eigenvalues of the pooled GRM
+  ``Z'Z / M`` and the unit-norm variant loadings.  This is
+  :func:`popgen.pca.pca`'s randomized solver run across sites; sites then
+  project their own samples with ``popgen pca-project`` onto the result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from popgen.errors import PopgenError
+from popgen.federated.bundle import Bundle, read_bundle, write_bundle
+from popgen.federated.plan import LoadedPlan, plan_dataset
+
+log = logging.getLogger("popgen")
+
+
+def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
+    """Read and verify one bundle per site (same kind and round), sorted by site name."""
+    if not paths:
+        raise PopgenError("no bundle given")
+    bundles = [read_bundle(p, plan, kind=kind) for p in paths]
+    kinds = {b.kind for b in bundles}
+    if len(kinds) > 1:
+        raise PopgenError(f"bundles of different kinds given together: {sorted(kinds)}")
+    rounds = {b.round for b in bundles}
+    if len(rounds) > 1:
+        raise PopgenError(f"bundles of different rounds given together: {sorted(rounds, key=str)}")
+    seen = {}
+    for b in bundles:
+        if b.site in seen:
+            raise PopgenError(f"two bundles from site {b.site!r}: {seen[b.site]} and {b.path}")
+        seen[b.site] = b.path
+    return sorted(bundles, key=lambda b: b.site)
+
+
+# ------------------------------------------------------------------ counts and frequencies
+
+
+def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
+    """Pooled genotype counts (sums over sites) and frequencies."""
+    keys = ("n_called", "n_het", "n_hom_alt", "freq_n_called", "freq_n_het", "freq_n_hom_alt")
+    out = {k: sum(b.arrays[k].astype(np.int64) for b in bundles) for k in keys}
+    contributing = [(b.arrays["present"] > 0) & (b.arrays["suppressed"] == 0) for b in bundles]
+    out["n_samples"] = sum(np.where(c, b.attrs["n_samples"], 0) for b, c in zip(bundles, contributing))
+    out["n_sites"] = sum(c.astype(np.int64) for c in contributing)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["alt_freq"] = (out["freq_n_het"] + 2 * out["freq_n_hom_alt"]) / (2.0 * out["freq_n_called"])
+        out["call_rate"] = out["n_called"] / out["n_samples"]
+    out["sites"] = [b.site for b in bundles]
+    out["site_samples"] = {b.site: int(b.attrs["n_samples"]) for b in bundles}
+    out["keep"], out["removed"] = pooled_filters(plan, out)
+    return out
+
+
+def pooled_filters(plan: LoadedPlan, pooled: dict):
+    """The plan's variant filters (``--geno --hwe --maf --mac``) on pooled counts: the same
+    variants ``popgen qc`` keeps on the pooled cohort.  Returns ``(keep, removed)``."""
+    from popgen.hwe import hwe_exact_p
+    from popgen.qc import variant_filter_mask
+
+    f = plan.plan.filters
+    if not f.variant_filters:
+        return np.ones(plan.n_variants, dtype=bool), {}
+    alt = pooled["freq_n_het"] + 2 * pooled["freq_n_hom_alt"]
+    ac = np.stack([2 * pooled["freq_n_called"] - alt, alt], axis=1)
+    hom_ref = pooled["freq_n_called"] - pooled["freq_n_het"] - pooled["freq_n_hom_alt"]
+    p = hwe_exact_p(pooled["freq_n_het"], hom_ref, pooled["freq_n_hom_alt"])
+    return variant_filter_mask(f.qc(samples=False), pooled["n_called"], pooled["n_samples"], ac, p)
+
+
+def _filter_path(prefix) -> Path:
+    return Path(f"{prefix}.filter.in")
+
+
+def kept_variants(prefix, plan: LoadedPlan):
+    """The variants passing the plan's filters, from ``PREFIX.filter.in`` (written when the
+    counts were combined); all variants when the plan has no variant filter."""
+    if not plan.plan.filters.variant_filters:
+        return np.ones(plan.n_variants, dtype=bool)
+    path = _filter_path(prefix)
+    if not path.is_file():
+        raise PopgenError("the plan's variant filters need the pooled counts: combine the sites' counts bundles "
+                          "under the same --out first", path)
+    ids = set(path.read_text().split())
+    return np.isin(plan.variant_id, list(ids))
+
+
+def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
+    """``PREFIX.afreq`` (frequency samples, as ``plink2 --freq``), ``PREFIX.gcount``
+    (all samples, as ``plink2 --geno-counts``) and ``PREFIX.sites.tsv`` (sites per variant)."""
+    from popgen.io.reports import Formatted, variant_columns, write_table
+
+    ds = plan_dataset(plan)
+    v = variant_columns(ds)
+    afreq = dict(v)
+    afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"])
+    afreq["OBS_CT"] = 2 * pooled["freq_n_called"]
+    write_table(f"{prefix}.afreq", afreq)
+    hom_ref = pooled["n_called"] - pooled["n_het"] - pooled["n_hom_alt"]
+    g = dict(v)
+    g.update({"HOM_REF_CT": hom_ref, "HET_REF_ALT_CTS": pooled["n_het"], "TWO_ALT_GENO_CTS": pooled["n_hom_alt"],
+              "HAP_REF_CT": np.zeros_like(hom_ref), "HAP_ALT_CTS": np.zeros_like(hom_ref),
+              "MISSING_CT": pooled["n_samples"] - pooled["n_called"]})
+    write_table(f"{prefix}.gcount", g)
+    write_table(f"{prefix}.sites.tsv", {"ID": v["ID"], "N_SITES": pooled["n_sites"], "N_SAMPLES": pooled["n_samples"]})
+    from popgen.io.files import atomic_write
+
+    with atomic_write(_filter_path(prefix)) as f:
+        f.write("".join(f"{i}\n" for i in v["ID"][pooled["keep"]]))
+    return [f"{prefix}.afreq", f"{prefix}.gcount", f"{prefix}.sites.tsv", str(_filter_path(prefix))]
+
+
+# ------------------------------------------------------------------ pooled linear regression
+
+
+def _basis_maps(centres, j, k: int):
+    """Per site, the map T_s from its predictors [1, c~, g] to the pooled [1, c - mean, D_0..D_{S-1}, g]
+    for phenotype ``j``, and the shifts of its phenotype centring."""
+    S = len(centres)
+    K = k + 1
+    B = 1 + k + S + 1
+    n = np.array([c[j, 0] for c in centres])
+    tot = n.sum()
+    w = n / tot if tot > 0 else np.zeros(S)
+    mu_c = sum(w[s] * centres[s][j, 1:K] for s in range(S)) if k else np.zeros(0)
+    mu_y = sum(w[s] * centres[s][j, K] for s in range(S))
+    maps, dy = [], []
+    for s in range(S):
+        t = np.zeros((B, K + 1))
+        t[0, 0] = 1.0
+        for i in range(k):
+            t[1 + i, 1 + i] = 1.0
+            t[1 + i, 0] = centres[s][j, 1 + i] - mu_c[i]
+        t[1 + k + s, 0] = 1.0
+        t[B - 1, K] = 1.0
+        maps.append(t)
+        dy.append(centres[s][j, K] - mu_y if n[s] > 0 else 0.0)
+    return maps, dy
+
+
+def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 16384) -> dict:
+    """Pooled linear regression of each plan phenotype on each variant, from the sites'
+    ``linear`` bundles.  Returns ``fields`` (variants, phenotypes, 7) as
+    :func:`popgen.association.linear_finalize_block`, ``n_predictors`` (variants,
+    phenotypes) and per phenotype the pooled sample counts."""
+    from popgen import association as assoc
+    from popgen.federated.site import unpack_sym
+
+    g = plan.plan.gwas
+    if g is None:
+        raise PopgenError("the plan has no gwas section", plan.path)
+    P, k = len(g.phenotypes), len(g.covariates)
+    K = k + 1
+    S = len(bundles)
+    B = 1 + k + S + 1
+    M = plan.n_variants
+    centres = [b.arrays["centre"] for b in bundles]
+    maps = [_basis_maps(centres, j, k) for j in range(P)]
+    f_alt = sum(b.arrays["freq_alt"] for b in bundles)
+    f_called = sum(b.arrays["freq_called"] for b in bundles)
+    flip_all = (f_called > 0) & (f_alt > f_called)
+    fields = np.zeros((M, P, assoc.N_FIELDS))
+    npred = np.zeros((M, P), dtype=np.int64)
+    for v0 in range(0, M, block):
+        v1 = min(M, v0 + block)
+        big = np.zeros((v1 - v0, P, B, B))
+        xty = np.zeros((v1 - v0, P, B))
+        yy = np.zeros((v1 - v0, P))
+        active = np.zeros((v1 - v0, P, S), dtype=bool)
+        for s, b in enumerate(bundles):
+            xs = unpack_sym(b.arrays["xtx"][v0:v1], K + 1)
+            ys = b.arrays["xty"][v0:v1]
+            active[:, :, s] = xs[..., 0, 0] > 0
+            for j in range(P):
+                t, dy = maps[j][0][s], maps[j][1][s]
+                x = xs[:, j]
+                y = ys[:, j] + dy * x[:, :, 0]
+                big[:, j] += np.einsum("ab,vbc,dc->vad", t, x, t, optimize=True)
+                xty[:, j] += y @ t.T
+                yy[:, j] += b.arrays["yy"][v0:v1, j] + 2 * dy * ys[:, j, 0] + dy * dy * x[:, 0, 0]
+        code = active.astype(np.int64) @ (1 << np.arange(S))
+        flip = flip_all[v0:v1]
+        for c in np.unique(code):
+            vi, ji = np.nonzero(code == c)
+            sites = [s for s in range(S) if c >> s & 1]
+            cols = list(range(1 + k)) + [1 + k + s for s in sites[1:]] + [B - 1]
+            ix = np.ix_(range(len(vi)), cols, cols)
+            sub = big[vi, ji][ix][:, None]
+            res = assoc.linear_solve(sub, xty[vi, ji][:, cols][:, None], yy[vi, ji][:, None], flip[vi])
+            fields[v0 + vi, ji] = res[:, 0]
+            npred[v0 + vi, ji] = len(cols)
+    n_samples = {name: int(sum(c[j, 0] for c in centres)) for j, name in enumerate(g.phenotypes)}
+    used = np.array([sum(int(b.arrays["phenotype_used"][j]) for b in bundles) for j in range(P)])
+    return {"fields": fields, "n_predictors": npred, "n_samples": n_samples, "n_sites": used,
+            "sites": [b.site for b in bundles]}
+
+
+def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, plots: bool = True) -> dict:
+    """Write the pooled linear GWAS as ``popgen gwas`` does (``.glm.linear``, GWAS-SSF, plots)."""
+    import dask.array as da
+
+    from popgen import association as assoc
+
+    g = plan.plan.gwas
+    names = [n for j, n in enumerate(g.phenotypes) if result["n_sites"][j] > 0]
+    idx = [g.phenotypes.index(n) for n in names]
+    keep = kept_variants(prefix, plan)
+    fields = result["fields"][keep][:, idx]
+    scan = assoc.AssociationScan(
+        plan_dataset(plan, keep), "linear", names, da.from_array(fields, chunks=(65536, len(names), assoc.N_FIELDS)),
+        result["n_predictors"][keep][:, idx], list(g.covariates) + [f"SITE={s}" for s in result["sites"][1:]],
+        {n: result["n_samples"][n] for n in names}, {}, {})
+    return assoc.write_results(prefix, scan, ssf=ssf, plots=plots)
+
+
+# ------------------------------------------------------------------ meta-analysis
+
+
+def meta_analysis(beta, se) -> dict:
+    """Fixed-effects inverse-variance-weighted meta-analysis (METAL's ``SCHEME STDERR``).
+
+    ``beta``, ``se`` : (sites, ...) estimates; NaN where a site has none.
+    Returns ``beta``, ``se``, ``z``, ``p``, ``q`` (Cochran's Q), ``df`` (sites
+    with an estimate - 1), ``het_p`` (chi-square upper tail of Q), ``i2``
+    (``max(0, (Q - df) / Q)``) and ``n_sites``.
+    """
+    from scipy import stats
+
+    beta = np.asarray(beta, dtype=np.float64)
+    se = np.asarray(se, dtype=np.float64)
+    ok = np.isfinite(beta) & np.isfinite(se) & (se > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(ok, 1.0 / np.where(ok, se, 1.0) ** 2, 0.0)
+        sw = w.sum(axis=0)
+        b = np.where(sw > 0, (w * np.where(ok, beta, 0.0)).sum(axis=0) / sw, np.nan)
+        s = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)
+        z = b / s
+        q = (w * np.where(ok, beta - b, 0.0) ** 2).sum(axis=0)
+        n = ok.sum(axis=0)
+        df = np.maximum(n - 1, 0)
+        i2 = np.where(q > 0, np.maximum(0.0, (q - df) / q), 0.0)
+        het_p = np.where(df > 0, stats.chi2.sf(q, np.maximum(df, 1)), np.nan)
+        p = 2.0 * stats.norm.sf(np.abs(z))
+    q = np.where(n > 0, q, np.nan)
+    return {"beta": b, "se": s, "z": z, "p": p, "q": q, "df": df, "het_p": het_p, "i2": i2, "n_sites": n}
+
+
+def combine_sumstats(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
+    """Meta-analysis of the sites' ``sumstats`` bundles, per plan phenotype."""
+    beta = np.stack([b.arrays["beta"] for b in bundles])
+    se = np.stack([b.arrays["se"] for b in bundles])
+    res = meta_analysis(beta, se)
+    res["direction"] = np.where(np.isfinite(beta) & np.isfinite(se), np.where(beta > 0, "+", np.where(beta < 0, "-", "0")), "?")
+    res["obs_ct"] = sum(b.arrays["obs_ct"] for b in bundles)
+    res["sites"] = [b.site for b in bundles]
+    res["model"] = {b.attrs.get("model") for b in bundles}
+    return res
+
+
+def write_meta(prefix, plan: LoadedPlan, res: dict) -> list[str]:
+    """``PREFIX.PHENO.meta.tsv`` per phenotype, METAL's columns (MarkerName Allele1 Allele2
+    Effect StdErr P-value Direction HetISq HetChiSq HetDf HetPVal; Allele1 = ALT, the
+    effect allele) then Chromosome Position OBS_CT N_SITES."""
+    from popgen.io.reports import Formatted, write_table
+
+    paths = []
+    k = kept_variants(prefix, plan)
+    for j, name in enumerate(plan.plan.gwas.phenotypes):
+        direction = np.array(["".join(r) for r in res["direction"][:, k, j].T.tolist()], dtype=object)
+        cols = {"MarkerName": plan.variant_id[k], "Allele1": plan.alt[k], "Allele2": plan.ref[k],
+                "Effect": Formatted(res["beta"][k, j]), "StdErr": Formatted(res["se"][k, j]),
+                "P-value": Formatted(res["p"][k, j]), "Direction": direction,
+                "HetISq": Formatted(100.0 * res["i2"][k, j]), "HetChiSq": Formatted(res["q"][k, j]),
+                "HetDf": res["df"][k, j], "HetPVal": Formatted(res["het_p"][k, j]),
+                "Chromosome": plan.chrom[k], "Position": plan.pos[k], "OBS_CT": res["obs_ct"][k, j].astype(np.int64),
+                "N_SITES": res["n_sites"][k, j]}
+        path = f"{prefix}.{name}.meta.tsv"
+        write_table(path, cols)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ federated PCA
+
+
+def _state_path(prefix) -> Path:
+    return Path(f"{prefix}.pca-state.npz")
+
+
+def _basis_bundle_path(prefix, round_: int) -> Path:
+    return Path(f"{prefix}.pca-basis.r{round_}.pgb")
+
+
+def _save_state(prefix, state: dict) -> None:
+    from popgen.io.files import atomic_write
+
+    with atomic_write(_state_path(prefix), "wb") as f:
+        np.savez(f, **{k: (np.asarray(json.dumps(v)) if k == "info" else v) for k, v in state.items()})
+
+
+def _load_state(prefix, plan: LoadedPlan) -> dict:
+    path = _state_path(prefix)
+    if not path.is_file():
+        raise PopgenError("no federated PCA in progress under this prefix (combine the counts bundles first)", path)
+    with np.load(path) as z:
+        state = {k: z[k] for k in z.files}
+    state["info"] = json.loads(str(state["info"]))
+    if state["info"]["plan_sha256"] != plan.sha256:
+        raise PopgenError("the PCA in progress belongs to another plan", path)
+    return state
+
+
+def _send_basis(prefix, plan: LoadedPlan, state: dict, basis_rows) -> Path:
+    """Write the next round's basis bundle (full-length rows: 0 outside the PCA variants)."""
+    mask = state["mask"]
+    basis = np.zeros((plan.n_variants, basis_rows.shape[1]))
+    basis[mask] = basis_rows
+    freq = np.zeros(plan.n_variants)
+    freq[mask] = state["alt_freq"]
+    r = state["info"]["round"]
+    final = r == plan.plan.pca.n_rounds + 1
+    path = write_bundle(_basis_bundle_path(prefix, r), plan, kind="pca-basis", site="coordinator", round=r,
+                        arrays={"basis": (basis, ("variants", "basis"), "orthonormal basis V over the PCA variants"),
+                                "alt_freq": (freq, ("variants",), "pooled ALT frequencies that standardize genotypes"),
+                                "use": (mask.astype(np.uint8), ("variants",), "1 for the variants the PCA uses")},
+                        dims={"variants": plan.n_variants, "basis": basis.shape[1]},
+                        attrs={"final": bool(final), "n_rounds": plan.plan.pca.n_rounds + 1},
+                        disclosure="Coordinator to sites: a basis of variant vectors and pooled allele frequencies.")
+    state["info"]["basis_sha256"] = read_bundle(path, plan).manifest["arrays"]["basis"]["sha256"]
+    return path
+
+
+def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
+    """Begin a federated PCA from pooled counts: write the round-1 basis bundle (to send to
+    every site) and the coordinator's state ``PREFIX.pca-state.npz``."""
+    s = plan.plan.pca
+    mask = plan.pca_mask & pooled["keep"]
+    af = np.nan_to_num(pooled["alt_freq"][mask], nan=0.0)
+    m = int(mask.sum())
+    if not ((af > 0) & (af < 1)).any():
+        raise PopgenError("every PCA variant is monomorphic in the pooled counts: nothing to compute PCs from")
+    n_total = int(sum(pooled["site_samples"].values()))
+    if s.n_pcs >= n_total:
+        raise PopgenError(f"cannot compute {s.n_pcs} PCs from {n_total} samples")
+    l = min(s.n_pcs + s.n_oversamples, m, n_total - 1)  # noqa: E741
+    q, _ = np.linalg.qr(np.random.default_rng(s.seed).standard_normal((m, l)))
+    state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "blocks": q, "mask": mask,
+             "info": {"plan_sha256": plan.sha256, "round": 1, "sites": pooled["sites"],
+                      "site_samples": pooled["site_samples"], "n_variants": m, "l": l}}
+    path = _send_basis(prefix, plan, state, q)
+    _save_state(prefix, state)
+    return path
+
+
+def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
+    """Combine one round's ``pca-product`` bundles.  Returns ``{"basis": path}`` for the
+    next round, or ``{"files": [...], "eigenvalues": ...}`` once the PCA is complete."""
+    state = _load_state(prefix, plan)
+    info = state["info"]
+    r = info["round"]
+    sites = sorted(info["sites"])
+    got = [b.site for b in bundles]
+    if got != sites:
+        raise PopgenError(f"round {r} needs one product from each site {sites}, got {got}")
+    for b in bundles:
+        if b.round != r:
+            raise PopgenError(f"product bundle is for round {b.round}, the PCA is at round {r}", b.path)
+        if b.attrs.get("basis_sha256") != info["basis_sha256"]:
+            raise PopgenError(f"product bundle was computed from another basis than round {r}'s", b.path)
+    mask = state["mask"]
+    m = info["n_variants"]
+    n_rounds = plan.plan.pca.n_rounds
+    final = r > n_rounds
+    key = "gram" if final else "product"
+    for b in bundles:
+        if key not in b.arrays:
+            raise PopgenError(f"round {r} needs {'the final' if final else 'a'} product ({key})", b.path)
+    blocks = state["blocks"]
+    l = info["l"]  # noqa: E741
+    if not final:
+        y = sum(b.arrays["product"][mask] for b in bundles) / m        # A V, A = Z Z' / M (pooled)
+        q, _ = np.linalg.qr(y)
+        blocks = np.concatenate([blocks, q], axis=1)
+        info["round"] = r + 1
+        state["blocks"] = blocks
+        if r == n_rounds:      # the final round sends the whole Krylov basis
+            basis, _ = np.linalg.qr(blocks)
+            state["blocks"] = basis
+            path = _send_basis(prefix, plan, state, basis)
+        else:
+            path = _send_basis(prefix, plan, state, q)
+        _save_state(prefix, state)
+        log.info("federated PCA: round %d of %d combined; next basis %s", r, n_rounds + 1, path)
+        return {"basis": path, "round": r + 1}
+    basis = blocks
+    t = sum(b.arrays["gram"] for b in bundles) / m                     # V' A V
+    t = (t + t.T) / 2
+    values, u = np.linalg.eigh(t)
+    k = plan.plan.pca.n_pcs
+    order = np.argsort(values)[::-1][:k]
+    vectors = basis @ u[:, order]
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(k)])
+    signs[signs == 0] = 1
+    vectors *= signs
+    values = values[order]
+    files = write_federated_pca(prefix, plan, mask, values, vectors, state["alt_freq"], state["call_rate"],
+                                {"solver": "federated", "missing": "meanimpute", "rounds": n_rounds + 1,
+                                 "n_oversamples": int(l - k), "seed": plan.plan.pca.seed,
+                                 "n_samples": int(sum(info["site_samples"].values())), "sites": sites,
+                                 "plan_sha256": plan.sha256})
+    info["round"] = "done"
+    _save_state(prefix, state)
+    return {"files": files, "eigenvalues": values, "loadings": vectors}
+
+
+def write_federated_pca(prefix, plan: LoadedPlan, mask, values, vectors, alt_freq, call_rate, meta) -> list[str]:
+    """``.eigenval``, ``.eigenvec.var`` (pooled frequencies, unit loadings) and ``.pca.json``: a
+    reference every site projects its own samples onto (``popgen pca-project --ref PREFIX``)."""
+    from popgen.pca import write_reference
+
+    return write_reference(prefix, plan_dataset(plan, mask), values, vectors, alt_freq, call_rate, int(mask.sum()),
+                           meta)
+

@@ -1,0 +1,487 @@
+"""Federated analysis: three sites of unequal size (the example cohort's populations, with
+missing calls) against the pooled individual-level analysis."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import EXAMPLE
+
+from popgen.errors import PopgenError
+
+CONFIGS = Path(__file__).parents[1] / "configs" / "federated"
+SITES = ("centre", "north", "south")   # sorted: the coordinator's order, centre is the reference site
+
+
+def write_plan(path, **over):
+    plan = {"name": "test", "variants": f"{EXAMPLE}.bim", "frequencies": "founders",
+            "privacy": {"min_samples": 50, "min_allele_count": 0, "min_missing_count": 0},
+            "gwas": {"phenotypes": ["QT"], "covariates": ["SEX", "AGE"]},
+            "pca": {"n_pcs": 10, "n_rounds": 10, "n_oversamples": 10, "seed": 0}}
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(plan.get(k), dict):
+            plan[k] = {**plan[k], **v}
+        else:
+            plan[k] = v
+    path.write_text(yaml.safe_dump(plan))
+    from popgen.federated.plan import load_plan
+
+    return load_plan(path)
+
+
+def site_cohort(name, chunks=(1024, 128)):
+    from popgen.io.plink import read_plink
+    from popgen.pipeline import subset_samples
+
+    return subset_samples(read_plink(EXAMPLE, chunks=chunks), CONFIGS / f"{name}.keep", None)
+
+
+def site_pheno(ds):
+    from popgen.association import load_phenotypes
+
+    return load_phenotypes(ds, f"{EXAMPLE}.pheno", ["QT"], f"{EXAMPLE}.covar", ["SEX", "AGE"])
+
+
+def messy(ds):
+    """A site whose data differ in form: REF/ALT swapped on variants 0-99, variants 200-249 absent."""
+    import dask.array as da
+
+    from popgen.genotypes import alt_allele_count
+
+    alt = np.asarray(alt_allele_count(ds).compute())
+    alt[:100] = np.where(alt[:100] >= 0, 2 - alt[:100], -1)
+    alleles = np.asarray(ds["variant_allele"].values).astype(str).copy()
+    alleles[:100] = alleles[:100, ::-1]
+    drop = [v for v in ("call_genotype", "call_genotype_mask", "call_alt_count") if v in ds]
+    ds = ds.drop_vars(drop).assign(call_alt_count=(("variants", "samples"), da.from_array(alt, chunks=(700, 64))),
+                                   variant_allele=(("variants", "alleles"), alleles))
+    return ds.isel(variants=np.r_[0:200, 250:ds.sizes["variants"]])
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory):
+    """Plan, aligned sites and their counts / linear / sumstats bundles (south is messy)."""
+    from popgen.federated import site as S
+
+    d = tmp_path_factory.mktemp("fed")
+    plan = write_plan(d / "plan.yaml")
+    sites, bundles = {}, {"counts": [], "linear": [], "sumstats": []}
+    for name in SITES:
+        ds = site_cohort(name)
+        if name == "south":
+            ds = messy(ds)
+        st = S.align(ds, plan, name)
+        ph = site_pheno(st.ds)
+        sites[name] = st
+        bundles["counts"].append(S.export_counts(st, d / f"{name}.counts.pgb"))
+        bundles["linear"].append(S.export_linear(st, ph, d / f"{name}.linear.pgb"))
+        bundles["sumstats"].append(S.export_sumstats(st, ph, d / f"{name}.sumstats.pgb"))
+    return {"dir": d, "plan": plan, "sites": sites, "bundles": bundles}
+
+
+def pooled_cohort(names=SITES):
+    from popgen.io.plink import read_plink
+
+    ds = read_plink(EXAMPLE, chunks=(1024, 128))
+    iid = np.asarray(ds["sample_id"].values).astype(str)
+    site_of = np.full(len(iid), -1)
+    for i, name in enumerate(SITES):
+        keep = [line.split()[1] for line in (CONFIGS / f"{name}.keep").read_text().splitlines()]
+        site_of[np.isin(iid, keep)] = i
+    sel = np.flatnonzero(np.isin(site_of, [SITES.index(n) for n in names]))
+    return ds.isel(samples=sel), site_of[sel]
+
+
+# ------------------------------------------------------------------ pooled-equivalent results
+
+
+def test_site_alignment_flips_swapped_alleles_and_reports_absent_variants(fed):
+    st = fed["sites"]["south"]
+    assert st.report["flipped"] == 100 and st.report["matched"] == 4950
+    assert not np.isin(np.arange(200, 250), st.plan_index).any()
+
+
+def test_pooled_frequencies_are_exact(fed, tmp_path):
+    """Summed counts equal the pooled cohort's (founders, as popgen qc / plink2 --freq),
+    flipped alleles undone; the panel is byte-identical to popgen qc's .afreq."""
+    from popgen import qc
+    from popgen.federated import coordinator as C
+    from popgen.genotypes import founder_mask
+    from popgen.io import reports
+
+    plan = fed["plan"]
+    pooled = C.combine_counts(plan, C.read_site_bundles(fed["bundles"]["counts"], plan, "counts"))
+    ds, _ = pooled_cohort()
+    f = qc.variant_stats(ds, samples=founder_mask(ds), merge=False)
+    a = qc.variant_stats(ds, merge=False)
+    keep = np.r_[0:200, 250:5000]  # south lacks 200-249: their counts are the other two sites'
+    np.testing.assert_array_equal(pooled["freq_n_called"][keep], f["variant_n_called"].values[keep])
+    np.testing.assert_array_equal(pooled["freq_n_het"][keep], f["variant_n_het"].values[keep])
+    np.testing.assert_array_equal(pooled["n_hom_alt"][keep], a["variant_n_hom_alt"].values[keep])
+    assert (pooled["n_sites"][200:250] == 2).all() and (pooled["n_sites"][keep] == 3).all()
+    C.write_frequency_panel(tmp_path / "pooled", plan, pooled)
+    reports.write_afreq(tmp_path / "qc.afreq", ds, f["variant_allele_count"].values)
+    ours = (tmp_path / "pooled.afreq").read_text().splitlines()
+    theirs = (tmp_path / "qc.afreq").read_text().splitlines()
+    assert [ours[0]] + [ours[i + 1] for i in keep] == [theirs[0]] + [theirs[i + 1] for i in keep]
+
+
+def test_plan_filters_equal_pooled_qc(tmp_path):
+    """--mind at the sites and --geno/--hwe/--maf on pooled counts keep the samples and
+    variants popgen qc keeps on the pooled cohort."""
+    from popgen import qc
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    f = {"mind": 0.0115, "geno": 0.015, "hwe": 1e-3, "maf": 0.05}
+    plan = write_plan(tmp_path / "plan.yaml", filters=f, pca=None)
+    sites = [S.align(site_cohort(n), plan, n) for n in SITES]
+    pooled = C.combine_counts(plan, C.read_site_bundles(
+        [S.export_counts(st, tmp_path / f"{st.name}.pgb") for st in sites], plan, "counts"))
+    C.write_frequency_panel(tmp_path / "pooled", plan, pooled)
+    ds, _ = pooled_cohort()
+    ref, rep = qc.apply_filters(ds, qc.Filters(**f))
+    assert rep.removed["mind"] > 0 and rep.removed["maf"] > 0 and rep.removed["geno"] > 0
+    assert sorted(i for st in sites for i in np.asarray(st.ds["sample_id"].values).astype(str)) == \
+        sorted(np.asarray(ref["sample_id"].values).astype(str))
+    kept = (tmp_path / "pooled.filter.in").read_text().split()
+    assert kept == list(np.asarray(ref["variant_id"].values).astype(str))
+    assert pooled["removed"] == {k: v for k, v in rep.removed.items() if k != "mind"}
+    np.testing.assert_array_equal(C.kept_variants(tmp_path / "pooled", plan), np.isin(plan.variant_id, kept))
+
+
+def _pooled_scan(names):
+    from popgen import association as A
+
+    ds, site_of = pooled_cohort(names)
+    ph = site_pheno(ds)
+    dummies = [(site_of == SITES.index(n)).astype(float) for n in names[1:]]
+    cov = np.column_stack([ph.covariates] + dummies)
+    scan = A.linear_scan(ds, {"QT": ph.values["QT"]}, cov, covariate_names=["SEX", "AGE"] + list(names[1:]))
+    return np.asarray(scan.fields.compute())[:, 0], scan.n_samples
+
+
+def test_federated_linear_gwas_equals_pooled(fed):
+    """BETA and SE within 1e-8 relative of popgen gwas on the pooled samples with site
+    indicators as covariates; OBS_CT, A1 and ERRCODE identical.  Variants absent at one
+    site equal the pooled analysis of the other two."""
+    from popgen.federated import coordinator as C
+
+    plan = fed["plan"]
+    res = C.combine_linear(plan, C.read_site_bundles(fed["bundles"]["linear"], plan, "linear"))
+    ours = res["fields"][:, 0]
+    n_samples = _pooled_scan(SITES)[1]
+    for rows, names in ((np.r_[0:200, 250:5000], SITES), (np.arange(200, 250), ("centre", "north"))):
+        ref = _pooled_scan(names)[0][rows]
+        got = ours[rows]
+        np.testing.assert_array_equal(got[:, 4], ref[:, 4])            # ERRCODE
+        np.testing.assert_array_equal(got[:, 2], ref[:, 2])            # OBS_CT
+        np.testing.assert_array_equal(got[:, 3], ref[:, 3])            # A1 count
+        np.testing.assert_array_equal(got[:, 6], ref[:, 6])            # A1 is REF
+        ok = ref[:, 4] == 0
+        assert ok.sum() > 0.9 * len(rows)
+        np.testing.assert_allclose(got[ok, 0], ref[ok, 0], rtol=1e-8)  # BETA
+        np.testing.assert_allclose(got[ok, 1], ref[ok, 1], rtol=1e-8)  # SE
+    assert (res["n_predictors"][np.r_[0:200, 250:5000], 0] == 6).all()
+    assert (res["n_predictors"][200:250, 0] == 5).all()
+    assert res["n_samples"] == n_samples == {"QT": 588}  # samples with QT, SEX and AGE
+
+
+def test_meta_analysis_is_the_ivw_formula(fed, tmp_path):
+    """The coordinator's meta-analysis equals inverse-variance weighting of each site's own
+    popgen gwas results, written by hand here."""
+    from scipy import stats
+
+    from popgen import association as A
+    from popgen.federated import coordinator as C
+
+    plan = fed["plan"]
+    res = C.combine_sumstats(plan, C.read_site_bundles(fed["bundles"]["sumstats"], plan, "sumstats"))
+    betas, ses = [], []
+    for name in SITES:
+        st = fed["sites"][name]
+        ph = site_pheno(st.ds)
+        t = A.linear_scan(st.ds, {"QT": ph.values["QT"]}, ph.covariates, covariate_names=["SEX", "AGE"]).collect()["QT"]
+        b = np.where(t["A1"] == t["REF"], -t["BETA"], t["BETA"]).astype(float)  # per ALT allele
+        b[t["ERRCODE"] != "."] = np.nan
+        betas.append(st.scatter(b, np.nan))
+        ses.append(st.scatter(np.where(t["ERRCODE"] == ".", t["SE"], np.nan).astype(float), np.nan))
+    b, s = np.array(betas), np.array(ses)
+    v = int(np.flatnonzero(np.isfinite(b).all(axis=0) & np.isfinite(s).all(axis=0))[500])  # every site has a result
+    w = 1 / s[:, v] ** 2
+    beta = (w * b[:, v]).sum() / w.sum()
+    se = w.sum() ** -0.5
+    q = (w * (b[:, v] - beta) ** 2).sum()
+    assert res["beta"][v, 0] == pytest.approx(beta, rel=1e-12)
+    assert res["se"][v, 0] == pytest.approx(se, rel=1e-12)
+    assert res["p"][v, 0] == pytest.approx(2 * stats.norm.sf(abs(beta / se)), rel=1e-9)
+    assert res["q"][v, 0] == pytest.approx(q, rel=1e-9)
+    assert res["i2"][v, 0] == pytest.approx(max(0.0, (q - 2) / q), abs=1e-12)
+    assert res["het_p"][v, 0] == pytest.approx(stats.chi2.sf(q, 2), rel=1e-9)
+    assert "".join(res["direction"][:, v, 0]) == "".join("+" if x > 0 else "-" for x in b[:, v])
+    # a variant absent at south: two sites, direction '?', df 1
+    assert res["n_sites"][220, 0] == 2 and res["direction"][2, 220, 0] == "?" and res["df"][220, 0] == 1
+    paths = C.write_meta(tmp_path / "meta", plan, res)
+    import pandas as pd
+
+    t = pd.read_csv(paths[0], sep="\t")
+    assert list(t.columns[:11]) == ["MarkerName", "Allele1", "Allele2", "Effect", "StdErr", "P-value", "Direction",
+                                    "HetISq", "HetChiSq", "HetDf", "HetPVal"]
+    assert t["Effect"][v] == pytest.approx(beta, rel=1e-5)
+
+
+def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
+    """11 product rounds (10 Krylov rounds + the final one): the top 10 eigenvalues within
+    1e-3 relative and every PC |corr| >= 0.999 with the exact pooled PCA (mean imputation),
+    with each site's PCs from projecting its own samples onto the federated reference."""
+    from popgen import pca as PC
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+    from popgen.genotypes import founder_mask
+
+    plan = write_plan(tmp_path / "plan.yaml")
+    sites = {n: S.align(site_cohort(n), plan, n) for n in SITES}
+    counts = [S.export_counts(st, tmp_path / f"{n}.counts.pgb") for n, st in sites.items()]
+    basis = C.start_pca(tmp_path / "coord", plan, C.combine_counts(plan, C.read_site_bundles(counts, plan, "counts")))
+    rounds = 0
+    while True:
+        prods = [S.export_pca_product(st, basis, tmp_path / f"{n}.r{rounds}.pgb") for n, st in sites.items()]
+        rounds += 1
+        out = C.pca_round(tmp_path / "coord", plan, C.read_site_bundles(prods, plan, "pca-product"))
+        if "files" in out:
+            break
+        basis = out["basis"]
+    assert rounds == 11
+    ds, _ = pooled_cohort()
+    exact = PC.pca(ds, n_components=10, solver="exact", missing="meanimpute", samples=founder_mask(ds))
+    np.testing.assert_allclose(out["eigenvalues"], exact.eigenvalues, rtol=1e-3)
+    ref = PC.read_reference(tmp_path / "coord")
+    iid = np.asarray(ds["sample_id"].values).astype(str)
+    scores = np.zeros((len(iid), 10))
+    for st in sites.values():
+        sc, _ = PC.project(st.ds, ref)
+        scores[np.isin(iid, np.asarray(st.ds["sample_id"].values).astype(str))] = sc
+    corr = [abs(np.corrcoef(scores[:, i], exact.eigenvectors[:, i])[0, 1]) for i in range(10)]
+    assert min(corr) >= 0.999, corr
+    # the two real axes of structure (three populations) are exact
+    assert min(corr[:2]) > 1 - 1e-9
+
+
+def test_pca_product_blocks_on_backends(rng):
+    xp = pytest.importorskip("array_api_strict")
+    from popgen.backend import to_cpu
+    from popgen.federated.site import _ztv_block, _zw_block
+    from conftest import random_alt
+
+    g = random_alt(rng, 30, 17)
+    p = rng.uniform(0.05, 0.95, 30)
+    v = rng.standard_normal((30, 4))
+    w = rng.standard_normal((17, 4))
+    from popgen.pca import standardize_block
+
+    z = np.asarray(standardize_block(g, p), dtype=np.float64)
+    for mod in (np, xp):
+        a = np.asarray(to_cpu(_ztv_block(mod.asarray(g), mod.asarray(p), mod.asarray(v))))
+        b = np.asarray(to_cpu(_zw_block(mod.asarray(g), mod.asarray(p), mod.asarray(w))))
+        np.testing.assert_allclose(a[0], z.T @ v, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(b, z @ w, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ privacy guards
+
+
+def _all_bundles(fed, tmp_path):
+    """Every kind of bundle: the fixture's exports plus a PCA basis and product."""
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    plan = fed["plan"]
+    basis = C.start_pca(tmp_path / "coord", plan,
+                        C.combine_counts(plan, C.read_site_bundles(fed["bundles"]["counts"], plan, "counts")))
+    prod = S.export_pca_product(fed["sites"]["north"], basis, tmp_path / "north.pca.pgb")
+    return [p for paths in fed["bundles"].values() for p in paths] + [basis, prod]
+
+
+def test_no_bundle_array_has_a_samples_dimension(fed, tmp_path):
+    from popgen.federated.bundle import ALLOWED_DIMS, KINDS, read_bundle
+
+    plan = fed["plan"]
+    sizes = {st.n_samples for st in fed["sites"].values()}
+    kinds = set()
+    for path in _all_bundles(fed, tmp_path):
+        b = read_bundle(path, plan)
+        kinds.add(b.kind)
+        for name, arr in b.arrays.items():
+            spec = b.manifest["arrays"][name]
+            assert "samples" not in spec["dims"] and set(spec["dims"]) <= ALLOWED_DIMS, (b.kind, name)
+            assert not sizes & set(arr.shape), (b.kind, name, arr.shape)
+            assert spec["meaning"]
+        # every file in the zip is listed in the manifest
+        names = set(zipfile.ZipFile(path).namelist())
+        assert names == {"manifest.json", "manifest.sha256"} | {f"arrays/{n}.npy" for n in b.arrays}
+        assert "No array has a samples dimension" in b.manifest["disclosure"] or b.kind == "pca-basis"
+    assert kinds == set(KINDS)
+
+
+def test_writer_refuses_a_samples_dimension(fed, tmp_path):
+    from popgen.federated.bundle import write_bundle
+
+    plan = fed["plan"]
+    x = np.zeros((243, 3))
+    with pytest.raises(PopgenError, match="samples"):
+        write_bundle(tmp_path / "x.pgb", plan, kind="counts", site="north",
+                     arrays={"x": (x, ("samples", "basis"), "per-sample values")}, dims={"samples": 243, "basis": 3})
+    with pytest.raises(PopgenError, match="plan fixes"):   # an axis disguised as a plan dimension
+        write_bundle(tmp_path / "x.pgb", plan, kind="counts", site="north",
+                     arrays={"x": (x, ("variants", "basis"), "?")}, dims={"variants": plan.n_variants, "basis": 3})
+    assert not (tmp_path / "x.pgb").exists()
+
+
+def _rewrite(src, dst, member, fn):
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for name in z.namelist():
+            data = z.read(name)
+            out.writestr(name, fn(data) if name == member else data)
+
+
+def test_tampered_mismatched_and_foreign_bundles_are_rejected(fed, tmp_path):
+    from popgen.federated.bundle import read_bundle
+
+    plan = fed["plan"]
+    src = fed["bundles"]["counts"][0]
+
+    def bump(data):
+        arr = np.load(io.BytesIO(data))
+        arr = arr.copy()
+        arr[0] += 1
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    _rewrite(src, tmp_path / "a.pgb", "arrays/n_called.npy", bump)
+    with pytest.raises(PopgenError, match="checksum mismatch in array n_called"):
+        read_bundle(tmp_path / "a.pgb", plan)
+
+    def edit_manifest(data):
+        m = json.loads(data)
+        m["attrs"]["n_samples"] = 10**6
+        return json.dumps(m).encode()
+
+    _rewrite(src, tmp_path / "b.pgb", "manifest.json", edit_manifest)
+    with pytest.raises(PopgenError, match="manifest was changed"):
+        read_bundle(tmp_path / "b.pgb", plan)
+
+    def version(data):
+        m = json.loads(data)
+        m["format_version"] = 99
+        return json.dumps(m).encode()
+
+    _rewrite(src, tmp_path / "c.pgb", "manifest.json", version)
+    with pytest.raises(PopgenError, match="format version 99"):
+        read_bundle(tmp_path / "c.pgb", plan)
+
+    other = write_plan(tmp_path / "other.yaml", gwas={"covariates": ["SEX"]})
+    assert other.sha256 != plan.sha256
+    with pytest.raises(PopgenError, match="belongs to another plan"):
+        read_bundle(src, other)
+    with pytest.raises(PopgenError, match="expected a linear bundle"):
+        read_bundle(src, plan, kind="linear")
+    (tmp_path / "d.pgb").write_bytes(b"not a zip")
+    with pytest.raises(PopgenError, match="not a zip"):
+        read_bundle(tmp_path / "d.pgb", plan)
+
+
+def test_plan_hash_covers_the_variant_file_contents(tmp_path):
+    bim = tmp_path / "v.bim"
+    bim.write_text(Path(f"{EXAMPLE}.bim").read_text())
+    a = write_plan(tmp_path / "a.yaml", variants=str(bim))
+    bim.write_text("\n".join(Path(f"{EXAMPLE}.bim").read_text().splitlines()[:-1]) + "\n")
+    b = write_plan(tmp_path / "a.yaml", variants=str(bim))
+    assert a.sha256 != b.sha256 and b.n_variants == a.n_variants - 1
+
+
+def test_undersized_site_refuses_to_export(tmp_path):
+    from popgen.federated import site as S
+
+    plan = write_plan(tmp_path / "plan.yaml", privacy={"min_samples": 200})
+    with pytest.raises(PopgenError, match="south has 162 samples, fewer than the plan's minimum of 200"):
+        S.align(site_cohort("south"), plan, "south")
+
+
+def test_rare_variants_and_small_missing_cells_are_withheld(tmp_path):
+    from popgen import qc
+    from popgen.federated import site as S
+
+    plan = write_plan(tmp_path / "plan.yaml", privacy={"min_allele_count": 5, "min_missing_count": 3})
+    st = S.align(site_cohort("south"), plan, "south")
+    c = S.counts(st)
+    a = qc.variant_stats(st.ds, merge=False)
+    n_alt = a["variant_n_het"].values + 2 * a["variant_n_hom_alt"].values
+    mac = np.minimum(n_alt, 2 * a["variant_n_called"].values - n_alt)
+    rare = (mac > 0) & (mac < 5)
+    assert rare.sum() > 10
+    np.testing.assert_array_equal(c["suppressed"].astype(bool), rare)
+    assert (c["n_called"][rare] == 0).all() and (c["n_het"][rare] == 0).all()
+    lin = S.linear_statistics(st, site_pheno(st.ds))
+    sup = lin["suppressed"][:, 0].astype(bool)
+    open_ = S.linear_statistics(S.align(site_cohort("south"), write_plan(tmp_path / "open.yaml"), "south"),
+                                site_pheno(st.ds))
+    n, g = open_["xtx"][:, 0, 0], open_["xtx"][:, 0, 3]       # packed (0, 0) and (0, g)
+    mac = np.minimum(g, 2 * n - g)
+    missing = open_["centre"][0, 0] - n
+    expect = ((mac > 0) & (mac < 5)) | ((missing > 0) & (missing < 3))
+    assert 50 < sup.sum() < len(sup) - 1000
+    np.testing.assert_array_equal(sup, expect)
+    assert (lin["xtx"][sup] == 0).all() and (lin["xty"][sup] == 0).all() and (lin["yy"][sup] == 0).all()
+    np.testing.assert_array_equal(lin["xtx"][~sup], open_["xtx"][~sup])
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _popgen(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "popgen", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_worked_example_round_trip(tmp_path):
+    """The README's worked example: three sites, every bundle through files."""
+    r = _popgen("federated", "simulate", CONFIGS / "sites.yaml", "--out", tmp_path, "--cluster", "none",
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    coord = tmp_path / "coordinator"
+    for f in ("pooled.afreq", "pooled.gcount", "pooled.QT.glm.linear", "pooled.QT.ssf.tsv", "pooled.QT.meta.tsv",
+              "pooled.eigenval", "pooled.eigenvec.var", "pooled.pca-basis.r11.pgb"):
+        assert (coord / f).is_file(), f
+    lines = (coord / "pooled.QT.glm.linear").read_text().splitlines()
+    kept = (coord / "pooled.filter.in").read_text().split()
+    assert 4000 < len(kept) < 5000                                   # the plan's maf/geno/hwe filters
+    assert lines[0].split("\t")[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"]
+    assert [line.split("\t")[2] for line in lines[1:]] == kept
+    assert len((coord / "pooled.eigenvec.var").read_text().splitlines()) == len(kept) + 1
+    for site, n in (("north", 243), ("centre", 195), ("south", 162)):
+        assert len((tmp_path / site / f"{site}.eigenvec").read_text().splitlines()) == n + 1
+    r = _popgen("federated", "inspect", tmp_path / "north" / "north.linear.pgb", "--plan", CONFIGS / "plan.yaml")
+    assert r.returncode == 0 and "xtx [<f8; variants=5000 x phenotypes=1 x predictors2=10]" in r.stdout
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.pgb"
+    bad.write_bytes(b"junk")
+    r = _popgen("federated", "combine", CONFIGS / "plan.yaml", bad, "--out", tmp_path / "o")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith(f"{bad}: not a popgen bundle (not a zip file)")
+    r = _popgen("federated", "export", CONFIGS / "plan.yaml", "--site", "x", "--bfile", EXAMPLE, "--kind",
+                "pca-product", "--out", tmp_path / "x", "--cluster", "none")
+    assert r.returncode == 2 and "needs --basis" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "p.yaml").write_text("name: x\nvariants: nothere.bim\n")
+    r = _popgen("federated", "plan", tmp_path / "p.yaml")
+    assert r.returncode == 2 and "nothere.bim: file not found" in r.stderr
