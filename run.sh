@@ -46,7 +46,7 @@ case "${1:-}" in
     echo "results in results/example/: QC reports (.afreq .hardy .vmiss .smiss .het), filtered cohort (.bed), LD prune lists, KING (.kin0 .king.cutoff.in.id), PCA (.eigenvec .pca.png), GWAS (.QT.glm.linear .BT.glm.logistic.hybrid .ssf.tsv, plots), example.log"
     ;;
   test)
-    apt_install plink2
+    apt_install plink2 libopenblas0-pthread  # plink2 on OpenBLAS, as the benchmarks compare against
     setup "test,gpu"
     n=$(cores)
     if [ "$n" -gt 1 ]; then par=(-n "$n"); else par=(); fi

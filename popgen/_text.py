@@ -4,113 +4,17 @@ A 10,000-sample ``.kin0`` has 5e7 rows and a square ``.rel`` 1e8 numbers:
 formatting them with Python strings takes minutes, here seconds.  Numbers are
 printed as :func:`popgen.relatedness.fmt_plink2` prints them (PLINK 2's 6
 significant digits with near-ties to even, then ``%.6g``); the tests compare
-the two on random and edge-case values.  Imported only when a report is
+the two on random and edge-case values.  The number formatting itself is
+:func:`popgen.io._textfmt_numba.put_g6`, shared with the association tables.  Imported only when a report is
 written (numba compiles once and caches on disk).
 """
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
-_DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
-
-
-@numba.njit(nogil=True, cache=True, error_model="numpy")
-def put_g(buf, pos, x):
-    """Write ``x`` at ``buf[pos:]`` as ``f"{round_plink2(x):.6g}"``; return the new position."""
-    if math.isnan(x):
-        buf[pos], buf[pos + 1], buf[pos + 2] = 110, 97, 110  # nan
-        return pos + 3
-    if x < 0 or (x == 0 and math.copysign(1.0, x) < 0):
-        buf[pos] = 45  # '-'
-        pos += 1
-    a = abs(x)
-    if math.isinf(a):
-        buf[pos], buf[pos + 1], buf[pos + 2] = 105, 110, 102  # inf
-        return pos + 3
-    if a == 0:
-        buf[pos] = 48
-        return pos + 1
-    # popgen.io.reports.round_plink2: 6 digits d (100000 .. 999999), exponent e
-    e = math.floor(math.log10(a))
-    scaled = a * 10.0 ** (5 - e)
-    if scaled < 1e5:
-        e -= 1
-    elif scaled >= 1e6:
-        e += 1
-    scaled = a * 10.0 ** (5 - e)
-    whole = math.floor(scaled)
-    half = 0.4999995 if whole % 2 == 0 else 0.5000005
-    d = np.int64(whole) + (1 if (scaled - whole) + half >= 1.0 else 0)
-    e = np.int64(e)
-    if d >= 1000000:
-        d //= 10
-        e += 1
-    digits = np.empty(6, dtype=np.uint8)
-    for k in range(5, -1, -1):
-        digits[k] = 48 + d % 10
-        d //= 10
-    last = 5  # last significant digit (trailing zeros dropped, as %g)
-    while last > 0 and digits[last] == 48:
-        last -= 1
-    if -4 <= e < 6:
-        if e < 0:
-            buf[pos], buf[pos + 1] = 48, 46  # "0."
-            pos += 2
-            for _ in range(-e - 1):
-                buf[pos] = 48
-                pos += 1
-            for k in range(last + 1):
-                buf[pos] = digits[k]
-                pos += 1
-        else:
-            for k in range(e + 1):
-                buf[pos] = digits[k]
-                pos += 1
-            if last > e:
-                buf[pos] = 46
-                pos += 1
-                for k in range(e + 1, last + 1):
-                    buf[pos] = digits[k]
-                    pos += 1
-        return pos
-    buf[pos] = digits[0]
-    pos += 1
-    if last > 0:
-        buf[pos] = 46
-        pos += 1
-        for k in range(1, last + 1):
-            buf[pos] = digits[k]
-            pos += 1
-    buf[pos] = 101  # 'e'
-    buf[pos + 1] = 45 if e < 0 else 43
-    pos += 2
-    ae = -e if e < 0 else e
-    if ae >= 100:
-        buf[pos] = 48 + ae // 100
-        pos += 1
-    buf[pos], buf[pos + 1] = 48 + (ae // 10) % 10, 48 + ae % 10
-    return pos + 2
-
-
-@numba.njit(nogil=True, cache=True)
-def put_int(buf, pos, v):
-    if v < 0:
-        buf[pos] = 45
-        pos += 1
-        v = -v
-    n = 1
-    t = v
-    while t >= 10:
-        t //= 10
-        n += 1
-    for k in range(n - 1, -1, -1):
-        buf[pos + k] = 48 + v % 10
-        v //= 10
-    return pos + n
+from popgen.io._textfmt_numba import put_g6, put_int
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -160,11 +64,11 @@ def kin0_rows(counts, row0, col0, filtered, threshold, ids, id_off, degree_colum
             pos = put_int(buf, pos + 1, nsnp)
             recip = 1.0 / np.float64(nsnp)  # PLINK 2 multiplies by the reciprocal
             buf[pos] = 9
-            pos = put_g(buf, pos + 1, np.float64(counts[1, i, j]) * recip)
+            pos = put_g6(buf, pos + 1, np.float64(counts[1, i, j]) * recip, False)
             buf[pos] = 9
-            pos = put_g(buf, pos + 1, np.float64(counts[2, i, j]) * recip)
+            pos = put_g6(buf, pos + 1, np.float64(counts[2, i, j]) * recip, False)
             buf[pos] = 9
-            pos = put_g(buf, pos + 1, k)
+            pos = put_g6(buf, pos + 1, k, False)
             if degree_column:
                 buf[pos] = 9
                 pos += 1
@@ -199,7 +103,7 @@ def g_rows(values, lengths, pad_zeros):
             if c:
                 buf[pos] = 9
                 pos += 1
-            pos = put_g(buf, pos, values[r, c])
+            pos = put_g6(buf, pos, values[r, c], False)
         for _ in range(pad_zeros[r]):
             buf[pos], buf[pos + 1] = 9, 48
             pos += 2
@@ -209,7 +113,7 @@ def g_rows(values, lengths, pad_zeros):
 
 
 def fmt_g(x) -> list[str]:
-    """:func:`put_g` on each value (for tests): the strings."""
+    """:func:`put_g6` on each value (for tests): the strings."""
     x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
     text = g_rows(x, np.ones(len(x), np.int64), np.zeros(len(x), np.int64)).tobytes().decode()
     return text.splitlines()

@@ -325,7 +325,7 @@ def _linear_columns(xp, c, y, founders):
     return _grouped_columns(xp, c, y, [1] * c.shape[1], founders)
 
 
-def _grouped_columns(xp, c, y, sizes, founders):
+def _grouped_columns(xp, c, y, sizes, founders, with_wo: bool = True):
     """Per-sample columns of the exact linear scan for groups of phenotypes sharing a sample set.
 
     ``c`` (s, G, K): ``[m, m c~]`` per group (covariates centred on the
@@ -341,6 +341,8 @@ def _grouped_columns(xp, c, y, sizes, founders):
         [per group: c_a c_b (a <= b), per phenotype c y (K), y^2 (P_g) | founder].
 
     With one phenotype per group this is :func:`_linear_columns`' layout.
+    ``with_wo=False``: ``wo`` is None (:func:`_grouped_sums_block` forms its sums
+    without it on the CPU).
     A group's covariate products are shared by its phenotypes: 100
     phenotypes with one sample set cost ``K + 100`` genotype columns, not
     ``100 (K + 1)``.
@@ -357,9 +359,41 @@ def _grouped_columns(xp, c, y, sizes, founders):
         yg = y[:, start:start + size]
         start += size
         wg += [cg, yg]
+        if not with_wo:
+            continue
         cy = xp.reshape(_c(xp, yg) * xp.expand_dims(cg, axis=1), (s_, size * K))  # (s, P_g, K)
         wo += [xp.take(cg, ia, axis=1) * xp.take(cg, ib, axis=1), cy, yg * yg]
-    return xp.concat(wg, axis=1), c[:, :, 0], xp.concat(wo + [f], axis=1)
+    return xp.concat(wg, axis=1), c[:, :, 0], xp.concat(wo + [f], axis=1) if with_wo else None
+
+
+def _grouped_totals(c, y, sizes, founders, rows: int = 1024) -> np.ndarray:
+    """Column sums of :func:`_grouped_columns`' ``wo`` over all samples (NumPy), formed
+    ``rows`` samples at a time (``wo`` itself can be hundreds of MB)."""
+    import array_api_compat.numpy as xnp
+
+    total = None
+    for s0 in range(0, c.shape[0], rows):
+        wo = np.asarray(_grouped_columns(xnp, c[s0:s0 + rows], y[s0:s0 + rows], sizes, founders[s0:s0 + rows])[2])
+        part = wo.sum(axis=0)
+        total = part if total is None else total + part
+    return total
+
+
+def _grouped_sums_block(alt, wg, wg2, c, y, founders, *, sizes):
+    """:func:`_linear_sums_block` of the grouped layout from the design factors: on NumPy blocks
+    the missing calls' products are formed on the fly (``kernels.assoc.linear_sums_grouped_cpu``),
+    elsewhere ``wo`` is formed and the ``linear_sums`` kernel runs."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    if isinstance(alt, np.ndarray):
+        from popgen.kernels.assoc import linear_sums_grouped_cpu
+
+        return linear_sums_grouped_cpu(alt, wg, wg2, c, y, founders, list(sizes))[:, None, :]
+    f64 = xp.float64
+    c, y, founders, wg, wg2 = (xp.asarray(a, dtype=f64) for a in (c, y, founders, wg, wg2))
+    wo = _grouped_columns(xp, c, y, list(sizes), founders)[2]
+    return xp.expand_dims(_linear_sums(alt, wg, wg2, wo), axis=1)
 
 
 def _linear_sums(alt, wg, wg2, wo):
@@ -922,9 +956,37 @@ class _Model:
         return mu, self.gram(self.w * mu * (1.0 - mu)), ll
 
 
-def _logistic_fit(model: _Model):
+def _null_logistic(xp, y, w, cov):
+    """Coefficients ``[intercept, 0, covariates]`` of the covariates-only logistic model over the
+    samples of weight 1 in ``w``: the IRLS start of every variant (None if it does not converge).
+
+    Newton's method converges quadratically, so where PLINK 2 starts at zero the
+    fit ends at the same estimates (within its 1e-4 step criterion squared),
+    in one or two fewer iterations.
+    """
+    f64 = xp.float64
+    x = xp.concat([xp.ones((cov.shape[0], 1), dtype=f64), cov], axis=1)
+    xt = xp.matrix_transpose(x)
+    b = xp.zeros((x.shape[1],), dtype=f64)
+    for _ in range(30):
+        mu, _ = _sigmoid_softplus(xp, _matvec(xp, x, b), softplus=False)
+        h = xp.matmul(xt * _r(xp, w * mu * (1.0 - mu)), x)
+        inv, _, ok = _sym_inverse(xp, xp.expand_dims(h, axis=0))
+        if not bool(ok[0]):
+            return None
+        step = _matvec(xp, inv[0, ...], xp.matmul(xt, w * (y - mu)))
+        b = b + step
+        if not bool(xp.all(xp.isfinite(b))) or float(xp.max(xp.abs(b))) > 30.0:
+            return None
+        if float(xp.max(xp.abs(step))) < 1e-8:
+            return xp.concat([b[:1], xp.zeros((1,), dtype=f64), b[1:]])
+    return None
+
+
+def _logistic_fit(model: _Model, start=None):
     """PLINK 2's LogisticRegression(), vectorized over variants (in float64).
 
+    ``start`` (p,): coefficients to start from (zeros, as PLINK 2, when None).
     Returns ``(beta, hessian, failed, unfinished)``; the Hessian is the one of
     the last iteration (before its update), whose inverse gives PLINK 2's SEs.
     """
@@ -932,6 +994,8 @@ def _logistic_fit(model: _Model):
     nv, p = model.g.shape[0], model.p
     comp = _Compactor(xp, nv)
     beta = xp.zeros((nv, p), dtype=xp.float64)
+    if start is not None:
+        beta = beta + _r(xp, start)
     h_last = xp.zeros((nv, p, p), dtype=xp.float64)
     min_delta = xp.full((nv,), 1e9, dtype=xp.float64)
     active = xp.ones((nv,), dtype=xp.bool)
@@ -1088,7 +1152,7 @@ def _on_rows(xp, rows, arrays, fn):
     return tuple(xp.take(o, pos, axis=0) for o in out)
 
 
-def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip):
+def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip, start=None):
     """Logistic/Firth results of one phenotype for a batch of variants: (V, 7)."""
     f64 = xp.float64
     nv = g.shape[0]
@@ -1127,7 +1191,7 @@ def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip):
     arrays = (g, w)
 
     def fit_logistic(gs, ws):
-        b, h, fail, unf = _logistic_fit(_Model(xp, gs, ws, y, cov, cp))
+        b, h, fail, unf = _logistic_fit(_Model(xp, gs, ws, y, cov, cp), start)
         hinv, _, okh = _sym_inverse(xp, h)
         return b, hinv, fail | ~okh, unf
 
@@ -1193,13 +1257,7 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
     xp = namespace(alt)
     f64 = xp.float64
     nv, ns = alt.shape
-    called = alt >= 0
-    g_alt = _f64(xp, xp.where(called, alt, xp.zeros_like(alt)))
     fmask = _f64(xp, xp.asarray(founders))
-    f_g = xp.matmul(g_alt, fmask)
-    f_called = xp.matmul(_f64(xp, called), fmask)
-    flip = (f_called > 0) & (f_g > f_called)
-    g = xp.where(_c(xp, flip) & called, 2.0 - g_alt, g_alt)
     mask = xp.asarray(mask)
     y = xp.asarray(y, dtype=f64)
     cov = xp.asarray(covariates, dtype=f64)
@@ -1211,13 +1269,24 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
         yj = xp.where(m, y[:, j], xp.zeros_like(y[:, j]))
         cj = xp.where(_c(xp, m), cov, xp.zeros_like(cov))
         cp = _pair_products(xp, cj)
+        start = _null_logistic(xp, yj, _f64(xp, m), cj) if nv else None
         parts = []
-        for r0 in range(0, nv, rows):
-            r1 = min(nv, r0 + rows)
-            parts.append(_logistic_rows(xp, g[r0:r1, :], called[r0:r1, :], yj, m, cj, cp, firth, max_corr, vif,
-                                        flip[r0:r1]))
+        for r0 in range(0, nv, rows):  # float64 genotypes of a few rows at a time (memory)
+            g, called, flip = _a1_dosages(xp, alt[r0:min(nv, r0 + rows), :], fmask)
+            parts.append(_logistic_rows(xp, g, called, yj, m, cj, cp, firth, max_corr, vif, flip, start))
         out.append(xp.concat(parts, axis=0) if parts else xp.zeros((0, N_FIELDS), dtype=f64))
     return xp.stack(out, axis=1)
+
+
+def _a1_dosages(xp, alt, fmask):
+    """A1 allele dosages (float64, 0 where missing), called-mask and A1-is-REF flags of
+    genotype rows: A1 is the minor allele among the samples of ``fmask`` (founders)."""
+    called = alt >= 0
+    g_alt = _f64(xp, xp.where(called, alt, xp.zeros_like(alt)))
+    f_g = xp.matmul(g_alt, fmask)
+    f_called = xp.matmul(_f64(xp, called), fmask)
+    flip = (f_called > 0) & (f_g > f_called)
+    return xp.where(_c(xp, flip) & called, 2.0 - g_alt, g_alt), called, flip
 
 
 # ------------------------------------------------------------------ phenotypes and covariates
@@ -1775,15 +1844,15 @@ def _exact_linear_fields(alt, design: _Design, *, max_corr: float = MAX_CORR, vi
     parts = []
     for batch in batches:
         c, y, sizes, f = _grouped_design(design, batch)
-        wg, wg2, wo = (np.asarray(w) for w in _grouped_columns(xnp, c, y, sizes, f))
-        totals = wo.sum(axis=0)
-        q = wg.shape[1] + wg2.shape[1] + wo.shape[1]
+        totals = _grouped_totals(c, y, sizes, f)
+        wg, wg2 = (np.asarray(w) for w in _grouped_columns(xnp, c, y, sizes, f, with_wo=False)[:2])
+        q = wg.shape[1] + wg2.shape[1] + totals.shape[0]
         rows = max(64, _LINEAR_SUMS_BYTES // (8 * q))
         a = alt.rechunk({0: rows}) if max(alt.chunks[0]) > rows else alt
-        sw = [da.from_array(w, chunks=(s_chunks, w.shape[1])) for w in (wg, wg2, wo)]
-        sums = da.blockwise(_linear_sums_block, "vsq", a, "vs", sw[0], "sa", sw[1], "sb", sw[2], "sc",
-                            new_axes={"q": q}, adjust_chunks={"s": 1}, dtype=np.float64, meta=meta3,
-                            concatenate=True).sum(axis=1)
+        sw = [da.from_array(w, chunks=(s_chunks,) + w.shape[1:]) for w in (wg, wg2, c, y, f)]
+        sums = da.blockwise(_grouped_sums_block, "vsq", a, "vs", sw[0], "sa", sw[1], "sb", sw[2], "sgk",
+                            sw[3], "sp", sw[4], "s", new_axes={"q": q}, adjust_chunks={"s": 1}, dtype=np.float64,
+                            meta=meta3, concatenate=True, sizes=tuple(sizes)).sum(axis=1)
         order = np.concatenate(batch)
         single = len(batches) == 1 and not np.array_equal(order, np.arange(P))
         inverse = np.argsort(order) if single else None  # several batches: put in order below

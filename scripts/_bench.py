@@ -161,6 +161,42 @@ def plink2_exe() -> str:
     return found
 
 
+def plink2_blas() -> str:
+    """The BLAS PLINK 2's binary loads: ``OpenBLAS``, ``reference`` (netlib) or what ``ldd`` shows.
+
+    Debian's plink2 links ``libblas.so.3``, which is the slow reference BLAS
+    unless ``libopenblas0-pthread`` (or another optimized BLAS) provides it:
+    then ``--pca``, ``--make-rel`` and ``--glm`` run 5-15x slower, and ratios
+    against PLINK 2 mean nothing.
+    """
+    exe = Path(plink2_exe()).resolve()
+    candidates = [exe]
+    if exe.stat().st_size < 100_000:  # Debian's /usr/bin/plink2 is a script choosing a binary per CPU
+        candidates = sorted(Path("/usr/lib/plink2").glob("plink2*")) or candidates
+    try:
+        out = subprocess.run(["ldd", str(candidates[-1])], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    for line in out.splitlines():
+        if "libblas" in line or "openblas" in line:
+            lib = Path(line.split("=>")[-1].split("(")[0].strip()).resolve()
+            if "openblas" in str(lib).lower():
+                return f"OpenBLAS ({lib})"
+            if "/blas/" in str(lib):
+                return f"reference ({lib})"
+            return str(lib)
+    return "none linked"
+
+
+def check_plink2_blas() -> str:
+    """:func:`plink2_blas`, with a warning on stderr when it is the reference BLAS."""
+    blas = plink2_blas()
+    if blas.startswith("reference"):
+        print("bench: warning: plink2 uses the reference BLAS; install libopenblas0-pthread "
+              "(apt-get install libopenblas0-pthread) for a fair comparison", file=sys.stderr)
+    return blas
+
+
 def warm_cache(path) -> None:
     """Read a file once so that every timed run starts with it in the page cache."""
     with open(path, "rb") as f:
@@ -314,6 +350,7 @@ def machine_info() -> dict:
         "numpy_blas": blas,
         "popgen": _first_line([popgen_exe(), "--version"]),
         "plink2": _first_line([plink2_exe(), "--version"]),
+        "plink2_blas": check_plink2_blas(),
         "popgen_commit": _git_commit(),
         "blas_env": {k: os.environ.get(k, "unset") for k in BLAS_ENV},
         "load_average": os.getloadavg(),
@@ -341,7 +378,7 @@ def print_report(title: str, tables: dict[str, tuple[list[dict], list[str]]], *,
     machine = machine if machine is not None else machine_info()
     print(f"## {title}\n")
     print(f"{machine['date']}, {machine['cpu']}, {machine['nproc']} cores, {machine['memory_gb']} GB; "
-          f"{machine['plink2']}; {machine['popgen']} (commit {machine.get('popgen_commit', '?')}); BLAS env: "
+          f"{machine['plink2']} (BLAS: {machine.get('plink2_blas', '?')}); {machine['popgen']} (commit {machine.get('popgen_commit', '?')}); BLAS env: "
           + ", ".join(f"{k}={v}" for k, v in machine["blas_env"].items()) + "\n")
     for name, (rows, columns) in tables.items():
         print(f"### {name}\n")

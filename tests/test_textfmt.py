@@ -17,7 +17,9 @@ def test_format_g6_equals_fmt_g(rng):
     with np.errstate(all="ignore"):
         expected = fmt_g(x).astype(str)
     np.testing.assert_array_equal(format_g6(x).astype(str), expected)
-    assert format_g6([1.5e-310])[0] == b"1.5e-310"  # subnormal: printed (fmt_g's rounding overflows)
+    sub = np.array([1.5e-310, -2.25e-315, 4.9e-324, 1.23456789e-300])  # subnormals and near them
+    assert format_g6(sub).tolist() == [b"1.5e-310", b"-2.25e-315", b"4.94066e-324", b"1.23457e-300"]
+    assert fmt_g(sub).tolist() == [s.decode() for s in format_g6(sub)]
 
 
 def test_format_int_and_join_rows():

@@ -67,6 +67,42 @@ def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.nda
     return out
 
 
+_products = None
+
+
+def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
+    """:func:`linear_sums_cpu` with ``wo = popgen.association._grouped_columns(c, y, sizes,
+    founder)[2]`` never formed: the missing calls' products are computed from ``c`` (s, G, K),
+    ``y`` (s, P) and ``founder`` (s,), which stay in cache where ``wo`` (K(K+1)/2 + P(K+1)
+    columns per group) does not.  Same result (up to the order of additions)."""
+    global _products
+    if _products is None:
+        from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_products
+
+        _products = decode_and_missing_products
+    alt = np.ascontiguousarray(alt, dtype=np.int8)
+    wg, wg2, c, y, founder = (np.ascontiguousarray(w, dtype=np.float64) for w in (wg, wg2, c, y, founder))
+    n_variants, n_samples = alt.shape
+    n_groups, k = c.shape[1], c.shape[2]
+    if c.shape[0] != n_samples or y.shape[0] != n_samples or len(sizes) != n_groups or sum(sizes) != y.shape[1]:
+        raise ValueError(f"design {c.shape}, {y.shape}, groups {list(sizes)} do not fit genotypes {alt.shape}")
+    _check(alt.shape, wg.shape, wg2.shape)
+    a, b = wg.shape[1], wg2.shape[1]
+    n_o = n_groups * k * (k + 1) // 2 + y.shape[1] * (k + 1) + 1
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    out = np.empty((n_variants, a + b + n_o), dtype=np.float64)
+    rows = min(_ROWS, n_variants)
+    g, g2 = np.empty((rows, n_samples)), np.empty((rows, n_samples))
+    idx = np.empty(n_samples, dtype=np.int64)
+    for r0 in range(0, n_variants, rows):
+        r1 = min(n_variants, r0 + rows)
+        n = r1 - r0
+        _products(alt[r0:r1], c, y, starts, founder, g[:n], g2[:n], out[r0:r1, a + b:], idx)
+        out[r0:r1, :a] = g[:n] @ wg
+        out[r0:r1, a:a + b] = g2[:n] @ wg2
+    return out
+
+
 def linear_sums_gpu(fn, alt, wg, wg2, wo):
     """Launch the CUDA ``linear_sums`` on CuPy arrays (same contract as the CPU twin)."""
     import cupy

@@ -16,103 +16,121 @@ def put_digits(out, pos, value, n_digits):
         value //= 10
     return pos + n_digits
 
+
+@numba.njit(nogil=True, cache=True)
+def put_g6(o, pos, v, na):
+    """Write ``%.6g`` of PLINK 2's 6-digit rounding of ``v`` at ``o[pos:]``; return the new position.
+
+    Non-finite values as ``NA`` when ``na``, else ``nan``, ``inf``, ``-inf`` (as PLINK 2's
+    pair reports print them).
+    """
+    if not np.isfinite(v):
+        if na:
+            o[pos] = 78  # N
+            o[pos + 1] = 65  # A
+            return pos + 2
+        if np.isnan(v):
+            o[pos], o[pos + 1], o[pos + 2] = 110, 97, 110  # nan
+            return pos + 3
+        if v < 0:
+            o[pos] = 45
+            pos += 1
+        o[pos], o[pos + 1], o[pos + 2] = 105, 110, 102  # inf
+        return pos + 3
+    if v < 0 or (v == 0.0 and np.signbit(v)):
+        o[pos] = 45
+        pos += 1
+        v = -v
+    if v == 0.0:
+        o[pos] = 48
+        return pos + 1
+    shift = 0
+    if v < 1e-290:  # subnormal range: keep 10^(5 - e) finite
+        v *= 1e100
+        shift = 100
+    # PLINK 2's rounding to 6 significant digits (reports.round_plink2): half to even
+    # within 5e-7 of a tie
+    e = int(np.floor(np.log10(v)))
+    scaled = v * 10.0 ** (5 - e)
+    if scaled < 1e5:
+        e -= 1
+        scaled = v * 10.0 ** (5 - e)
+    elif scaled >= 1e6:
+        e += 1
+        scaled = v * 10.0 ** (5 - e)
+    whole = np.floor(scaled)
+    m = int(whole)
+    if (scaled - whole) + (0.4999995 if m % 2 == 0 else 0.5000005) >= 1.0:
+        m += 1
+    if m >= 1000000:
+        m //= 10
+        e += 1
+    e -= shift
+    n_sig = 6  # significant digits left after stripping trailing zeros
+    while n_sig > 1 and m % 10 == 0:
+        m //= 10
+        n_sig -= 1
+    if e < -4 or e >= 6:  # d.ddddde+XX
+        lead = m
+        for _ in range(n_sig - 1):
+            lead //= 10
+        o[pos] = 48 + lead
+        pos += 1
+        if n_sig > 1:
+            o[pos] = 46
+            pos += 1
+            rest = m - lead * 10 ** (n_sig - 1)
+            pos = put_digits(o, pos, rest, n_sig - 1)
+        o[pos] = 101
+        pos += 1
+        o[pos] = 45 if e < 0 else 43
+        pos += 1
+        ae = -e if e < 0 else e
+        return put_digits(o, pos, ae, 3 if ae >= 100 else 2)
+    if e >= 0:  # integer part of e + 1 digits
+        if n_sig <= e + 1:
+            return put_digits(o, pos, m * 10 ** (e + 1 - n_sig), e + 1)
+        scale = 10 ** (n_sig - e - 1)
+        pos = put_digits(o, pos, m // scale, e + 1)
+        o[pos] = 46
+        return put_digits(o, pos + 1, m % scale, n_sig - e - 1)
+    o[pos] = 48  # 0.000ddd
+    o[pos + 1] = 46
+    pos += 2
+    for _ in range(-e - 1):
+        o[pos] = 48
+        pos += 1
+    return put_digits(o, pos, m, n_sig)
+
+
 @numba.njit(nogil=True, cache=True)
 def g6(x, out):
-    """``%.6g`` of PLINK 2's 6-digit rounding of each value (rows of ``out``: NUL padded)."""
-    n = x.shape[0]
-    for i in range(n):
-        o = out[i]
-        v = x[i]
-        if not np.isfinite(v):
-            o[0] = 78  # N
-            o[1] = 65  # A
-            continue
-        pos = 0
-        if v < 0 or (v == 0.0 and np.signbit(v)):
-            o[0] = 45
-            pos = 1
-            v = -v
-        if v == 0.0:
-            o[pos] = 48
-            continue
-        shift = 0
-        if v < 1e-290:  # subnormal range: keep 10^(5 - e) finite
-            v *= 1e100
-            shift = 100
-        # PLINK 2's rounding to 6 significant digits (reports.round_plink2): half to even
-        # within 5e-7 of a tie
-        e = int(np.floor(np.log10(v)))
-        scaled = v * 10.0 ** (5 - e)
-        if scaled < 1e5:
-            e -= 1
-            scaled = v * 10.0 ** (5 - e)
-        elif scaled >= 1e6:
-            e += 1
-            scaled = v * 10.0 ** (5 - e)
-        whole = np.floor(scaled)
-        m = int(whole)
-        if (scaled - whole) + (0.4999995 if m % 2 == 0 else 0.5000005) >= 1.0:
-            m += 1
-        if m >= 1000000:
-            m //= 10
-            e += 1
-        e -= shift
-        n_sig = 6  # significant digits left after stripping trailing zeros
-        while n_sig > 1 and m % 10 == 0:
-            m //= 10
-            n_sig -= 1
-        if e < -4 or e >= 6:  # d.ddddde+XX
-            lead = m
-            for _ in range(n_sig - 1):
-                lead //= 10
-            o[pos] = 48 + lead
-            pos += 1
-            if n_sig > 1:
-                o[pos] = 46
-                pos += 1
-                rest = m - lead * 10 ** (n_sig - 1)
-                pos = put_digits(o, pos, rest, n_sig - 1)
-            o[pos] = 101
-            pos += 1
-            o[pos] = 45 if e < 0 else 43
-            pos += 1
-            ae = -e if e < 0 else e
-            pos = put_digits(o, pos, ae, 3 if ae >= 100 else 2)
-        elif e >= 0:  # integer part of e + 1 digits
-            if n_sig <= e + 1:
-                pos = put_digits(o, pos, m * 10 ** (e + 1 - n_sig), e + 1)
-            else:
-                scale = 10 ** (n_sig - e - 1)
-                pos = put_digits(o, pos, m // scale, e + 1)
-                o[pos] = 46
-                pos += 1
-                pos = put_digits(o, pos, m % scale, n_sig - e - 1)
-        else:  # 0.000ddd
-            o[pos] = 48
-            o[pos + 1] = 46
-            pos += 2
-            for _ in range(-e - 1):
-                o[pos] = 48
-                pos += 1
-            pos = put_digits(o, pos, m, n_sig)
+    """:func:`put_g6` of each value into the rows of ``out`` (NUL padded; non-finite as NA)."""
+    for i in range(x.shape[0]):
+        put_g6(out[i], 0, x[i], True)
+
+
+@numba.njit(nogil=True, cache=True)
+def put_int(o, pos, v):
+    """Write the decimal integer ``v`` at ``o[pos:]``; return the new position."""
+    if v < 0:
+        o[pos] = 45
+        pos += 1
+        v = -v
+    n_digits = 1
+    t = v
+    while t >= 10:
+        t //= 10
+        n_digits += 1
+    return put_digits(o, pos, v, n_digits)
+
 
 @numba.njit(nogil=True, cache=True)
 def ints(x, out):
     """Decimal integers (rows of ``out``: NUL padded)."""
     for i in range(x.shape[0]):
-        o = out[i]
-        v = x[i]
-        pos = 0
-        if v < 0:
-            o[0] = 45
-            pos = 1
-            v = -v
-        n_digits = 1
-        t = v
-        while t >= 10:
-            t //= 10
-            n_digits += 1
-        put_digits(o, pos, v, n_digits)
+        put_int(out[i], 0, x[i])
+
 
 @numba.njit(nogil=True, cache=True)
 def join(mat, widths, out):

@@ -25,6 +25,8 @@ def round_plink2(x) -> np.ndarray:
     ok = np.isfinite(x) & (x != 0)
     a = np.abs(x[ok])
     if a.size:
+        shift = np.where(a < 1e-290, 100.0, 0.0)  # subnormals: keep 10^(5 - e) finite
+        a = a * 10.0 ** shift
         e = np.floor(np.log10(a))
         scaled = a * 10.0 ** (5 - e)
         low, high = scaled < 1e5, scaled >= 1e6  # log10 off by one at powers of ten
@@ -32,7 +34,7 @@ def round_plink2(x) -> np.ndarray:
         scaled = a * 10.0 ** (5 - e)
         whole = np.floor(scaled)
         up = (scaled - whole) + np.where(whole % 2 == 0, 0.4999995, 0.5000005) >= 1.0
-        out[ok] = np.sign(x[ok]) * (whole + up) * 10.0 ** (e - 5)
+        out[ok] = np.sign(x[ok]) * ((whole + up) * 10.0 ** (e - 5 - shift / 2)) * 10.0 ** (-shift / 2)
     return out
 
 

@@ -9,8 +9,9 @@ fixed-width byte matrix, and the columns of a table are joined into one text
 block by another.
 
 * :func:`format_g6` -- float64 values -> ``S16`` byte strings equal to
-  ``reports.fmt_g`` (NaN and infinities as ``NA``; subnormals printed, where
-  ``fmt_g`` overflows);
+  ``reports.fmt_g`` (NaN and infinities as ``NA``), from
+  :func:`popgen.io._textfmt_numba.put_g6`, which the pair reports
+  (:mod:`popgen._text`) share;
 * :func:`format_int` -- integers -> ``S20`` byte strings;
 * :func:`to_bytes` -- any column (strings, integers) -> an ``S`` array;
 * :func:`join_rows` -- ``S`` columns -> tab-separated lines (a ``str``).
