@@ -552,33 +552,65 @@ def grm_block(planes_i, planes_j, table, valid, diagonal: bool = False, step: in
     from popgen import kernels
     from popgen.backend import is_cupy, namespace
 
+    if not is_cupy(planes_i):
+        return _grm_block_cpu(planes_i, planes_j, np.asarray(table), valid, diagonal, step)
     xp = namespace(planes_i)
     std = kernels.get("standardize_planes")
     table = xp.asarray(table)
     n_words = planes_i.shape[2]
     gram = xp.zeros((planes_i.shape[0], planes_j.shape[0]), dtype=xp.float64)
-    called = None
-    if not is_cupy(planes_i):
-        from popgen.kernels.king import called_in_both_sparse
+    called = xp.zeros_like(gram)
+    ones = xp.asarray(_ones_table(np.zeros((table.shape[0], 4), dtype=np.float32)))
+    for w0 in range(0, n_words, step):  # on the GPU, called counts are float32 GEMMs too
+        w1 = min(w0 + step, n_words)
+        for t, acc in ((table, gram), (ones, called)):
+            xi = std(planes_i, w0, w1, t)
+            xj = xi if diagonal else std(planes_j, w0, w1, t)
+            acc += xp.matmul(xi, xp.matrix_transpose(xj))
+            del xi, xj
+    return _ratio(gram, called)
 
-        dense_cost = planes_i.shape[0] * planes_j.shape[0] * n_words // 4
-        called = called_in_both_sparse(planes_i, planes_j if not diagonal else planes_i, valid, dense_cost)
-    ones = None
-    if called is None:
-        ones = xp.asarray(np.repeat(np.array([[1.0, 1.0, 1.0, 0.0]], dtype=np.float32), table.shape[0], axis=0))
-        called = xp.zeros_like(gram)
+
+def _ones_table(table):
+    """Table giving 1 for a called genotype and 0 for a missing one (padding rows 0)."""
+    return np.repeat(np.array([[1.0, 1.0, 1.0, 0.0]], dtype=table.dtype), table.shape[0], axis=0)
+
+
+def _grm_block_cpu(planes_i, planes_j, table, valid, diagonal: bool, step: int):
+    """:func:`grm_block` on the CPU: standardized words into reused buffers (fresh
+    pages cost as much as the lookups), one GEMM per step into a reused product,
+    and on diagonal blocks SYRK (half the flops; one triangle, mirrored at the end)."""
+    from scipy.linalg import blas
+
+    from popgen.kernels.king import called_in_both_sparse, standardize_planes_cpu
+
+    planes_i = np.ascontiguousarray(planes_i, dtype=np.uint64)
+    planes_j = planes_i if diagonal else np.ascontiguousarray(planes_j, dtype=np.uint64)
+    s_i, s_j, n_words = planes_i.shape[0], planes_j.shape[0], planes_i.shape[2]
+    called = called_in_both_sparse(planes_i, planes_j, valid, s_i * s_j * n_words // 4)
+    tables = [table] if called is not None else [table, _ones_table(table)]
+    sums = [np.zeros((s_i, s_j), dtype=np.float64) for _ in tables]
+    width = 64 * min(step, n_words)
+    buf_i = np.empty(s_i * width, dtype=table.dtype)
+    buf_j = buf_i if diagonal else np.empty(s_j * width, dtype=table.dtype)
+    part = np.zeros((s_i, s_j), dtype=table.dtype)  # SYRK leaves its other triangle at 0
+    syrk = blas.get_blas_funcs("syrk", (part,))
     for w0 in range(0, n_words, step):
         w1 = min(w0 + step, n_words)
-        xi = std(planes_i, w0, w1, table)
-        xj = xi if diagonal else std(planes_j, w0, w1, table)
-        gram += xp.matmul(xi, xp.matrix_transpose(xj))
-        del xi, xj
-        if ones is not None:
-            oi = std(planes_i, w0, w1, ones)
-            oj = oi if diagonal else std(planes_j, w0, w1, ones)
-            called += xp.matmul(oi, xp.matrix_transpose(oj))
-    called = xp.asarray(called, dtype=xp.float64)
-    return _ratio(gram, called)
+        k = 64 * (w1 - w0)
+        for t, acc in zip(tables, sums):
+            xi = standardize_planes_cpu(planes_i, w0, w1, t, out=buf_i[:s_i * k].reshape(s_i, k))
+            if diagonal:  # Fortran views: part' = xi xi' filled in part's upper triangle, in place
+                syrk(1.0, xi.T, trans=1, beta=0.0, c=part.T, overwrite_c=1, lower=1)
+            else:
+                xj = standardize_planes_cpu(planes_j, w0, w1, t, out=buf_j[:s_j * k].reshape(s_j, k))
+                np.matmul(xi, xj.T, out=part)
+            acc += part
+    if diagonal:
+        for acc in sums:
+            acc += np.triu(acc, 1).T
+    gram = sums[0]
+    return _ratio(gram, called if called is not None else sums[1])
 
 
 def _ratio(g, c):

@@ -149,18 +149,24 @@ def _jit():
                 out[s, 3, w] = a
 
     @numba.njit(nogil=True, cache=True)
-    def standardize(planes, w0, table, out):
+    def standardize(planes, w0, tt, out):
+        # tt: (words, 4, 64), the table of words w0.. by code and bit.  Per bit, code
+        # (lo, hi) = (het or missing, hom ALT or missing): 00 hom REF, 10 het, 01 hom ALT,
+        # 11 missing; branch-free selects over the 64 bits of a word, which LLVM vectorizes
         n_samples = planes.shape[0]
         n_words = out.shape[1] // 64
+        one = numba.uint64(1)
         for s in range(n_samples):
             for w in range(n_words):
                 c = planes[s, 0, w0 + w]
-                h = planes[s, 1, w0 + w]
-                a = planes[s, 3, w0 + w]
+                lo = planes[s, 1, w0 + w] | ~c
+                hi = planes[s, 3, w0 + w] | ~c
+                t0, t1, t2, t3 = tt[w, 0], tt[w, 1], tt[w, 2], tt[w, 3]
                 base = 64 * w
                 for b in range(64):
-                    code = 3 if (c >> b) & 1 == 0 else ((h >> b) & 1) + 2 * ((a >> b) & 1)
-                    out[s, base + b] = table[64 * (w0 + w) + b, code]
+                    lb = (lo >> numba.uint64(b)) & one
+                    hb = (hi >> numba.uint64(b)) & one
+                    out[s, base + b] = (t3[b] if hb else t1[b]) if lb else (t2[b] if hb else t0[b])
 
     return {"counts": counts, "pack": pack, "standardize": standardize}
 
@@ -237,7 +243,7 @@ king_counts = register(
 
 # ------------------------------------------------------------------ standardize from planes
 
-def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarray) -> np.ndarray:
+def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarray, out=None) -> np.ndarray:
     """Standardized genotypes of words ``w0:w1`` of packed planes (CPU twin, numba).
 
     Parameters
@@ -250,6 +256,9 @@ def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarr
         Value of each bit position (variant) for ALT count 0, 1, 2 and
         missing (column 3), as :func:`popgen.pca.standardize_block` tables;
         padding positions should be rows of zeros.
+    out : ndarray, table's dtype, shape (s, 64 (w1 - w0)), optional
+        Written in place (CPU only): reusing one buffer across calls saves
+        faulting in fresh pages, which costs as much as the lookups.
 
     Returns
     -------
@@ -258,10 +267,15 @@ def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarr
         ``out_i @ out_j.T``.
     """
     planes = np.ascontiguousarray(planes, dtype=np.uint64)
-    table = np.ascontiguousarray(table)
+    table = np.asarray(table)
     _check_standardize(planes.shape, w0, w1, table.shape)
-    out = np.empty((planes.shape[0], 64 * (w1 - w0)), dtype=table.dtype)
-    _numba()["standardize"](planes, int(w0), table, out)
+    shape = (planes.shape[0], 64 * (w1 - w0))
+    if out is None:
+        out = np.empty(shape, dtype=table.dtype)
+    elif out.shape != shape or out.dtype != table.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a C-contiguous {table.dtype} array of shape {shape}")
+    tt = np.ascontiguousarray(table[64 * w0:64 * w1].reshape(w1 - w0, 64, 4).transpose(0, 2, 1))
+    _numba()["standardize"](planes, int(w0), tt, out)
     return out
 
 
