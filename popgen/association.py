@@ -1697,13 +1697,40 @@ def _t_lnp(t, df):
         p = 2.0 * special.stdtr(df, -t)
         lnp = np.log(p)
         tail = np.isfinite(t) & (p < 1e-300) & (df > 0)
-        if tail.any():
-            # leading term of I_x(df/2, 1/2), x = df / (df + t^2)
-            a, tt, d = df[tail] / 2.0, t[tail], df[tail]
-            x = d / (d + tt * tt)
-            lnp[tail] = (a * np.log(x) + 0.5 * np.log1p(-x) - np.log(a) - special.betaln(a, 0.5))
+        if tail.any():  # p = I_x(df/2, 1/2), x = df / (df + t^2), in logs
+            d, tt = df[tail], t[tail]
+            lnp[tail] = _ln_betainc(d / 2.0, 0.5, d / (d + tt * tt))
     lnp[~np.isfinite(t)] = np.nan
     return lnp
+
+
+def _ln_betainc(a, b, x, max_iter: int = 10_000):
+    """ln I_x(a, b) where it underflows: its prefactor in logs times Lentz's
+    continued fraction (Numerical Recipes 6.4; converges for x < (a+1)/(a+b+2),
+    where the t-test's tail lies).  The prefactor alone is off by the fraction,
+    a factor of 7 at t = 39 with 9,700 degrees of freedom."""
+    from scipy import special
+
+    a, x = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(x, np.float64))
+    tiny, eps = 1e-300, 1e-15
+    c = np.ones_like(x)
+    d = 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / np.where(np.abs(d) < tiny, tiny, d)
+    h = d.copy()
+    todo = np.ones(x.shape, dtype=bool)
+    for m in range(1, max_iter + 1):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / np.where(np.abs(d) < tiny, tiny, d)
+            c = 1.0 + num / c
+            c = np.where(np.abs(c) < tiny, tiny, c)
+            step = np.where(todo, c * d, 1.0)
+            h = h * step
+        todo &= np.abs(step - 1.0) > eps
+        if not todo.any():
+            break
+    return a * np.log(x) + b * np.log1p(-x) - np.log(a) - special.betaln(a, b) + np.log(h)
 
 
 def _z_lnp(z):

@@ -446,6 +446,20 @@ def test_lambda_gc_and_p_formatting(tmp_path, rng):
     assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("q.png", "m.png"))
 
 
+@pytest.mark.parametrize("t, df, ln_p", [
+    # ln of the two-sided p = I_x(df/2, 1/2), x = df/(df + t^2), from mpmath at 60 digits:
+    # mp.log(mp.betainc(mp.mpf(df)/2, mp.mpf(1)/2, 0, x, regularized=True))
+    (39.3798, 9706, -723.16324574915235),  # a row of bench_gwas: plink2 8.6e-315
+    (38.0, 9706, -676.88278014799726),
+    (40.0, 20000, -773.48723811172578),
+    (200.0, 5000, -5497.4870147595165),
+    (50.0, 100, -165.4164847304367),  # above double's range: stdtr itself
+    (1000.0, 10, -58.966715876046068),
+])
+def test_t_test_p_far_in_the_tail(t, df, ln_p):
+    assert A._t_lnp(np.array([t]), np.array([float(df)]))[0] == pytest.approx(ln_p, rel=1e-12)
+
+
 # ------------------------------------------------------------------ phenotypes, covariates, bad input
 
 def _write(path, header, rows):
