@@ -116,3 +116,27 @@ def resolve_device(device: str) -> Device:
     if device == "gpu":
         raise PopgenError(f"--device gpu requested but {why}")
     return "cpu"
+
+
+def release_host_memory(collect: bool = True) -> None:
+    """Return freed heap memory to the operating system (glibc ``malloc_trim``).
+
+    Many small blocks freed by worker threads (e.g. the per-chunk pieces of a
+    persisted array, once concatenated) stay in glibc's per-thread arenas and
+    keep counting as resident memory; trimming after such a step keeps the
+    peak at what is live (``collect``: run the garbage collector first).  A
+    no-op where glibc is absent.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    if collect:
+        gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:
+        pass

@@ -141,11 +141,13 @@ _PANEL_BYTES = 2**30
 #: bytes per pair in a panel on the host (indices, five counts, kinship)
 _PAIR_BYTES = 64
 #: host bytes of one panel of .kin0 text when every pair is written
-_PANEL_TEXT_BYTES = 256 * 2**20
+_PANEL_TEXT_BYTES = 128 * 2**20
 #: .kin0 bytes per row besides the two sample IDs
 _ROW_TEXT_BYTES = 50
 #: samples per GRM tile
 _GRM_TILE = 1024
+#: GRM rows formatted and written at a time
+_GRM_WRITE_ROWS = 128
 #: 64-variant words per float32 GRM product (float64 sums across products)
 _GRM_STEP_WORDS = 16
 #: components up to this size get an exact maximum independent set
@@ -483,7 +485,7 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float32", compute=None):
     import dask.array as da
 
     from popgen import qc
-    from popgen.backend import namespace
+    from popgen.backend import namespace, release_host_memory
 
     if dtype not in ("float64", "float32"):
         raise PopgenError(f"unknown GRM precision {dtype!r}: use float64 or float32")
@@ -496,6 +498,7 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float32", compute=None):
         raise PopgenError("GRM: every variant is monomorphic in the frequency samples")
     xp = namespace(alt)
     (planes,) = dask.persist(_pack_planes(alt))
+    release_host_memory()
     n_words = planes.shape[2]
     table = np.zeros((64 * n_words, 4), dtype=dtype)
     table[:len(af)] = _standardize_table(af)
@@ -609,8 +612,10 @@ def _grm_block_cpu(planes_i, planes_j, table, valid, diagonal: bool, step: int):
     if diagonal:
         for acc in sums:
             acc += np.triu(acc, 1).T
-    gram = sums[0]
-    return _ratio(gram, called if called is not None else sums[1])
+    gram, called = sums[0], (called if called is not None else sums[1])
+    np.divide(gram, called, out=gram, where=called > 0)  # in place: tasks hold few (T x T) arrays
+    gram[called <= 0] = np.nan
+    return gram
 
 
 def _ratio(g, c):
@@ -678,15 +683,22 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
                 ahead = pool.submit(compute, *jobs[I + 1])
             r0, r1 = bounds[I], bounds[I + 1]
             if shape == "square":
-                left = [np.load(Path(spill) / f"{I}_{J}.npy") for J in range(I)]
                 for J in range(I + 1, nb):  # block (J, I) of a later row panel: to disk until then
-                    np.save(Path(spill) / f"{J}_{I}.npy", blocks[J - I])
-                for J in range(I):
-                    (Path(spill) / f"{I}_{J}.npy").unlink()
-                panel = np.concatenate(left + [blocks[0]] + [b.T for b in blocks[1:]], axis=1)
-            else:
-                panel = np.concatenate(blocks, axis=1)
-            _write_grm_rows(f, panel, r0, n, shape, binary, dtype)
+                    blocks[J - I].tofile(Path(spill) / f"{J}_{I}.f8")
+                left = [(Path(spill) / f"{I}_{J}.f8", bounds[J + 1] - bounds[J]) for J in range(I)]
+            for a in range(0, r1 - r0, _GRM_WRITE_ROWS):  # a few rows at a time: no (tile x N) panel
+                b = min(a + _GRM_WRITE_ROWS, r1 - r0)
+                if shape == "square":
+                    parts = [np.fromfile(path, dtype=np.float64, count=(b - a) * w, offset=8 * a * w).reshape(b - a, w)
+                             for path, w in left]
+                    parts += [blocks[0][a:b]] + [blk[:, a:b].T for blk in blocks[1:]]
+                else:
+                    parts = [blk[a:b] for blk in blocks]
+                _write_grm_rows(f, np.concatenate(parts, axis=1), r0 + a, n, shape, binary, dtype)
+            if shape == "square":
+                for path, _ in left:
+                    path.unlink()
+            del blocks
     write_table(f"{prefix}.rel.id", sample_columns(ds))
     return [path, f"{prefix}.rel.id"]
 
@@ -804,18 +816,58 @@ def king_planes(ds, *, tile=None):
 
 
 def _pack_planes(alt):
+    """Planes of ``alt`` (variant chunks x sample tiles), one chunk per tile holding every variant."""
     import dask.array as da
 
     from popgen.backend import namespace
     from popgen.kernels.king import pack_king_planes
 
     if any(c % 64 for c in alt.chunks[0][:-1]):  # word k of every chunk = variants 64 k ..: whole words per chunk
-        alt = alt.rechunk({0: 8192})
+        alt = alt.rechunk({0: max(64, alt.chunks[0][0] // 64 * 64)})  # about the reader's chunks
+    if _in_process_numpy(alt):
+        return _pack_planes_in_place(alt)
     xp = namespace(alt)
     planes = da.blockwise(pack_king_planes, "ipw", alt, "wi", new_axes={"p": 4},
                           adjust_chunks={"w": lambda v: max(1, -(-v // 64))}, dtype=np.uint64,
                           meta=xp.empty((0, 0, 0), dtype=xp.uint64))
     return planes.rechunk({1: 4, 2: -1})
+
+
+def _in_process_numpy(alt) -> bool:
+    """NumPy chunks and an in-process scheduler (threads or synchronous): tasks may
+    write into host arrays."""
+    import dask.base
+    import dask.local
+    import dask.threaded
+
+    return isinstance(alt._meta, np.ndarray) and dask.base.get_scheduler() in (dask.threaded.get,
+                                                                              dask.local.get_sync)
+
+
+def _pack_planes_in_place(alt):
+    """:func:`_pack_planes` in process: each (variant chunk, tile) block is packed
+    straight into its tile's preallocated planes, so packing holds the planes
+    (``N M / 2`` bytes) and a few genotype chunks, not also the per-chunk pieces
+    that a concatenation would copy."""
+    import dask
+    import dask.array as da
+
+    from popgen.kernels.king import pack_king_planes
+
+    n_words = max(1, -(-alt.shape[0] // 64))
+    starts = np.cumsum((0,) + alt.chunks[0])[:-1] // 64
+    tiles = [np.zeros((s, 4, n_words), dtype=np.uint64) for s in alt.chunks[1]]
+
+    def pack(block, block_info=None):
+        i, j = block_info[0]["chunk-location"]
+        w0 = int(starts[i])
+        pack_king_planes(block, out=tiles[j][:, :, w0:w0 + max(1, -(-block.shape[0] // 64))])
+        return np.zeros((1, 1), dtype=np.uint8)
+
+    done = alt.map_blocks(pack, dtype=np.uint8, chunks=tuple((1,) * len(c) for c in alt.chunks),
+                          meta=np.empty((0, 0), dtype=np.uint8))
+    dask.compute(done)
+    return da.concatenate([da.from_array(t, chunks=t.shape, name=False) for t in tiles], axis=0)
 
 
 def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", compute=None) -> Iterator[KingPairs]:
@@ -858,6 +910,8 @@ def _king_panels(ds, tile, method, fn, args):
     """``(delayed fn(tile counts, row0, col0, *args) of panel I's tiles J <= I, row0)`` per panel."""
     import dask
 
+    from popgen.backend import release_host_memory
+
     alt, _ = _pair_alt(ds, tile, "KING")
     if _method(method, alt) == "gemm":
         counts = king_counts(ds, tile=tile, method="gemm")
@@ -869,6 +923,7 @@ def _king_panels(ds, tile, method, fn, args):
     if alt.shape[0] >= 2**31:
         raise PopgenError(f"KING: {alt.shape[0]} variants overflow the int32 counts")
     (planes,) = dask.persist(_pack_planes(alt))  # packed once, read by every tile
+    release_host_memory()
     bounds = np.cumsum((0,) + planes.chunks[0]).tolist()
     blocks = planes.to_delayed().ravel()
     for I in range(len(bounds) - 1):  # noqa: E741
@@ -930,6 +985,7 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
 
     import dask
 
+    from popgen.backend import release_host_memory
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns
 
@@ -950,7 +1006,7 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     id_off = np.cumsum([0] + [len(t) for t in id_bytes]).astype(np.int64)
     ids = dask.delayed(np.frombuffer(b"".join(id_bytes), dtype=np.uint8).copy())  # one key, shared by the tasks
     id_off_d = dask.delayed(id_off)
-    if tile is None and king_table_filter is None:  # a panel's text (tile x N rows) stays under 256 MiB
+    if tile is None and king_table_filter is None:  # a panel's text (tile x N rows) stays under 128 MiB
         tile = max(64, min(_TILE, _PANEL_TEXT_BYTES // ((_ROW_TEXT_BYTES + 2 * int(np.diff(id_off).mean())) * n)))
     tile = _table_tile(tile, n, king_table_filter is not None)
     panels = _king_panels(ds, tile, method, _king_tile_text, (king_table_filter, ids, id_off_d, degree_column))
@@ -962,6 +1018,8 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
             current, ahead = ahead, pool.submit(compute, *tasks)
             if current is not None:
                 written += _write_panel(f, current.result())
+                del current
+                release_host_memory(collect=False)  # text buffers freed across threads
         if ahead is not None:
             written += _write_panel(f, ahead.result())
     return {"path": path, "n_pairs": written, "n_filtered": n * (n - 1) // 2 - written}
@@ -969,10 +1027,13 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
 
 def _write_panel(f, parts) -> int:
     """Rows of a panel in PLINK 2's order: row i of tile 0, 1, .., I."""
-    offsets = [p[1] for p in parts]
+    offsets = [p[1].tolist() for p in parts]
     bufs = [memoryview(p[0]) for p in parts]
     rows = len(offsets[0]) - 1
-    f.write(b"".join(buf[o[k]:o[k + 1]] for k in range(rows) for buf, o in zip(bufs, offsets)))
+    for k in range(rows):  # slices straight to the (buffered) file: no joined copy of the panel
+        for buf, o in zip(bufs, offsets):
+            if o[k + 1] > o[k]:
+                f.write(buf[o[k]:o[k + 1]])
     return sum(p[2] for p in parts)
 
 

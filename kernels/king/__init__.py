@@ -35,13 +35,16 @@ KING_COUNTS = ("NSNP", "HETHET", "IBS0", "HET1", "HET2")
 _J_BLOCK = 128
 
 
-def pack_king_planes(alt):
+def pack_king_planes(alt, out=None):
     """Bit-pack one block of ALT allele counts into KING planes.
 
     Parameters
     ----------
     alt : ndarray or cupy.ndarray, int8, shape (v, s)
         ALT allele counts, -1 missing.
+    out : ndarray, uint64, shape (s, 4, ceil(v / 64)), optional
+        Written in place (NumPy only; may be a view, e.g. the words of one
+        variant chunk in a tile's planes).
 
     Returns
     -------
@@ -54,9 +57,14 @@ def pack_king_planes(alt):
     n_variants, n_samples = alt.shape
     n_words = max(1, -(-n_variants // 64))
     if xp is np:
-        out = np.empty((n_samples, 4, n_words), dtype=np.uint64)
+        if out is None:
+            out = np.empty((n_samples, 4, n_words), dtype=np.uint64)
+        elif out.shape != (n_samples, 4, n_words) or out.dtype != np.uint64:
+            raise ValueError(f"out: expected a uint64 array of shape {(n_samples, 4, n_words)}")
         _numba()["pack"](np.ascontiguousarray(alt, dtype=np.int8), out)
         return out
+    if out is not None:
+        raise ValueError("out is only supported for NumPy arrays")
     a = xp.ascontiguousarray(xp.asarray(alt, dtype=xp.int8).T)  # (s, v)
     pad = n_words * 64 - n_variants
     if pad:  # padding as missing calls: 0 in every plane
