@@ -497,7 +497,7 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float32", compute=None):
     if not ((af > 0) & (af < 1)).any():
         raise PopgenError("GRM: every variant is monomorphic in the frequency samples")
     xp = namespace(alt)
-    (planes,) = dask.persist(_pack_planes(alt))
+    (planes,) = dask.persist(_pack_planes(alt, codes=True))
     release_host_memory()
     n_words = planes.shape[2]
     table = np.zeros((64 * n_words, 4), dtype=dtype)
@@ -815,8 +815,11 @@ def king_planes(ds, *, tile=None):
     return _pack_planes(alt), sub
 
 
-def _pack_planes(alt):
-    """Planes of ``alt`` (variant chunks x sample tiles), one chunk per tile holding every variant."""
+def _pack_planes(alt, codes: bool = False):
+    """Planes of ``alt`` (variant chunks x sample tiles), one chunk per tile holding every variant.
+
+    ``codes``: the two planes of :func:`genotype_codes` (the GRM's) instead of KING's four.
+    """
     import dask.array as da
 
     from popgen.backend import namespace
@@ -825,12 +828,35 @@ def _pack_planes(alt):
     if any(c % 64 for c in alt.chunks[0][:-1]):  # word k of every chunk = variants 64 k ..: whole words per chunk
         alt = alt.rechunk({0: max(64, alt.chunks[0][0] // 64 * 64)})  # about the reader's chunks
     if _in_process_numpy(alt):
-        return _pack_planes_in_place(alt)
+        return _pack_planes_in_place(alt, codes)
     xp = namespace(alt)
-    planes = da.blockwise(pack_king_planes, "ipw", alt, "wi", new_axes={"p": 4},
+
+    def pack(block):
+        planes = pack_king_planes(block)
+        return genotype_codes(planes) if codes else planes
+
+    planes = da.blockwise(pack, "ipw", alt, "wi", new_axes={"p": 2 if codes else 4},
                           adjust_chunks={"w": lambda v: max(1, -(-v // 64))}, dtype=np.uint64,
                           meta=xp.empty((0, 0, 0), dtype=xp.uint64))
-    return planes.rechunk({1: 4, 2: -1})
+    return planes.rechunk({1: -1, 2: -1})
+
+
+def genotype_codes(planes, out=None):
+    """KING planes (s, 4, words) to 2-bit genotype codes as two planes (s, 2, words).
+
+    Per variant bit, ``(lo, hi)`` = (het or missing, hom ALT or missing):
+    ``00`` hom REF, ``10`` het, ``01`` hom ALT, ``11`` missing (padding bits are
+    missing).  Half the bytes of the four planes; all the GRM needs.
+    """
+    from popgen.backend import namespace
+
+    xp = namespace(planes)
+    missing = ~planes[:, 0, :]
+    lo, hi = planes[:, 1, :] | missing, planes[:, 3, :] | missing
+    if out is None:
+        return xp.stack([lo, hi], axis=1)
+    out[:, 0, :], out[:, 1, :] = lo, hi
+    return out
 
 
 def _in_process_numpy(alt) -> bool:
@@ -844,11 +870,11 @@ def _in_process_numpy(alt) -> bool:
                                                                               dask.local.get_sync)
 
 
-def _pack_planes_in_place(alt):
+def _pack_planes_in_place(alt, codes: bool = False):
     """:func:`_pack_planes` in process: each (variant chunk, tile) block is packed
     straight into its tile's preallocated planes, so packing holds the planes
-    (``N M / 2`` bytes) and a few genotype chunks, not also the per-chunk pieces
-    that a concatenation would copy."""
+    (``N M / 2`` bytes; ``N M / 4`` as codes) and a few genotype chunks, not also
+    the per-chunk pieces that a concatenation would copy."""
     import dask
     import dask.array as da
 
@@ -856,12 +882,16 @@ def _pack_planes_in_place(alt):
 
     n_words = max(1, -(-alt.shape[0] // 64))
     starts = np.cumsum((0,) + alt.chunks[0])[:-1] // 64
-    tiles = [np.zeros((s, 4, n_words), dtype=np.uint64) for s in alt.chunks[1]]
+    tiles = [np.zeros((s, 2 if codes else 4, n_words), dtype=np.uint64) for s in alt.chunks[1]]
 
     def pack(block, block_info=None):
         i, j = block_info[0]["chunk-location"]
         w0 = int(starts[i])
-        pack_king_planes(block, out=tiles[j][:, :, w0:w0 + max(1, -(-block.shape[0] // 64))])
+        dest = tiles[j][:, :, w0:w0 + max(1, -(-block.shape[0] // 64))]
+        if codes:
+            genotype_codes(pack_king_planes(block), out=dest)
+        else:
+            pack_king_planes(block, out=dest)
         return np.zeros((1, 1), dtype=np.uint8)
 
     done = alt.map_blocks(pack, dtype=np.uint8, chunks=tuple((1,) * len(c) for c in alt.chunks),

@@ -33,6 +33,23 @@ def expected():
         return dask.compute(*_expr())
 
 
+def _relatedness():
+    """GRM and KING pairs of a small cohort: 3 sample tiles, 3 variant chunks, missing calls."""
+    from conftest import make_dataset, random_alt
+    from popgen import relatedness as R
+
+    g = random_alt(np.random.default_rng(7), 300, 40, missing=0.05)
+    ds = make_dataset(g, chunks=(128, 16))
+    pairs = R.KingPairs.concat(R.iter_king_pairs(ds, min_kinship=-1.0, tile=16))
+    return R.grm(ds, tile=16).compute(), pairs.idx1, pairs.idx2, pairs.counts
+
+
+@pytest.fixture(scope="module")
+def relatedness_expected():
+    with cluster_client("none"):
+        return _relatedness()
+
+
 @pytest.fixture(scope="class")
 def local_client(tmp_path_factory):
     # profile_dirs without local.yaml: the built-in sizing, not whatever the repo or cwd holds
@@ -59,6 +76,13 @@ class TestOnLocalCluster:
 
         line = describe(local_client)
         assert line.startswith("LocalCluster at tcp://") and "2 workers, 2 threads" in line and "0 GPUs" in line
+
+    def test_relatedness_equals_in_process(self, relatedness_expected, local_client):
+        # in process the planes are packed in place; on the cluster by Dask tasks
+        got = _relatedness()
+        np.testing.assert_allclose(got[0], relatedness_expected[0], rtol=1e-12, atol=1e-14)
+        for a, b in zip(got[1:], relatedness_expected[1:]):
+            np.testing.assert_array_equal(a, b)
 
     def test_compute_matches_dask_compute_with_client(self, expected, local_client):
         total, mean = _expr()

@@ -157,18 +157,17 @@ def _jit():
                 out[s, 3, w] = a
 
     @numba.njit(nogil=True, cache=True)
-    def standardize(planes, w0, tt, out):
+    def standardize(codes, w0, tt, out):
         # tt: (words, 4, 64), the table of words w0.. by code and bit.  Per bit, code
         # (lo, hi) = (het or missing, hom ALT or missing): 00 hom REF, 10 het, 01 hom ALT,
         # 11 missing; branch-free selects over the 64 bits of a word, which LLVM vectorizes
-        n_samples = planes.shape[0]
+        n_samples = codes.shape[0]
         n_words = out.shape[1] // 64
         one = numba.uint64(1)
         for s in range(n_samples):
             for w in range(n_words):
-                c = planes[s, 0, w0 + w]
-                lo = planes[s, 1, w0 + w] | ~c
-                hi = planes[s, 3, w0 + w] | ~c
+                lo = codes[s, 0, w0 + w]
+                hi = codes[s, 1, w0 + w]
                 t0, t1, t2, t3 = tt[w, 0], tt[w, 1], tt[w, 2], tt[w, 3]
                 base = 64 * w
                 for b in range(64):
@@ -252,12 +251,14 @@ king_counts = register(
 # ------------------------------------------------------------------ standardize from planes
 
 def standardize_planes_cpu(planes: np.ndarray, w0: int, w1: int, table: np.ndarray, out=None) -> np.ndarray:
-    """Standardized genotypes of words ``w0:w1`` of packed planes (CPU twin, numba).
+    """Standardized genotypes of words ``w0:w1`` of 2-bit code planes (CPU twin, numba).
 
     Parameters
     ----------
-    planes : ndarray, uint64, shape (s, 4, n_words)
-        From :func:`pack_king_planes`.
+    planes : ndarray, uint64, shape (s, 2, n_words)
+        Genotype codes (:func:`popgen.relatedness.genotype_codes` of
+        :func:`pack_king_planes`): per variant bit, ``(lo, hi)`` = ``00`` hom REF,
+        ``10`` het, ``01`` hom ALT, ``11`` missing.
     w0, w1 : int
         Word range: variant bits ``64 w0 .. 64 w1 - 1``.
     table : ndarray, float32 or float64, shape (64 n_words, 4)
@@ -313,8 +314,8 @@ def _compile_f32():
 
 
 def _check_standardize(shape, w0, w1, table_shape):
-    if len(shape) != 3 or shape[1] != 4:
-        raise ValueError(f"planes shape {shape}: expected (s, 4, n_words)")
+    if len(shape) != 3 or shape[1] != 2:
+        raise ValueError(f"code planes shape {shape}: expected (s, 2, n_words)")
     if not 0 <= w0 <= w1 <= shape[2]:
         raise ValueError(f"word range {w0}:{w1} outside 0:{shape[2]}")
     if tuple(table_shape) != (64 * shape[2], 4):
@@ -345,13 +346,13 @@ def _jit_missing():
         return types.uint64(types.uint64), codegen
 
     @numba.njit(nogil=True, cache=True)
-    def lists(planes, valid):
-        """Missing calls by variant bit: CSR (indptr over bits, sample indices)."""
-        s, n_words = planes.shape[0], planes.shape[2]
+    def lists(codes, valid):
+        """Missing calls (code 11) by variant bit: CSR (indptr over bits, sample indices)."""
+        s, n_words = codes.shape[0], codes.shape[2]
         indptr = np.zeros(64 * n_words + 1, dtype=np.int64)
         for i in range(s):
             for w in range(n_words):
-                m = ~planes[i, 0, w] & valid[w]
+                m = codes[i, 0, w] & codes[i, 1, w] & valid[w]
                 while m:
                     b = cttz(m)
                     indptr[64 * w + b + 1] += 1
@@ -362,7 +363,7 @@ def _jit_missing():
         samples = np.empty(indptr[-1], dtype=np.int64)
         for i in range(s):
             for w in range(n_words):
-                m = ~planes[i, 0, w] & valid[w]
+                m = codes[i, 0, w] & codes[i, 1, w] & valid[w]
                 while m:
                     k = 64 * w + cttz(m)
                     samples[fill[k]] = i
@@ -400,7 +401,8 @@ def called_in_both_sparse(planes_i, planes_j, valid, max_cost):
 
     Parameters
     ----------
-    planes_i, planes_j : ndarray, uint64, shape (s, 4, n_words)
+    planes_i, planes_j : ndarray, uint64, shape (s, 2, n_words)
+        Genotype code planes (see :func:`standardize_planes_cpu`).
     valid : ndarray, uint64, shape (n_words,)
         Bits of real variants (padding bits 0).
     max_cost : int

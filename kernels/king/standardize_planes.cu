@@ -1,7 +1,7 @@
-// Standardized genotypes from bit-packed KING planes (see king_counts.cu).
+// Standardized genotypes from 2-bit genotype code planes (popgen.relatedness.genotype_codes).
 //
-// planes : uint64, shape (s, 4, n_words), row-major; planes 0 called, 1 het,
-//          2 hom REF, 3 hom ALT; bit k of word w is variant bit 64w+k.
+// planes : uint64, shape (s, 2, n_words), row-major; per variant bit (lo, hi) =
+//          00 hom REF, 10 het, 01 hom ALT, 11 missing; bit k of word w is variant bit 64w+k.
 // table  : float (or double), shape (64 n_words, 4): the value of each variant bit
 //          for ALT count 0, 1, 2 and missing (column 3).
 // out    : same type, shape (s, 64 n_out_words), row-major:
@@ -18,11 +18,10 @@ __device__ void standardize(const unsigned long long* __restrict__ planes, const
         const long long k = idx % width;
         const long long w = w0 + k / 64;
         const int b = (int)(k % 64);
-        const unsigned long long* p = planes + i * 4 * n_words + w;
-        const int called = (int)((p[0] >> b) & 1ULL);
-        const int het = (int)((p[n_words] >> b) & 1ULL);
-        const int alt = (int)((p[3 * n_words] >> b) & 1ULL);
-        const int code = called ? het + 2 * alt : 3;
+        const unsigned long long* p = planes + i * 2 * n_words + w;
+        const int lo = (int)((p[0] >> b) & 1ULL);
+        const int hi = (int)((p[n_words] >> b) & 1ULL);
+        const int code = lo + 2 * hi;  // 0 hom REF, 1 het, 2 hom ALT, 3 missing: the table's columns
         out[idx] = table[(64 * w + b) * 4 + code];
     }
 }
