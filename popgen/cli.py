@@ -192,9 +192,10 @@ def king(**kwargs):
 @click.option("--bin", "binary", flag_value="bin", default=False, help="binary float64 OUT.rel.bin")
 @click.option("--bin4", "binary", flag_value="bin4", help="binary float32 OUT.rel.bin")
 @click.option("--nonfounders", is_flag=True, help="frequencies from all samples, not only founders")
+@click.option("--zarr", is_flag=True, help="the full matrix as a chunked Zarr store OUT.rel.zarr instead of OUT.rel")
 @run_options
 def grm(**kwargs):
-    """Genomic relationship matrix (plink2 --make-rel): OUT.rel or OUT.rel.bin, and OUT.rel.id."""
+    """Genomic relationship matrix (plink2 --make-rel): OUT.rel, OUT.rel.bin or OUT.rel.zarr, and OUT.rel.id."""
     if kwargs.get("binary") in (None, "False"):  # click turns the shared flag's default False into "False"
         kwargs["binary"] = False
     _run_step("grm", kwargs)

@@ -216,10 +216,11 @@ class GRMParams(_Strict):
     shape: Literal["square", "square0", "triangle"] = "square"
     binary: Literal[False, True, "bin", "bin4"] = False
     nonfounders: bool = Field(False, description="frequencies from all samples, not only founders")
+    zarr: bool = Field(False, description="the full matrix as a chunked store OUT.rel.zarr instead of OUT.rel")
 
 
 def grm_step(run, state: State, out: str, params: GRMParams):
-    """Write OUT.rel (or OUT.rel.bin) and OUT.rel.id, one row panel at a time."""
+    """Write OUT.rel (or OUT.rel.bin, or the store OUT.rel.zarr) and OUT.rel.id, one panel at a time."""
     from popgen import relatedness
     from popgen.genotypes import founder_mask
 
@@ -229,7 +230,11 @@ def grm_step(run, state: State, out: str, params: GRMParams):
         if ds.sizes["samples"] < 2:
             raise PopgenError("a GRM needs at least 2 samples")
         k = relatedness.grm(ds, samples=None if params.nonfounders else founder_mask(ds), compute=compute)
-        for path in relatedness.write_grm(out, ds, k, shape=params.shape, binary=params.binary, compute=compute):
+        if params.zarr:
+            paths = relatedness.write_grm_zarr(out, ds, k, compute=compute)
+        else:
+            paths = relatedness.write_grm(out, ds, k, shape=params.shape, binary=params.binary, compute=compute)
+        for path in paths:
             run.wrote(path)
 
 

@@ -494,6 +494,30 @@ def test_cli_king_and_grm(tmp_path):
     assert main(["grm", "--bfile", str(EXAMPLE), "--out", str(tmp_path / "t"), "--shape", "triangle",
                  "--cluster", "none", "--device", "cpu"]) == 0  # text, without --bin
     assert [len(r.split("\t")) for r in (tmp_path / "t.rel").read_text().splitlines()] == list(range(1, 601))
+    assert main(["grm", "--bfile", str(EXAMPLE), "--out", str(tmp_path / "z"), "--zarr", "--cluster", "none",
+                 "--device", "cpu"]) == 0
+    assert not (tmp_path / "z.rel").exists() and (tmp_path / "z.rel.id").is_file()
+    import zarr
+
+    store = zarr.open_group(str(tmp_path / "z.rel.zarr"), mode="r")
+    square = np.fromfile(tmp_path / "g.rel.bin", dtype="<f8").reshape(600, 600)
+    np.testing.assert_array_equal(store["rel"][:], square)
+    ids = (tmp_path / "z.rel.id").read_text().splitlines()[1:]
+    assert store["sample_id"][:].tolist() == [line.split("\t")[-1] for line in ids]
+
+
+def test_grm_zarr_store_tiles(rng, tmp_path):
+    g = random_alt(rng, 200, 23, missing=0.1)
+    ds = make_dataset(g, chunks=(64, 7))
+    K = R.grm(ds, tile=5)  # 5 tiles on each axis, the last partial
+    paths = R.write_grm_zarr(tmp_path / "s", ds, K)
+    assert paths == [f"{tmp_path / 's'}.rel.zarr", f"{tmp_path / 's'}.rel.id"]
+    import zarr
+
+    rel = zarr.open_group(paths[0], mode="r")["rel"]
+    assert rel.chunks == (5, 5) and rel.shape == (23, 23)
+    np.testing.assert_array_equal(rel[:], K.compute())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.rel.id", "s.rel.zarr"]  # temporary store renamed
 
 
 def test_text_formatter_equals_fmt_plink2(rng):
