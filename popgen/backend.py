@@ -127,16 +127,25 @@ def release_host_memory(collect: bool = True) -> None:
     peak at what is live (``collect``: run the garbage collector first).  A
     no-op where glibc is absent.
     """
-    import ctypes
-    import ctypes.util
     import gc
 
     if collect:
         gc.collect()
-    name = ctypes.util.find_library("c")
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=None)
+def _malloc_trim():
+    """glibc's ``malloc_trim`` from the symbols already loaded (``dlopen(NULL)``), or None.
+
+    Not ``ctypes.util.find_library``: that runs ``ldconfig`` in a forked child,
+    which for a moment doubles the resident memory a process-tree monitor sees.
+    """
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
-    except OSError:
-        pass
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None

@@ -60,6 +60,8 @@ Missing = Literal["pairwise", "meanimpute"]
 
 #: bytes of float32 standardized genotypes one task may hold in the streaming passes
 _PASS_BYTES = 64 * 2**20
+#: bytes of float32 standardized genotypes multiplied at a time within a pass chunk
+_SUB_BYTES = 8 * 2**20
 
 
 # ------------------------------------------------------------------ block math
@@ -129,14 +131,29 @@ def called_tile(alt_i, alt_j):
     return xp.astype(xp.matmul(xp.matrix_transpose(oi), oj), xp.float64)[None, ...]
 
 
+def _sub_rows(alt) -> int:
+    """Variants standardized at a time inside a pass chunk (``_SUB_BYTES`` of float32)."""
+    return max(16, _SUB_BYTES // max(1, 4 * alt.shape[1]))
+
+
 def xtxq_block(alt, alt_freq, q):
-    """One variant chunk's share of ``X'(X Q)``: (1, N, l) float64.  ``alt`` holds all samples."""
+    """One variant chunk's share of ``X'(X Q)``: (1, N, l) float64.  ``alt`` holds all samples.
+
+    Standardized ``_SUB_BYTES`` of variants at a time, so that ``X_s'`` of
+    the second product is read from cache where ``X_s Q`` left it.
+    """
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    x = standardize_block(alt, alt_freq)
     qd = xp.asarray(q, dtype=xp.float32)
-    return xp.astype(xp.matmul(xp.matrix_transpose(x), xp.matmul(x, qd)), xp.float64)[None, ...]
+    p = xp.asarray(alt_freq)
+    out = xp.zeros((alt.shape[1], q.shape[1]), dtype=xp.float64)
+    step = _sub_rows(alt)
+    for r in range(0, alt.shape[0], step):
+        e = min(r + step, alt.shape[0])  # in bounds: the array API leaves out-of-bounds stops unspecified
+        x = standardize_block(alt[r:e, :], p[r:e])
+        out = out + xp.astype(xp.matmul(xp.matrix_transpose(x), xp.matmul(x, qd)), xp.float64)
+    return out[None, ...]
 
 
 def gram_block(alt, alt_freq, q):
@@ -145,8 +162,15 @@ def gram_block(alt, alt_freq, q):
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    y = xp.astype(xp.matmul(standardize_block(alt, alt_freq), xp.asarray(q, dtype=xp.float32)), xp.float64)
-    return xp.matmul(xp.matrix_transpose(y), y)[None, ...]
+    qd = xp.asarray(q, dtype=xp.float32)
+    p = xp.asarray(alt_freq)
+    out = xp.zeros((q.shape[1], q.shape[1]), dtype=xp.float64)
+    step = _sub_rows(alt)
+    for r in range(0, alt.shape[0], step):
+        e = min(r + step, alt.shape[0])
+        y = xp.astype(xp.matmul(standardize_block(alt[r:e, :], p[r:e]), qd), xp.float64)
+        out = out + xp.matmul(xp.matrix_transpose(y), y)
+    return out[None, ...]
 
 
 def loadings_block(alt, alt_freq, v):
