@@ -201,7 +201,26 @@ def grm(**kwargs):
     _run_step("grm", kwargs)
 
 
-@cli.command(context_settings=CONTEXT)
+class _ListOptions(click.Command):
+    """A command whose list options take several values as PLINK 2's do:
+    ``--covar-name SEX AGE PC1`` is read as ``--covar-name SEX --covar-name AGE ...``."""
+
+    lists = ("--pheno-name", "--covar-name", "--covar")
+
+    def parse_args(self, ctx, args):
+        out, current, n_values = [], None, 0
+        for a in args:
+            if a.startswith("-") and len(a) > 1 and not (a[1].isdigit() or a[1] == "."):  # an option
+                current, n_values = (a if a in self.lists else None), 0
+            else:
+                if current is not None and n_values:
+                    out.append(current)  # a further value of the list option just given
+                n_values += 1
+            out.append(a)
+        return super().parse_args(ctx, out)
+
+
+@cli.command(context_settings=CONTEXT, cls=_ListOptions)
 @input_options
 @click.option("--pheno", required=True, metavar="FILE", help="phenotype table (#FID IID ... as PLINK 2)")
 @click.option("--pheno-name", multiple=True, metavar="NAME", help="phenotype column(s); repeat or space-separate")

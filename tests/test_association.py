@@ -572,6 +572,12 @@ def test_cli_gwas_with_pcs_as_covariates(tmp_path):
     assert header[:6] == ["#CHROM", "POS", "ID", "REF", "ALT", "A1"] and header[-1] == "ERRCODE"
     assert (tmp_path / "g.QT.ssf.tsv").is_file()
     assert "lambda_GC" in (tmp_path / "g.log").read_text()
+    # PLINK 2's spelling: several values after one option (the README's usage)
+    assert main(["gwas", "--bfile", ex, "--pheno", ex + ".pheno", "--pheno-name", "QT",
+                 "--covar", ex + ".covar", str(tmp_path / "p.eigenvec"),
+                 "--covar-name", "SEX", "AGE", "PC1", "PC2", "PC3", "PC4", "--out", str(tmp_path / "h"),
+                 "--no-plots", "--no-ssf", "--cluster", "none", "--device", "cpu"]) == 0
+    assert (tmp_path / "h.QT.glm.linear").read_text() == (tmp_path / "g.QT.glm.linear").read_text()
 
 
 def test_phenotypes_sharing_samples_equal_each_alone(rng, monkeypatch):
