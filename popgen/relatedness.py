@@ -101,10 +101,14 @@ Tiled computation and memory
         GRM rows written     128 N (8 + 14)         (values and text: ~28 MB at N = 10,000)
         GRM spill (disk)     up to 4 N^2 bytes      (square only)
 
-    Measured at 10,000 x 100,000 (``scripts/bench_relatedness.py``): peak
-    resident memory 0.99 GB for ``grm --shape square`` (PLINK 2 1.04 GB)
-    and 1.14 GB for ``king`` (PLINK 2 1.22 GB), of which ~0.35 GB is the
-    Python stack itself (numpy, scipy, dask, numba and OpenBLAS loaded).
+    Measured (2 cores, ``scripts/README.md``): at 10,000 x 100,000 peak
+    resident memory 0.98 GB for ``grm --shape square`` (PLINK 2 1.04 GB) and
+    1.13 GB for an unfiltered ``king`` (PLINK 2 1.22 GB); at 20,000 x 100,000,
+    1.28 GB for ``grm --zarr`` (model: 0.48 GB codes + 2 x 0.16 GB columns +
+    ~0.08 GB tasks + ~0.35 GB for the Python stack itself: numpy, scipy, dask,
+    numba and OpenBLAS loaded; 278 s, a 2.8 GB store) and 1.91 GB for
+    ``king --king-table-filter 0.0442`` (0.95 GB planes; T = 2048 tasks hold
+    84 MB of counts each until reduced; 149 s).
 
     N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
     bytes per row is ~100 GB, the GRM as text (``square``) 25 GB,
