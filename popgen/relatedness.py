@@ -108,7 +108,9 @@ Tiled computation and memory
     ~0.08 GB tasks + ~0.35 GB for the Python stack itself: numpy, scipy, dask,
     numba and OpenBLAS loaded; 278 s, a 2.8 GB store) and 1.91 GB for
     ``king --king-table-filter 0.0442`` (0.95 GB planes; T = 2048 tasks hold
-    84 MB of counts each until reduced; 149 s).
+    84 MB of counts each until reduced; 149 s); at 50,000 x 100,000 (1.25e9
+    pairs), 3.32 GB for the same filtered ``king`` (2.33 GiB planes, flat
+    over the run; 853 s, 347,247 pairs kept).
 
     N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
     bytes per row is ~100 GB, the GRM as text (``square``) 25 GB,
