@@ -197,7 +197,9 @@ def king_step(run, state: State, out: str, params: KingParams):
         run.wrote(info["path"])
         log.info("KING: %d pairs written (filter %s)", info["n_pairs"], params.king_table_filter)
         if params.king_cutoff is not None:
-            pairs = relatedness.related_pairs(ds, params.king_cutoff, method=params.method, compute=compute)
+            # every pair of 3rd degree or closer: the degree report and the cutoff's constraints (those above it)
+            report = min(relatedness.DEGREE_BOUNDS[-1], params.king_cutoff)
+            pairs = relatedness.related_pairs(ds, report, method=params.method, compute=compute)
             degrees = relatedness.degree(pairs.kinship)
             for d, name in ((0, "duplicate/MZ"), (1, "1st degree"), (2, "2nd degree"), (3, "3rd degree")):
                 log.info("  %s pairs: %d", name, int((degrees == d).sum()))

@@ -161,3 +161,10 @@ def test_example_pipeline_runs(tmp_path):
     # PC1 separates POP3 from the others
     assert abs(vec[labels == "POP3", 0].mean() - vec[labels != "POP3", 0].mean()) > 5 * vec[:, 0].std() / 3
     assert "ld prune" in (out.parent / "example.log").read_text() and n_pruned > 100
+    # the log's degree counts are those of the .kin0 table (filter 0.0442: every pair of 3rd degree or closer)
+    kin = (out.parent / "example.kin0").read_text().splitlines()
+    table = [line.split("\t")[-1] for line in kin[1:]]
+    log_text = (out.parent / "example.log").read_text()
+    for d, name in (("0", "duplicate/MZ"), ("1", "1st degree"), ("2", "2nd degree"), ("3", "3rd degree")):
+        assert f"{name} pairs: {table.count(d)}" in log_text, name
+    assert table.count("3") > 0
