@@ -110,7 +110,8 @@ Tiled computation and memory
     ``king --king-table-filter 0.0442`` (0.95 GB planes; T = 2048 tasks hold
     84 MB of counts each until reduced; 149 s); at 50,000 x 100,000 (1.25e9
     pairs), 3.32 GB for the same filtered ``king`` (2.33 GiB planes, flat
-    over the run; 853 s, 347,247 pairs kept).
+    over the run; 853 s, 347,247 pairs kept) and 2.63 GB for ``grm --zarr``
+    (model: 1.16 GiB codes + 2 x 0.41 GB columns + tasks + stack; 1,690 s).
 
     N = 50,000 samples are 1.25e9 pairs: an unfiltered ``.kin0`` of ~82
     bytes per row is ~100 GB, the GRM as text (``square``) 25 GB,
