@@ -583,7 +583,7 @@ def grm_block(planes_i, planes_j, table, valid, diagonal: bool = False, step: in
     n_words = planes_i.shape[2]
     gram = xp.zeros((planes_i.shape[0], planes_j.shape[0]), dtype=xp.float64)
     called = xp.zeros_like(gram)
-    ones = xp.asarray(_ones_table(np.zeros((table.shape[0], 4), dtype=np.float32)))
+    ones = xp.asarray(_ones_table(table.shape[0], np.float32))
     for w0 in range(0, n_words, step):  # on the GPU, called counts are float32 GEMMs too
         w1 = min(w0 + step, n_words)
         for t, acc in ((table, gram), (ones, called)):
@@ -594,9 +594,9 @@ def grm_block(planes_i, planes_j, table, valid, diagonal: bool = False, step: in
     return _ratio(gram, called)
 
 
-def _ones_table(table):
+def _ones_table(n_rows: int, dtype):
     """Table giving 1 for a called genotype and 0 for a missing one (padding rows 0)."""
-    return np.repeat(np.array([[1.0, 1.0, 1.0, 0.0]], dtype=table.dtype), table.shape[0], axis=0)
+    return np.repeat(np.array([[1.0, 1.0, 1.0, 0.0]], dtype=dtype), n_rows, axis=0)
 
 
 def _grm_block_cpu(planes_i, planes_j, table, valid, diagonal: bool, step: int):
@@ -611,7 +611,7 @@ def _grm_block_cpu(planes_i, planes_j, table, valid, diagonal: bool, step: int):
     planes_j = planes_i if diagonal else np.ascontiguousarray(planes_j, dtype=np.uint64)
     s_i, s_j, n_words = planes_i.shape[0], planes_j.shape[0], planes_i.shape[2]
     called = called_in_both_sparse(planes_i, planes_j, valid, s_i * s_j * n_words // 4)
-    tables = [table] if called is not None else [table, _ones_table(table)]
+    tables = [table] if called is not None else [table, _ones_table(table.shape[0], table.dtype)]
     sums = [np.zeros((s_i, s_j), dtype=np.float64) for _ in tables]
     width = 64 * min(step, n_words)
     buf_i = np.empty(s_i * width, dtype=table.dtype)
@@ -646,6 +646,28 @@ def _ratio(g, c):
     return xp.where(ok, g / xp.where(ok, c, xp.asarray(1.0, dtype=c.dtype)), xp.asarray(float("nan"), dtype=g.dtype))
 
 
+def _computed_ahead(compute, task_lists, *, trim: bool = False):
+    """``compute(*tasks)`` of each list in order; the next list computes (on a
+    thread) while the caller uses the current result, so at most two are held.
+    ``trim``: return freed heap to the OS once the caller is done with a result."""
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    from popgen.backend import release_host_memory
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = None
+        for tasks in itertools.chain(task_lists, [None]):  # None: no more, yield the last
+            current, ahead = ahead, (pool.submit(compute, *tasks) if tasks is not None else None)
+            if current is not None:
+                result = current.result()
+                del current
+                yield result
+                del result
+                if trim:
+                    release_host_memory(collect=False)
+
+
 def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=None) -> list[str]:
     """Write a GRM as ``plink2 --make-rel`` does: ``O.rel`` or ``O.rel.bin``, and ``O.rel.id``.
 
@@ -673,7 +695,6 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
         Paths written.
     """
     import tempfile
-    from concurrent.futures import ThreadPoolExecutor
 
     import dask
 
@@ -694,13 +715,10 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
         jobs = [[K.blocks[J, I] for J in range(I, nb)] for I in range(nb)]  # noqa: E741
     else:
         jobs = [[K.blocks[I, J] for J in range(I + 1)] for I in range(nb)]  # noqa: E741
-    with atomic_write(path, "wb") as f, tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".grm-") as spill, \
-            ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(compute, *jobs[0])
-        for I in range(nb):  # noqa: E741
-            blocks = [_host(b) for b in ahead.result()]
-            if I + 1 < nb:  # the next column computes while this panel is written
-                ahead = pool.submit(compute, *jobs[I + 1])
+    with atomic_write(path, "wb") as f, tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".grm-") as spill:
+        for I, result in enumerate(_computed_ahead(compute, jobs)):  # noqa: E741
+            blocks = [_host(b) for b in result]
+            del result
             r0, r1 = bounds[I], bounds[I + 1]
             if shape == "square":
                 for J in range(I + 1, nb):  # block (J, I) of a later row panel: to disk until then
@@ -735,8 +753,6 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
     is two columns (``8 T N`` bytes each), never ``N x N``; the store appears
     under its name only once complete.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import dask
     import zarr
 
@@ -750,7 +766,7 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
     path = f"{prefix}.rel.zarr"
     ids = sample_columns(ds)
     jobs = [[K.blocks[J, I] for J in range(I, nb)] for I in range(nb)]  # noqa: E741
-    with atomic_dir(path) as tmp, ThreadPoolExecutor(1) as pool:
+    with atomic_dir(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         rel = root.create_dataset("rel", shape=(n, n), chunks=(K.chunks[0][0],) * 2, dtype="<f8",
                                   fill_value=np.nan)
@@ -758,11 +774,9 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
         for col, name in (("IID", "sample_id"), ("#FID", "sample_family_id")):
             if col in ids:
                 root.array(name, np.asarray(ids[col].astype(str).tolist(), dtype=str))
-        ahead = pool.submit(compute, *jobs[0])
-        for I in range(nb):  # noqa: E741
-            blocks = [_host(b) for b in ahead.result()]
-            if I + 1 < nb:
-                ahead = pool.submit(compute, *jobs[I + 1])
+        for I, result in enumerate(_computed_ahead(compute, jobs)):  # noqa: E741
+            blocks = [_host(b) for b in result]
+            del result
             c0, c1 = bounds[I], bounds[I + 1]
             for J, block in enumerate(blocks, start=I):
                 rel[bounds[J]:bounds[J + 1], c0:c1] = block
@@ -1082,11 +1096,8 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     dict
         ``path``, ``n_pairs`` (written), ``n_filtered`` (left out).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import dask
 
-    from popgen.backend import release_host_memory
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns
 
@@ -1112,17 +1123,12 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     tile = _table_tile(tile, n, king_table_filter is not None)
     panels = _king_panels(ds, tile, method, _king_tile_text, (king_table_filter, ids, id_off_d, degree_column))
     written = 0
-    with atomic_write(path, "wb") as f, ThreadPoolExecutor(1) as pool:
+    with atomic_write(path, "wb") as f:
         f.write(("\t".join(cols) + "\n").encode())
-        ahead = None
-        for tasks, _ in panels:  # the next panel computes while this one is written
-            current, ahead = ahead, pool.submit(compute, *tasks)
-            if current is not None:
-                written += _write_panel(f, current.result())
-                del current
-                release_host_memory(collect=False)  # text buffers freed across threads
-        if ahead is not None:
-            written += _write_panel(f, ahead.result())
+        # the next panel computes while this one is written; text buffers freed across threads trimmed
+        for parts in _computed_ahead(compute, (tasks for tasks, _ in panels), trim=True):
+            written += _write_panel(f, parts)
+            del parts
     return {"path": path, "n_pairs": written, "n_filtered": n * (n - 1) // 2 - written}
 
 
