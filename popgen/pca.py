@@ -136,6 +136,17 @@ def _sub_rows(alt) -> int:
     return max(16, _SUB_BYTES // max(1, 4 * alt.shape[1]))
 
 
+def _standardized_sub_blocks(alt, alt_freq):
+    """:func:`standardize_block` of :func:`_sub_rows` variants of ``alt`` at a time."""
+    from popgen.backend import namespace
+
+    p = namespace(alt).asarray(alt_freq)
+    step = _sub_rows(alt)
+    for r in range(0, alt.shape[0], step):
+        e = min(r + step, alt.shape[0])  # in bounds: the array API leaves out-of-bounds stops unspecified
+        yield standardize_block(alt[r:e, :], p[r:e])
+
+
 def xtxq_block(alt, alt_freq, q):
     """One variant chunk's share of ``X'(X Q)``: (1, N, l) float64.  ``alt`` holds all samples.
 
@@ -146,12 +157,8 @@ def xtxq_block(alt, alt_freq, q):
 
     xp = namespace(alt)
     qd = xp.asarray(q, dtype=xp.float32)
-    p = xp.asarray(alt_freq)
     out = xp.zeros((alt.shape[1], q.shape[1]), dtype=xp.float64)
-    step = _sub_rows(alt)
-    for r in range(0, alt.shape[0], step):
-        e = min(r + step, alt.shape[0])  # in bounds: the array API leaves out-of-bounds stops unspecified
-        x = standardize_block(alt[r:e, :], p[r:e])
+    for x in _standardized_sub_blocks(alt, alt_freq):
         out = out + xp.astype(xp.matmul(xp.matrix_transpose(x), xp.matmul(x, qd)), xp.float64)
     return out[None, ...]
 
@@ -163,12 +170,9 @@ def gram_block(alt, alt_freq, q):
 
     xp = namespace(alt)
     qd = xp.asarray(q, dtype=xp.float32)
-    p = xp.asarray(alt_freq)
     out = xp.zeros((q.shape[1], q.shape[1]), dtype=xp.float64)
-    step = _sub_rows(alt)
-    for r in range(0, alt.shape[0], step):
-        e = min(r + step, alt.shape[0])
-        y = xp.astype(xp.matmul(standardize_block(alt[r:e, :], p[r:e]), qd), xp.float64)
+    for x in _standardized_sub_blocks(alt, alt_freq):
+        y = xp.astype(xp.matmul(x, qd), xp.float64)
         out = out + xp.matmul(xp.matrix_transpose(y), y)
     return out[None, ...]
 
