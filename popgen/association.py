@@ -864,6 +864,10 @@ class _Model:
         self.xp, self.g, self.w, self.y, self.cov, self.cp = xp, g, w, y, cov, cp
         self.k = cov.shape[1]
         self.p = self.k + 2
+        self._buffers = {}
+        if isinstance(g, np.ndarray):  # the numba passes want C-contiguous float64 rows
+            self.g, self.w = np.ascontiguousarray(g, dtype=np.float64), np.ascontiguousarray(w, dtype=np.float64)
+            self.y = np.ascontiguousarray(y, dtype=np.float64)
         if self.k:
             _, _, flat, weight = _pairs(self.k)
             self.flat, self.weight = xp.asarray(flat), xp.asarray(weight, dtype=xp.float64)
@@ -877,19 +881,28 @@ class _Model:
             out = out + xp.matmul(beta[:, 2:], self.cov_t)
         return out
 
+    def _assemble(self, s1, sg, sgg, wc=None, wgc=None, wcp=None):
+        """(V, p, p) matrices ``X' diag(w) X`` from their parts: ``s1, sg, sgg`` (V,) sums of
+        ``w, w g, w g^2``; ``wc, wgc`` (V, k) ``w @ cov``, ``(w g) @ cov``; ``wcp`` (V, k(k+1)/2)
+        ``w @ cp``."""
+        xp = self.xp
+        a = xp.stack([xp.stack([s1, sg], axis=-1), xp.stack([sg, sgg], axis=-1)], axis=-2)
+        if not self.k:
+            return a
+        b = xp.stack([wc, wgc], axis=-2)
+        top = xp.concat([a, b], axis=-1)
+        bottom = xp.concat([xp.matrix_transpose(b), _unpack_sym(xp, wcp, self.k)], axis=-1)
+        return xp.concat([top, bottom], axis=-2)
+
     def gram(self, w):
         """``X' diag(w) X`` per variant: (V, p, p)."""
         xp, g = self.xp, self.g
         wg = w * g
         s1, sg, sgg = xp.sum(w, axis=1), xp.sum(wg, axis=1), xp.sum(wg * g, axis=1)
-        a = xp.stack([xp.stack([s1, sg], axis=-1), xp.stack([sg, sgg], axis=-1)], axis=-2)
         if not self.k:
-            return a
-        b = xp.stack([xp.matmul(w, self.cov), xp.matmul(wg, self.cov)], axis=-2)
-        d = _unpack_sym(xp, xp.matmul(w, self.cp), self.k)
-        top = xp.concat([a, b], axis=-1)
-        bottom = xp.concat([xp.matrix_transpose(b), d], axis=-1)
-        return xp.concat([top, bottom], axis=-2)
+            return self._assemble(s1, sg, sgg)
+        return self._assemble(s1, sg, sgg, xp.matmul(w, self.cov), xp.matmul(wg, self.cov),
+                              xp.matmul(w, self.cp))
 
     def xt(self, r):
         """``X' r`` per variant: (V, p)."""
@@ -909,41 +922,91 @@ class _Model:
             q = q + xp.matmul(xp.take(hcc, self.flat, axis=1) * self.weight, self.cp_t)
         return q
 
-    def newton_terms(self, beta):
+    def _scratch(self, name):
+        """A reused (V, s) float64 buffer of this model (CPU path): fresh pages cost as much as the pass."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            buf = self._buffers[name] = np.empty(self.g.shape)
+        return buf
+
+    def _cov_eta(self, beta, name="eta"):
+        """``beta_cov @ cov'`` into (the first rows of) a scratch buffer (CPU path)."""
+        out = self._scratch(name)[:beta.shape[0]]
+        if self.k:
+            np.matmul(beta[:, 2:], self.cov_t, out=out)
+        else:
+            out[...] = 0.0
+        return out
+
+    def newton_terms(self, beta, rows=None):
         """Hessian ``X'VX`` and gradient ``X'(w (mu - y))`` at ``beta``: (V, p, p), (V, p).
 
-        NumPy: one numba pass computes the per-sample weights and the sums over
-        the intercept and genotype columns, and three GEMMs the covariate blocks
+        ``rows`` (optional): ``beta`` and the results are of the model's variants
+        ``rows`` (the CPU path reads them in place, others take them).
+        NumPy: numba passes compute the per-sample weights and the sums over
+        the intercept and genotype columns, and GEMMs the covariate blocks
         (instead of a dozen array passes); other namespaces: :meth:`evaluate`
         and :meth:`xt`.
         """
         xp = self.xp
         if not isinstance(self.g, np.ndarray):
+            if rows is not None:
+                return self.take(rows).newton_terms(beta)
             mu, h, _ = self.evaluate(beta, loglik=False)
             return h, self.xt(self.w * (mu - self.y))
         from popgen.kernels.assoc._irls_numba import irls_pass
 
-        nv, ns = self.g.shape
-        e_cov = xp.matmul(beta[:, 2:], self.cov_t) if self.k else np.zeros((nv, ns))
-        vv, vg, rr = np.empty((nv, ns)), np.empty((nv, ns)), np.empty((nv, ns))
+        nv = beta.shape[0]
+        rr = self._cov_eta(beta)
+        vv, vg = self._scratch("vv")[:nv], self._scratch("vg")[:nv]
         sums = np.empty((nv, 5))
-        irls_pass(np.ascontiguousarray(e_cov), np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]),
-                  np.ascontiguousarray(self.g), np.ascontiguousarray(self.w), np.ascontiguousarray(self.y, dtype=np.float64),
-                  vv, vg, rr, sums)
+        irls_pass(rr, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g, self.w, self.y,
+                  vv, vg, rr, sums, rows)
         s1, sg, sgg, r0, r1 = (sums[:, i] for i in range(5))
-        a = xp.stack([xp.stack([s1, sg], axis=-1), xp.stack([sg, sgg], axis=-1)], axis=-2)
-        grad = [_c(xp, r0), _c(xp, r1)]
         if not self.k:
-            return a, xp.concat(grad, axis=-1)
-        b = xp.stack([xp.matmul(vv, self.cov), xp.matmul(vg, self.cov)], axis=-2)
-        d = _unpack_sym(xp, xp.matmul(vv, self.cp), self.k)
-        top = xp.concat([a, b], axis=-1)
-        bottom = xp.concat([xp.matrix_transpose(b), d], axis=-1)
-        grad.append(xp.matmul(rr, self.cov))
-        return xp.concat([top, bottom], axis=-2), xp.concat(grad, axis=-1)
+            return self._assemble(s1, sg, sgg), sums[:, 3:]
+        h = self._assemble(s1, sg, sgg, vv @ self.cov, vg @ self.cov, vv @ self.cp)
+        return h, np.concatenate([sums[:, 3:], rr @ self.cov], axis=1)
+
+    def gradient(self, beta, rows=None):
+        """Gradient ``X'(w (mu - y))`` of the negative log-likelihood at ``beta``: (V, p);
+        ``rows`` as :meth:`newton_terms`."""
+        xp = self.xp
+        if not isinstance(self.g, np.ndarray):
+            if rows is not None:
+                return self.take(rows).gradient(beta)
+            mu, _ = _sigmoid_softplus(xp, self.eta(beta), softplus=False)
+            return self.xt(self.w * (mu - self.y))
+        from popgen.kernels.assoc._irls_numba import residual_pass
+
+        rr = self._cov_eta(beta)
+        sums = np.empty((beta.shape[0], 2))
+        residual_pass(rr, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g, self.w,
+                      self.y, sums, rows)
+        return np.concatenate([sums, rr @ self.cov], axis=1) if self.k else sums
+
+    def chord_hessian(self, v0, a0):
+        """``X' diag(v0) X`` per variant with the ``[1, cov]`` block ``a0`` shared: (V, p, p).
+
+        ``v0`` (s,) null-model weights ``mu0 (1 - mu0)`` (0 outside the phenotype's
+        samples), ``a0`` (k+1, k+1) ``[1, cov]' diag(v0) [1, cov]``.  Exact in the
+        genotype's row (its missing calls are 0 in ``g``); the shared block counts the
+        samples whose call is missing too, so this is the Hessian of the start point
+        only up to them: the chord iterations' fixed matrix, not the SE's.
+        """
+        xp = self.xp
+        vg = self.g * v0
+        sg, sgg = xp.sum(vg, axis=1), xp.sum(vg * self.g, axis=1)
+        nv = vg.shape[0]
+        bg = xp.concat([_c(xp, sg), xp.matmul(vg, self.cov)], axis=1) if self.k else _c(xp, sg)  # (V, k+1)
+        a0b = xp.broadcast_to(a0, (nv,) + a0.shape)
+        top = xp.concat([a0b[:, :1, :1], _c(xp, _c(xp, sg)), a0b[:, :1, 1:]], axis=-1)
+        mid = xp.concat([_r(xp, bg[:, :1]), _c(xp, _c(xp, sgg)), _r(xp, bg[:, 1:])], axis=-1)
+        bot = xp.concat([a0b[:, 1:, :1], _c(xp, bg[:, 1:]), a0b[:, 1:, 1:]], axis=-1)
+        return xp.concat([top, mid, bot], axis=-2)
 
     def take(self, idx):
-        """The model restricted to variants ``idx``."""
+        """The model restricted to variants ``idx`` (in the order of ``idx``)."""
         xp = self.xp
         return _Model(xp, xp.take(self.g, idx, axis=0), xp.take(self.w, idx, axis=0), self.y, self.cov, self.cp)
 
@@ -1033,6 +1096,81 @@ def _logistic_fit(model: _Model, start=None):
         failed = failed | (conv & xp.any(xp.abs(beta) > 6e4, axis=-1))
         active = active & ~conv
     comp.emit(xp.ones_like(active), [beta, h_last, failed, unfinished])
+    return tuple(comp.result())
+
+
+#: chord iterations before a variant falls back to Newton's method (PLINK 2's iteration path)
+_CHORD_ITER = 10
+#: chord step (sum of |changes|) after which the Newton step finishes a variant
+_CHORD_TOL = 1e-4
+
+
+def _null_weights(xp, start, m, cov):
+    """IRLS weights ``v0 = mu0 (1 - mu0)`` of the null model ``start`` over the samples of ``m``
+    (0 elsewhere) and ``a0 = [1, cov]' diag(v0) [1, cov]``."""
+    x = xp.concat([xp.ones((cov.shape[0], 1), dtype=xp.float64), cov], axis=1)
+    mu0, _ = _sigmoid_softplus(xp, _matvec(xp, x, xp.concat([start[:1], start[2:]])), softplus=False)
+    v0 = xp.where(m, mu0 * (1.0 - mu0), xp.zeros_like(mu0))
+    return v0, xp.matmul(xp.matrix_transpose(x) * _r(xp, v0), x)
+
+
+def _logistic_chord(model: _Model, start, v0, a0, rows=None):
+    """Logistic regression from the null model by chord iterations, each variant finished by one
+    Newton step; the same estimates as PLINK 2's Newton iterations (:func:`_logistic_fit`) at a
+    fraction of the cost.
+
+    Each Newton iteration needs the Hessian ``X'VX``, whose covariate block is a
+    GEMM with ``k(k+1)/2`` columns over all samples; its gradient needs ``k``.
+    The chord method keeps the Hessian of the start point (:meth:`_Model.chord_hessian`,
+    ``k`` columns) and iterates ``beta <- beta - H0^-1 grad``, converging linearly
+    to the same maximum-likelihood estimates at a rate set by how far the weights
+    move, small for all but strong or rare-allele effects.  Once a step is below
+    PLINK 2's 1e-4 the variant takes one Newton step, whose Hessian (before the
+    update, as PLINK 2 reports) gives the SEs; that step must be below 1e-4 too.
+    Variants whose chord iterations or Newton step do not converge so (rare alleles,
+    near-separation, singular matrices) run :func:`_logistic_fit` from the start,
+    so error classes stay PLINK 2's.  ``rows``: fit the model's variants ``rows`` only
+    (default all).  Returns as :func:`_logistic_fit`, for ``rows``.
+    """
+    xp = model.xp
+    rows = xp.arange(model.g.shape[0]) if rows is None else rows
+    nv, p = rows.shape[0], model.p
+    f64 = xp.float64
+    hinv, _, ok = _sym_inverse(xp, model.chord_hessian(v0, a0))
+    hinv, ok = xp.take(hinv, rows, axis=0), xp.take(ok, rows)
+    act = xp.nonzero(ok)[0]  # the variants iterating (positions in rows)
+    beta = xp.zeros((act.shape[0], p), dtype=f64) + _r(xp, start)
+    hinv = xp.take(hinv, act, axis=0)
+    to_newton, fallback = [], [xp.nonzero(~ok)[0]]
+    for it in range(_CHORD_ITER):
+        if not act.shape[0]:
+            break
+        step = _matvec(xp, hinv, model.gradient(beta, xp.take(rows, act)))
+        beta = beta - step
+        delta = xp.sum(xp.abs(step), axis=-1)
+        conv = delta < _CHORD_TOL
+        go_on = ~conv & (delta < 1e3) if it + 1 < _CHORD_ITER else conv & False  # NaN: neither
+        idx = xp.nonzero(conv)[0]
+        to_newton.append((xp.take(act, idx), xp.take(beta, idx, axis=0)))
+        fallback.append(xp.take(act, xp.nonzero(~conv & ~go_on)[0]))
+        idx = xp.nonzero(go_on)[0]
+        act, beta, hinv = xp.take(act, idx), xp.take(beta, idx, axis=0), xp.take(hinv, idx, axis=0)
+    comp = _Compactor(xp, nv)
+    done = xp.concat([o for o, _ in to_newton]) if to_newton else act[:0]
+    if done.shape[0]:
+        beta = xp.concat([b for _, b in to_newton], axis=0)
+        h, grad = model.newton_terms(beta, xp.take(rows, done))
+        inv, _, okh = _sym_inverse(xp, h)
+        dcoef = _matvec(xp, inv, grad)
+        beta = beta - dcoef
+        good = okh & (xp.sum(xp.abs(dcoef), axis=-1) < 1e-4) & xp.all(xp.abs(beta) <= 6e4, axis=-1)
+        idx = xp.nonzero(good)[0]
+        no = xp.zeros((idx.shape[0],), dtype=xp.bool)
+        comp.pieces.append((xp.take(done, idx), [xp.take(beta, idx, axis=0), xp.take(h, idx, axis=0), no, no]))
+        fallback.append(xp.take(done, xp.nonzero(~good)[0]))
+    rest = xp.concat(fallback)
+    if rest.shape[0]:
+        comp.pieces.append((rest, list(_logistic_fit(model.take(xp.take(rows, rest)), start))))
     return tuple(comp.result())
 
 
@@ -1140,36 +1278,43 @@ def _firth_fit(model: _Model):
     return tuple(comp.result())
 
 
-def _on_rows(xp, rows, arrays, fn):
-    """Run ``fn`` on the rows where ``rows`` is True; results gathered back to all rows
-    (rows outside ``rows`` get arbitrary values).  None when no row is selected."""
+def _on_rows(xp, rows, fn):
+    """``fn(idx)`` for the indices ``idx`` of the True entries of ``rows``, its results (one row
+    per index) scattered back to all rows (rows outside ``rows`` get arbitrary values).
+    None when no row is selected."""
     idx = xp.nonzero(rows)[0]
     if idx.shape[0] == 0:
         return None
-    out = fn(*[xp.take(a, idx, axis=0) for a in arrays])
-    pos = xp.cumulative_sum(xp.astype(rows, xp.int64)) - 1
-    pos = xp.where(pos < 0, xp.zeros_like(pos), pos)
-    return tuple(xp.take(o, pos, axis=0) for o in out)
+    out = fn(idx)
+    if idx.shape[0] == rows.shape[0]:
+        return tuple(out)
+    return tuple(_scatter_rows(xp, rows, o) for o in out)
 
 
-def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip, start=None):
-    """Logistic/Firth results of one phenotype for a batch of variants: (V, 7)."""
+def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_firth=False):
+    """Logistic/Firth results of one phenotype for a batch of variants: (V, 7).
+
+    ``d``: the batch's genotypes and sums (:func:`_a1_design`).  ``null``:
+    ``(start, v0, a0)`` of the null model (:func:`_null_logistic`,
+    :func:`_null_weights`) for :func:`_logistic_chord`; None: PLINK 2's Newton
+    iterations from zero.  ``defer_firth``: rows needing Firth regression are
+    left with their FIRTH flag set and no estimate, for a later call with
+    ``firth="always"`` on those rows only (Firth's iterations are many small
+    array operations, cheaper over many variants at once).
+    """
     f64 = xp.float64
+    g, w, flip, wcc = d["g"], d["w"], d["flip"], d["wcc"]
     nv = g.shape[0]
     k = cov.shape[1]
-    w = _f64(xp, called & _r(xp, m))
     model = _Model(xp, g, w, y, cov, cp)
-    n = xp.sum(w, axis=1)
-    gw = g * w
-    a1 = xp.sum(gw, axis=1)
-    g2 = xp.sum(gw * g, axis=1)
-    a1_case = xp.matmul(gw, y)
-    n_case = xp.matmul(w, y)
+    n, n_case = wcc[:, 0], wcc[:, -1]
+    a1, g2, a1_case = d["gsum"][:, 0], d["gsum"][:, 1], d["gsum"][:, 2]
     err = xp.zeros((nv,), dtype=f64)
     err = _set_err(xp, err, n <= k + 2, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g2 - a1 * a1 <= 0, E_CONST)
     if k:
-        err = _corr_vif_check(xp, model.gram(w), n, err, max_corr, vif)
+        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], xp.matmul(g * w, cov), wcc[:, k + 1:-1])
+        err = _corr_vif_check(xp, gram, n, err, max_corr, vif)
     # a zero cell in the 2x2 allele table (either allele absent from cases or from controls)
     a1_zero = (a1_case == 0) | (a1_case == a1)
     other_zero = (a1_case == 2.0 * n_case) | (a1 - a1_case == 2.0 * (n - n_case))
@@ -1188,14 +1333,14 @@ def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip, sta
         else:
             use_firth = ok & need
         use_logistic = ok & ~need
-    arrays = (g, w)
 
-    def fit_logistic(gs, ws):
-        b, h, fail, unf = _logistic_fit(_Model(xp, gs, ws, y, cov, cp), start)
+    def fit_logistic(idx):
+        b, h, fail, unf = (_logistic_chord(model, *null, rows=idx) if null is not None
+                           else _logistic_fit(model.take(idx)))
         hinv, _, okh = _sym_inverse(xp, h)
         return b, hinv, fail | ~okh, unf
 
-    res = _on_rows(xp, use_logistic, arrays, fit_logistic)
+    res = _on_rows(xp, use_logistic, fit_logistic)
     if res is not None:
         b, hinv, fail, unf = res
         fail = use_logistic & fail
@@ -1209,10 +1354,10 @@ def _logistic_rows(xp, g, called, y, m, cov, cp, firth, max_corr, vif, flip, sta
         beta = xp.where(good, b[:, 1], beta)
         se = xp.where(good, xp.sqrt(xp.abs(hinv[:, 1, 1])), se)
 
-    def fit_firth(gs, ws):
-        return _firth_fit(_Model(xp, gs, ws, y, cov, cp))
+    def fit_firth(idx):
+        return _firth_fit(model.take(idx))
 
-    res = _on_rows(xp, use_firth, arrays, fit_firth)
+    res = None if defer_firth else _on_rows(xp, use_firth, fit_firth)
     if res is not None:
         b, hinv, fail, unf = res
         err = _set_err(xp, err, use_firth & fail, E_FIRTH)
@@ -1270,12 +1415,60 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
         cj = xp.where(_c(xp, m), cov, xp.zeros_like(cov))
         cp = _pair_products(xp, cj)
         start = _null_logistic(xp, yj, _f64(xp, m), cj) if nv else None
-        parts = []
-        for r0 in range(0, nv, rows):  # float64 genotypes of a few rows at a time (memory)
-            g, called, flip = _a1_dosages(xp, alt[r0:min(nv, r0 + rows), :], fmask)
-            parts.append(_logistic_rows(xp, g, called, yj, m, cj, cp, firth, max_corr, vif, flip, start))
-        out.append(xp.concat(parts, axis=0) if parts else xp.zeros((0, N_FIELDS), dtype=f64))
+        null = None if start is None else (start,) + _null_weights(xp, start, m, cj)
+
+        cc = xp.concat([_c(xp, _f64(xp, m)), cj, cp, _c(xp, yj)], axis=1)
+        mcc = xp.matmul(_f64(xp, m), cc)
+
+        def fit(a, mode, defer):
+            d = _a1_design(xp, a, fmask, m, yj, cc, mcc)
+            return _logistic_rows(xp, d, yj, m, cj, cp, mode, max_corr, vif, null, defer)
+
+        # float64 genotypes of a few rows at a time (memory); Firth rows of the whole block together
+        parts = [fit(alt[r0:min(nv, r0 + rows), :], firth, firth == "fallback") for r0 in range(0, nv, rows)]
+        res = xp.concat(parts, axis=0) if parts else xp.zeros((0, N_FIELDS), dtype=f64)
+        if firth == "fallback":
+            later = (res[:, 5] == 1.0) & (res[:, 4] == 0.0)
+            idx = xp.nonzero(later)[0]
+            if idx.shape[0]:
+                fr = [fit(xp.take(alt, idx[r0:min(r0 + rows, idx.shape[0])], axis=0), "always", False)
+                      for r0 in range(0, idx.shape[0], rows)]
+                res = xp.where(_c(xp, later), _scatter_rows(xp, later, xp.concat(fr, axis=0)), res)
+        out.append(res)
     return xp.stack(out, axis=1)
+
+
+def _scatter_rows(xp, rows, values):
+    """(n, ...) array holding ``values`` (one per True of ``rows``, in order) at the rows of
+    ``rows``; other rows arbitrary."""
+    pos = xp.cumulative_sum(xp.astype(rows, xp.int64)) - 1
+    return xp.take(values, xp.where(pos < 0, xp.zeros_like(pos), pos), axis=0)
+
+
+def _a1_design(xp, alt, fmask, m, y, cc, mcc) -> dict:
+    """A1 dosages ``g`` and 0/1 weights ``w`` (samples of ``m`` with a call) of genotype rows
+    ``alt``, as float64 (V, s); ``flip`` (V,) A1 is REF; ``gsum`` (V, 3) sums of ``w g``,
+    ``w g^2`` and ``w g y``; ``wcc`` (V, q) ``w @ cc`` (``mcc = m @ cc``).  ``y`` and
+    ``cc`` are 0 outside ``m``.
+
+    CPU: one numba pass (:func:`popgen.kernels.assoc._irls_numba.a1_design`; ``g``
+    is 0 outside ``w`` too), ``w @ cc`` from ``mcc`` less the few missing calls.
+    """
+    if isinstance(alt, np.ndarray):
+        from popgen.kernels.assoc._irls_numba import a1_design
+
+        nv, ns = alt.shape
+        g, w = np.empty((nv, ns)), np.empty((nv, ns))
+        flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 3))
+        wcc = np.repeat(np.asarray(mcc, dtype=np.float64)[None, :], nv, axis=0)
+        a1_design(alt, np.ascontiguousarray(fmask > 0), np.ascontiguousarray(m, dtype=np.float64),
+                  np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(cc), g, w, flip, gsum, wcc)
+        return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc)
+    g, called, flip = _a1_dosages(xp, alt, fmask)
+    w = _f64(xp, called & _r(xp, m))
+    gw = g * w
+    gsum = xp.stack([xp.sum(gw, axis=1), xp.sum(gw * g, axis=1), xp.matmul(gw, y)], axis=-1)
+    return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=xp.matmul(w, cc))
 
 
 def _a1_dosages(xp, alt, fmask):

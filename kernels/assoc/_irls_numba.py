@@ -1,44 +1,56 @@
-"""numba pass of the logistic IRLS iteration on the CPU (popgen.association._Model.newton_terms).
+"""numba passes of the logistic IRLS iterations on the CPU (popgen.association._Model).
 
-Not a registered kernel: on other backends the same terms come from array
+Not registered kernels: on other backends the same terms come from array
 operations (CuPy fuses them well); on the CPU they cost a dozen passes over
-(variants x samples) float64 temporaries per iteration, which this one pass
-replaces.  Module-level so numba's disk cache finds it again.
-"""
+(variants x samples) float64 temporaries per iteration, which these replace.
+Module-level so numba's disk cache finds them again.
 
-import math
+Each pass is split around ``numpy.exp``: numba calls libm's scalar ``exp``
+(~9 ns per element here, which stops the loop from vectorizing) where NumPy's
+SIMD ``exp`` takes ~1 ns; without the call the loops vectorize (reassociated
+sums; infinities and NaN keep their IEEE meaning).
+"""
 
 import numba
 import numpy as np
 
+_FASTMATH = {"reassoc", "contract", "nsz"}
 
-@numba.njit(nogil=True, cache=True, fastmath=False)
-def irls_pass(e_cov, b0, b1, g, w, y, vv, vg, rr, sums):
-    """For each variant v and sample s, with ``eta = b0[v] + b1[v] g[v, s] + e_cov[v, s]``
-    and ``mu = 1 / (1 + exp(-eta))``:
 
-    ``vv = w mu (1 - mu)`` (Hessian weights), ``vg = vv g``, ``rr = w (mu - y)``
-    (gradient residuals), and ``sums[v] = [sum vv, sum vv g, sum vv g^2, sum rr, sum rr g]``.
-    """
-    n_variants, n_samples = g.shape
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _neg_eta(e_cov, b0, b1, g, rows):
+    """``e_cov[v, s] <- -(b0[v] + b1[v] g[rows[v], s] + e_cov[v, s])`` in place."""
+    n_variants, n_samples = e_cov.shape
     for v in range(n_variants):
         a0 = b0[v]
         a1 = b1[v]
+        ev = e_cov[v]
+        gv = g[rows[v]]
+        for s in range(n_samples):
+            ev[s] = -(a0 + a1 * gv[s] + ev[s])
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _newton_from_exp(ex, g, w, y, rows, vv, vg, rr, sums):
+    """From ``ex = exp(-eta)``: ``mu = 1 / (1 + ex)``, ``vv = w mu (1 - mu)``, ``vg = vv g``,
+    ``rr = w (mu - y)`` and ``sums[v] = [sum vv, sum vv g, sum vv g^2, sum rr, sum rr g]``.
+    ``rr`` may be ``ex`` (each element is read before it is written)."""
+    n_variants, n_samples = ex.shape
+    for v in range(n_variants):
         s1 = 0.0
         sg = 0.0
         sgg = 0.0
         r0 = 0.0
         r1 = 0.0
-        ev = e_cov[v]
-        gv = g[v]
-        wv = w[v]
+        exv = ex[v]
+        gv = g[rows[v]]
+        wv = w[rows[v]]
         vvv = vv[v]
         vgv = vg[v]
         rrv = rr[v]
         for s in range(n_samples):
             x = gv[s]
-            eta = a0 + a1 * x + ev[s]
-            mu = 1.0 / (1.0 + math.exp(-eta))
+            mu = 1.0 / (1.0 + exv[s])
             ws = wv[s]
             h = ws * mu * (1.0 - mu)
             r = ws * (mu - y[s])
@@ -55,3 +67,109 @@ def irls_pass(e_cov, b0, b1, g, w, y, vv, vg, rr, sums):
         sums[v, 2] = sgg
         sums[v, 3] = r0
         sums[v, 4] = r1
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _residual_from_exp(ex, g, w, y, rows, rr, sums):
+    """From ``ex = exp(-eta)``: ``rr = w (mu - y)`` and ``sums[v] = [sum rr, sum rr g]``
+    (``rr`` may be ``ex``)."""
+    n_variants, n_samples = ex.shape
+    for v in range(n_variants):
+        r0 = 0.0
+        r1 = 0.0
+        exv = ex[v]
+        gv = g[rows[v]]
+        wv = w[rows[v]]
+        rrv = rr[v]
+        for s in range(n_samples):
+            r = wv[s] * (1.0 / (1.0 + exv[s]) - y[s])
+            rrv[s] = r
+            r0 += r
+            r1 += r * gv[s]
+        sums[v, 0] = r0
+        sums[v, 1] = r1
+
+
+def irls_pass(e_cov, b0, b1, g, w, y, vv, vg, rr, sums, rows=None):
+    """For each variant v and sample s, with ``eta = b0[v] + b1[v] g[v, s] + e_cov[v, s]``
+    and ``mu = 1 / (1 + exp(-eta))``:
+
+    ``vv = w mu (1 - mu)`` (Hessian weights), ``vg = vv g``, ``rr = w (mu - y)``
+    (gradient residuals), and ``sums[v] = [sum vv, sum vv g, sum vv g^2, sum rr, sum rr g]``.
+    ``e_cov`` (C-contiguous float64) is overwritten; ``rr`` may be ``e_cov``.  ``rows``
+    (int64, optional): row ``v`` of the outputs is row ``rows[v]`` of ``g`` and ``w``.
+    """
+    rows = _rows(rows, e_cov)
+    _neg_eta(e_cov, b0, b1, g, rows)
+    with np.errstate(over="ignore"):
+        np.exp(e_cov, out=e_cov)
+    _newton_from_exp(e_cov, g, w, y, rows, vv, vg, rr, sums)
+
+
+def residual_pass(e_cov, b0, b1, g, w, y, sums, rows=None):
+    """The gradient residuals only: ``e_cov <- w (mu - y)`` (in place) and
+    ``sums[v] = [sum rr, sum rr g]``; ``eta`` and ``rows`` as :func:`irls_pass`."""
+    rows = _rows(rows, e_cov)
+    _neg_eta(e_cov, b0, b1, g, rows)
+    with np.errstate(over="ignore"):
+        np.exp(e_cov, out=e_cov)
+    _residual_from_exp(e_cov, g, w, y, rows, e_cov, sums)
+
+
+def _rows(rows, out):
+    return np.arange(out.shape[0], dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+
+
+@numba.njit(nogil=True, cache=True)
+def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
+    """One pass over a block of ALT allele counts (int8, -1 missing) per variant ``v``:
+
+    - ``flip[v]``: A1 is REF (the ALT allele is the major one among ``founders``' calls);
+    - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` or at a missing call;
+    - ``gsum[v] = [sum g, sum g^2, sum g y]``;
+    - ``wcc[v] = w[v] @ cc``, as ``m @ cc`` less the rows of ``cc`` at the missing calls
+      inside ``m`` (``wcc`` holds ``m @ cc`` on entry).
+    """
+    n_variants, n_samples = alt.shape
+    c = cc.shape[1]
+    acc = np.empty(c)
+    for v in range(n_variants):
+        row = alt[v]
+        fg = 0
+        fc = 0
+        for s in range(n_samples):
+            x = row[s]
+            if founders[s] and x >= 0:
+                fg += x
+                fc += 1
+        fl = fc > 0 and fg > fc
+        flip[v] = fl
+        acc[:] = 0.0
+        a1 = 0.0
+        g2 = 0.0
+        gy = 0.0
+        gv = g[v]
+        wv = w[v]
+        for s in range(n_samples):
+            x = row[s]
+            if m[s] == 0.0:
+                gv[s] = 0.0
+                wv[s] = 0.0
+            elif x < 0:
+                gv[s] = 0.0
+                wv[s] = 0.0
+                r = cc[s]
+                for j in range(c):
+                    acc[j] += r[j]
+            else:
+                d = 2.0 - x if fl else float(x)
+                gv[s] = d
+                wv[s] = 1.0
+                a1 += d
+                g2 += d * d
+                gy += d * y[s]
+        gsum[v, 0] = a1
+        gsum[v, 1] = g2
+        gsum[v, 2] = gy
+        for j in range(c):
+            wcc[v, j] -= acc[j]
