@@ -860,11 +860,12 @@ class _Model:
     (phenotype's samples with a call), ``y`` (s,), ``cov`` (s, k).
     """
 
-    def __init__(self, xp, g, w, y, cov, cp):
+    def __init__(self, xp, g, w, y, cov, cp, shared=None):
         self.xp, self.g, self.w, self.y, self.cov, self.cp = xp, g, w, y, cov, cp
         self.k = cov.shape[1]
         self.p = self.k + 2
         self._buffers = {}
+        self._shared = {} if shared is None else shared  # per-phenotype arrays, kept by take()
         if isinstance(g, np.ndarray):  # the numba passes want C-contiguous float64 rows
             self.g, self.w = np.ascontiguousarray(g, dtype=np.float64), np.ascontiguousarray(w, dtype=np.float64)
             self.y = np.ascontiguousarray(y, dtype=np.float64)
@@ -911,6 +912,31 @@ class _Model:
         if self.k:
             parts.append(xp.matmul(r, self.cov))
         return xp.concat(parts, axis=-1)
+
+    def firth_score(self, mu, hinv):
+        """Firth's modified score ``X'(w (y - mu + h (1/2 - mu)))``, ``h_i = v_i x_i' H^-1 x_i``
+        (the hat diagonal, ``v = mu (1 - mu)``): (V, p).  The gradient of the penalized
+        log-likelihood (the opposite sign of :meth:`gradient`)."""
+        xp = self.xp
+        if not isinstance(self.g, np.ndarray):
+            v = mu * (1.0 - mu)
+            return self.xt(self.w * ((self.y - mu) + (0.5 - mu) * v * self.quad(hinv)))
+        from popgen.kernels.assoc._irls_numba import firth_score_pass
+
+        nv, k = hinv.shape[0], self.k
+        ww, sums = self._scratch("ww"), np.empty((nv, 2))
+        if k:
+            cc_t = self._shared.get("cc_t")
+            if cc_t is None:
+                cc_t = self._shared["cc_t"] = np.ascontiguousarray(np.concatenate([self.cov_t, self.cp_t]))
+            hcc = hinv[:, 2:, 2:].reshape(nv, k * k)[:, self.flat] * self.weight
+            ac = np.concatenate([2.0 * hinv[:, 0, 2:], hcc], axis=1) @ cc_t
+            b = hinv[:, 1, 2:] @ self.cov_t
+        else:
+            ac = b = np.zeros(self.g.shape)
+        firth_score_pass(ac, b, *(np.ascontiguousarray(hinv[:, i, j]) for i, j in ((0, 0), (0, 1), (1, 1))),
+                         self.g, self.w, self.y, np.ascontiguousarray(mu), ww, sums)
+        return np.concatenate([sums, ww @ self.cov], axis=1) if k else sums
 
     def quad(self, h):
         """``x_i' h x_i`` per variant and sample: (V, s)."""
@@ -1008,11 +1034,24 @@ class _Model:
     def take(self, idx):
         """The model restricted to variants ``idx`` (in the order of ``idx``)."""
         xp = self.xp
-        return _Model(xp, xp.take(self.g, idx, axis=0), xp.take(self.w, idx, axis=0), self.y, self.cov, self.cp)
+        return _Model(xp, xp.take(self.g, idx, axis=0), xp.take(self.w, idx, axis=0), self.y, self.cov, self.cp,
+                      self._shared)
 
     def evaluate(self, beta, loglik: bool = True):
         """Probabilities, Hessian ``X'VX`` and (optionally) log-likelihood at ``beta``."""
         xp = self.xp
+        if isinstance(self.g, np.ndarray):  # numba passes around NumPy's SIMD exp and log1p
+            from popgen.kernels.assoc._irls_numba import _neg_eta, evaluate_pass
+
+            nv = beta.shape[0]
+            ne = self._cov_eta(beta)
+            _neg_eta(ne, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g,
+                     np.arange(nv, dtype=np.int64))
+            mu, sums = np.empty(self.g.shape), np.empty((nv, 4))
+            vv, vg = self._scratch("vv"), self._scratch("vg")
+            evaluate_pass(ne, self.g, self.w, self.y, self._scratch("ex"), self._scratch("lu"), mu, vv, vg, sums)
+            wc = (vv @ self.cov, vg @ self.cov, vv @ self.cp) if self.k else ()
+            return mu, self._assemble(sums[:, 0], sums[:, 1], sums[:, 2], *wc), sums[:, 3] if loglik else None
         eta = self.eta(beta)
         mu, softplus = _sigmoid_softplus(xp, eta, loglik)
         ll = xp.sum(self.w * (self.y * eta - softplus), axis=1) if loglik else None
@@ -1213,9 +1252,7 @@ def _firth_fit(model: _Model):
             act = ~done
         nv = coef.shape[0]
         # modified score U* = X'(y - mu + h (1/2 - mu)), h_i = v_i x_i' H^-1 x_i
-        v = mu * (1.0 - mu)
-        ww = model.w * ((model.y - mu) + (0.5 - mu) * v * model.quad(hinv))
-        grad = model.xt(ww)
+        grad = model.firth_score(mu, hinv)
         grad_max = xp.max(xp.abs(grad), axis=-1)
         dcoef = _matvec(xp, hinv, grad)
         dcoef_max = xp.max(xp.abs(dcoef), axis=-1)

@@ -173,3 +173,93 @@ def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
         gsum[v, 2] = gy
         for j in range(c):
             wcc[v, j] -= acc[j]
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _min_recip(ex, u):
+    """``u = min(ex, 1 / ex)`` (``exp(-|eta|)`` from ``ex = exp(-eta)``)."""
+    n_variants, n_samples = ex.shape
+    for v in range(n_variants):
+        e = ex[v]
+        o = u[v]
+        for s in range(n_samples):
+            x = e[s]
+            o[s] = x if x <= 1.0 else 1.0 / x
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _evaluate_from_exp(neg_eta, ex, lu, g, w, y, mu, vv, vg, sums):
+    """``mu = 1 / (1 + ex)``, ``vv = w mu (1 - mu)``, ``vg = vv g`` and
+    ``sums[v] = [sum vv, sum vv g, sum vv g^2, log-likelihood]`` from ``-eta``, ``ex = exp(-eta)``
+    and ``lu = log1p(exp(-|eta|))`` (``softplus(eta) = max(eta, 0) + lu``)."""
+    n_variants, n_samples = ex.shape
+    for v in range(n_variants):
+        s1 = 0.0
+        sg = 0.0
+        sgg = 0.0
+        ll = 0.0
+        ne = neg_eta[v]
+        exv = ex[v]
+        luv = lu[v]
+        gv = g[v]
+        wv = w[v]
+        muv = mu[v]
+        vvv = vv[v]
+        vgv = vg[v]
+        for s in range(n_samples):
+            x = gv[s]
+            eta = -ne[s]
+            p = 1.0 / (1.0 + exv[s])
+            ws = wv[s]
+            h = ws * p * (1.0 - p)
+            muv[s] = p
+            vvv[s] = h
+            vgv[s] = h * x
+            s1 += h
+            sg += h * x
+            sgg += h * x * x
+            ll += ws * (y[s] * eta - (max(eta, 0.0) + luv[s]))
+        sums[v, 0] = s1
+        sums[v, 1] = sg
+        sums[v, 2] = sgg
+        sums[v, 3] = ll
+
+
+def evaluate_pass(neg_eta, g, w, y, ex, lu, mu, vv, vg, sums):
+    """Logistic model terms at ``eta`` (given as ``neg_eta = -eta``, C-contiguous float64):
+    see :func:`_evaluate_from_exp`; ``ex`` and ``lu`` are scratch buffers of its shape."""
+    with np.errstate(over="ignore"):
+        np.exp(neg_eta, out=ex)
+    _min_recip(ex, lu)
+    np.log1p(lu, out=lu)
+    _evaluate_from_exp(neg_eta, ex, lu, g, w, y, mu, vv, vg, sums)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def firth_score_pass(ac, b, h00, h01, h11, g, w, y, mu, ww, sums):
+    """Firth's modified score residuals ``ww = w ((y - mu) + (1/2 - mu) mu (1 - mu) q)`` with the
+    quadratic forms ``q = x' H^-1 x = h00 + 2 h01 g + h11 g^2 + ac + 2 g b`` (``ac``, ``b``: the
+    covariate terms from GEMMs), and ``sums[v] = [sum ww, sum ww g]``."""
+    n_variants, n_samples = g.shape
+    for v in range(n_variants):
+        a = h00[v]
+        c1 = h01[v]
+        c2 = h11[v]
+        r0 = 0.0
+        r1 = 0.0
+        acv = ac[v]
+        bv = b[v]
+        gv = g[v]
+        wv = w[v]
+        muv = mu[v]
+        wwv = ww[v]
+        for s in range(n_samples):
+            x = gv[s]
+            q = a + 2.0 * c1 * x + c2 * x * x + acv[s] + 2.0 * x * bv[s]
+            p = muv[s]
+            r = wv[s] * ((y[s] - p) + (0.5 - p) * p * (1.0 - p) * q)
+            wwv[s] = r
+            r0 += r
+            r1 += r * x
+        sums[v, 0] = r0
+        sums[v, 1] = r1
