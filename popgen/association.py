@@ -2335,7 +2335,12 @@ def lambda_gc(p) -> float:
     p = p[np.isfinite(p) & (p >= 0) & (p <= 1)]
     if not p.size:
         return float("nan")
-    return float(np.median(special.chdtri(1.0, p)) / CHI2_MEDIAN)
+    # the quantile function is monotone: the median of the quantiles is that of p's middle order
+    # statistics (one or two chdtri calls instead of one per variant, ~1 us each)
+    k = p.size // 2
+    mid = np.partition(p, [k - 1, k] if p.size % 2 == 0 else [k])
+    middle = mid[[k - 1, k]] if p.size % 2 == 0 else mid[[k]]
+    return float(np.mean(special.chdtri(1.0, middle)) / CHI2_MEDIAN)
 
 
 def _thin(neglog, keep_top=20000, rest=100000):

@@ -436,6 +436,8 @@ def test_lambda_gc_and_p_formatting(tmp_path, rng):
 
     assert A.lambda_gc(stats.chi2.sf(1.5 * stats.chi2.isf(p, 1), 1)) == pytest.approx(1.5, rel=0.05)
     assert np.isnan(A.lambda_gc([]))
+    for q in (p[:1001], p[:1000], p[:2], p[:1]):  # odd and even counts: the median of all quantiles
+        assert A.lambda_gc(q) == pytest.approx(np.median(stats.chi2.isf(q, 1)) / A.CHI2_MEDIAN, rel=1e-12)
     assert list(A._fmt_lnp(np.log([0.5, 1.23456789e-5]))) == ["0.5", "1.23457e-05"]
     assert A._fmt_lnp(np.array([-1000.0]))[0] == "5.07596e-435"  # below double precision
     np.testing.assert_allclose(A._t_lnp(np.array([40.0]), np.array([100.0])), np.log(2 * stats.t.sf(40, 100)),

@@ -54,11 +54,17 @@ def decode_and_missing_products(alt, c, y, starts, founder, g, g2, out, idx):
     ``popgen.association._grouped_columns``, but read from arrays of ``K + P``
     columns (cache-resident) instead of ``wo``'s ``K(K+1)/2 + P(K+1)``: for 100
     phenotypes ``wo`` is ~120 MB at 10,000 samples, and each missing call's row
-    came from memory.
+    came from memory.  Per variant and group the missing calls' rows of ``c`` and ``y`` are
+    gathered and their products formed as two small GEMMs (BLAS).
     """
     n_variants, n_samples = alt.shape
     n_groups, k = c.shape[1], c.shape[2]
     acc = np.empty(out.shape[1])
+    p_max = 0
+    for gi in range(n_groups):
+        p_max = max(p_max, starts[gi + 1] - starts[gi])
+    cbuf = np.empty((n_samples, k))
+    ybuf = np.empty(n_samples * p_max)
     for v in range(n_variants):
         row = alt[v]
         gv = g[v]
@@ -73,24 +79,33 @@ def decode_and_missing_products(alt, c, y, starts, founder, g, g2, out, idx):
             gv[s] = x
             g2v[s] = x * x
         acc[:] = 0.0
-        for t in range(m):
-            s = idx[t]
-            o = 0
-            for gi in range(n_groups):
-                cs = c[s, gi]
-                for a in range(k):
-                    ca = cs[a]
-                    for b in range(a, k):
-                        acc[o] += ca * cs[b]
-                        o += 1
-                for p in range(starts[gi], starts[gi + 1]):
-                    yp = y[s, p]
-                    for a in range(k):
-                        acc[o + a] += yp * cs[a]
-                    o += k
-                for p in range(starts[gi], starts[gi + 1]):
-                    yp = y[s, p]
-                    acc[o] += yp * yp
+        o = 0
+        for gi in range(n_groups):
+            p0, p1 = starts[gi], starts[gi + 1]
+            cm = cbuf[:m]
+            ym = ybuf[:m * (p1 - p0)].reshape((m, p1 - p0))
+            for t in range(m):  # the missing calls' rows, then their products as GEMMs
+                s = idx[t]
+                cm[t, :] = c[s, gi]
+                ym[t, :] = y[s, p0:p1]
+            cc = np.dot(cm.T, cm)
+            yc = np.dot(ym.T, cm)
+            for a in range(k):
+                for b in range(a, k):
+                    acc[o] = cc[a, b]
                     o += 1
-            acc[o] += founder[s]
+            for p in range(p1 - p0):
+                for a in range(k):
+                    acc[o + a] = yc[p, a]
+                o += k
+            for p in range(p1 - p0):
+                ss = 0.0
+                for t in range(m):
+                    ss += ym[t, p] * ym[t, p]
+                acc[o] = ss
+                o += 1
+        f = 0.0
+        for t in range(m):
+            f += founder[idx[t]]
+        acc[o] = f
         out[v, :] = acc
