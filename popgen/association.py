@@ -1144,16 +1144,17 @@ _CHORD_ITER = 10
 _CHORD_TOL = 1e-4
 
 
-def _null_weights(xp, start, m, cov):
-    """IRLS weights ``v0 = mu0 (1 - mu0)`` of the null model ``start`` over the samples of ``m``
-    (0 elsewhere) and ``a0 = [1, cov]' diag(v0) [1, cov]``."""
+def _null_weights(xp, start, m, cov, y):
+    """IRLS weights ``v0 = mu0 (1 - mu0)`` and residuals ``r0 = mu0 - y`` of the null model
+    ``start`` over the samples of ``m`` (0 elsewhere), and ``a0 = [1, cov]' diag(v0) [1, cov]``."""
     x = xp.concat([xp.ones((cov.shape[0], 1), dtype=xp.float64), cov], axis=1)
     mu0, _ = _sigmoid_softplus(xp, _matvec(xp, x, xp.concat([start[:1], start[2:]])), softplus=False)
-    v0 = xp.where(m, mu0 * (1.0 - mu0), xp.zeros_like(mu0))
-    return v0, xp.matmul(xp.matrix_transpose(x) * _r(xp, v0), x)
+    zero = xp.zeros_like(mu0)
+    v0 = xp.where(m, mu0 * (1.0 - mu0), zero)
+    return v0, xp.matmul(xp.matrix_transpose(x) * _r(xp, v0), x), xp.where(m, mu0 - y, zero)
 
 
-def _logistic_chord(model: _Model, start, v0, a0, rows=None):
+def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None):
     """Logistic regression from the null model by chord iterations, each variant finished by one
     Newton step; the same estimates as PLINK 2's Newton iterations (:func:`_logistic_fit`) at a
     fraction of the cost.
@@ -1169,7 +1170,9 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None):
     Variants whose chord iterations or Newton step do not converge so (rare alleles,
     near-separation, singular matrices) run :func:`_logistic_fit` from the start,
     so error classes stay PLINK 2's.  ``rows``: fit the model's variants ``rows`` only
-    (default all).  Returns as :func:`_logistic_fit`, for ``rows``.
+    (default all).  ``grad0`` (optional, one row per model variant): the gradient at ``start``
+    (the first iteration's, which needs no pass over the samples: :func:`_logistic_rows`).
+    Returns as :func:`_logistic_fit`, for ``rows``.
     """
     xp = model.xp
     rows = xp.arange(model.g.shape[0]) if rows is None else rows
@@ -1184,7 +1187,9 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None):
     for it in range(_CHORD_ITER):
         if not act.shape[0]:
             break
-        step = _matvec(xp, hinv, model.gradient(beta, xp.take(rows, act)))
+        grad = (model.gradient(beta, xp.take(rows, act)) if it or grad0 is None
+                else xp.take(grad0, xp.take(rows, act), axis=0))
+        step = _matvec(xp, hinv, grad)
         beta = beta - step
         delta = xp.sum(xp.abs(step), axis=-1)
         conv = delta < _CHORD_TOL
@@ -1344,13 +1349,17 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
     nv = g.shape[0]
     k = cov.shape[1]
     model = _Model(xp, g, w, y, cov, cp)
-    n, n_case = wcc[:, 0], wcc[:, -1]
+    n_pairs = cp.shape[1]
+    n, n_case = wcc[:, 0], wcc[:, k + 1 + n_pairs]
     a1, g2, a1_case = d["gsum"][:, 0], d["gsum"][:, 1], d["gsum"][:, 2]
+    # gradient at the null model (where cc holds its residual columns): [w r0, w r0 g, w r0 cov]
+    grad0 = (xp.concat([wcc[:, k + 2 + n_pairs:k + 3 + n_pairs], d["gsum"][:, 3:4], wcc[:, k + 3 + n_pairs:]],
+                       axis=1) if wcc.shape[1] > k + 2 + n_pairs else None)
     err = xp.zeros((nv,), dtype=f64)
     err = _set_err(xp, err, n <= k + 2, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g2 - a1 * a1 <= 0, E_CONST)
     if k:
-        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], xp.matmul(g * w, cov), wcc[:, k + 1:-1])
+        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], xp.matmul(g * w, cov), wcc[:, k + 1:k + 1 + n_pairs])
         err = _corr_vif_check(xp, gram, n, err, max_corr, vif)
     # a zero cell in the 2x2 allele table (either allele absent from cases or from controls)
     a1_zero = (a1_case == 0) | (a1_case == a1)
@@ -1372,7 +1381,7 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
         use_logistic = ok & ~need
 
     def fit_logistic(idx):
-        b, h, fail, unf = (_logistic_chord(model, *null, rows=idx) if null is not None
+        b, h, fail, unf = (_logistic_chord(model, *null, rows=idx, grad0=grad0) if null is not None
                            else _logistic_fit(model.take(idx)))
         hinv, _, okh = _sym_inverse(xp, h)
         return b, hinv, fail | ~okh, unf
@@ -1452,13 +1461,17 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
         cj = xp.where(_c(xp, m), cov, xp.zeros_like(cov))
         cp = _pair_products(xp, cj)
         start = _null_logistic(xp, yj, _f64(xp, m), cj) if nv else None
-        null = None if start is None else (start,) + _null_weights(xp, start, m, cj)
-
-        cc = xp.concat([_c(xp, _f64(xp, m)), cj, cp, _c(xp, yj)], axis=1)
+        null, cols = None, [_c(xp, _f64(xp, m)), cj, cp, _c(xp, yj)]
+        r0 = xp.zeros_like(yj)
+        if start is not None:
+            v0, a0, r0 = _null_weights(xp, start, m, cj, yj)
+            null = (start, v0, a0)
+            cols += [_c(xp, r0), cj * _c(xp, r0)]  # the gradient at the null model: w r0 [1, cov]
+        cc = xp.concat(cols, axis=1)
         mcc = xp.matmul(_f64(xp, m), cc)
 
         def fit(a, mode, defer):
-            d = _a1_design(xp, a, fmask, m, yj, cc, mcc)
+            d = _a1_design(xp, a, fmask, m, yj, cc, mcc, r0)
             return _logistic_rows(xp, d, yj, m, cj, cp, mode, max_corr, vif, null, defer)
 
         # float64 genotypes of a few rows at a time (memory); Firth rows of the whole block together
@@ -1482,11 +1495,11 @@ def _scatter_rows(xp, rows, values):
     return xp.take(values, xp.where(pos < 0, xp.zeros_like(pos), pos), axis=0)
 
 
-def _a1_design(xp, alt, fmask, m, y, cc, mcc) -> dict:
+def _a1_design(xp, alt, fmask, m, y, cc, mcc, r) -> dict:
     """A1 dosages ``g`` and 0/1 weights ``w`` (samples of ``m`` with a call) of genotype rows
-    ``alt``, as float64 (V, s); ``flip`` (V,) A1 is REF; ``gsum`` (V, 3) sums of ``w g``,
-    ``w g^2`` and ``w g y``; ``wcc`` (V, q) ``w @ cc`` (``mcc = m @ cc``).  ``y`` and
-    ``cc`` are 0 outside ``m``.
+    ``alt``, as float64 (V, s); ``flip`` (V,) A1 is REF; ``gsum`` (V, 4) sums of ``w g``,
+    ``w g^2``, ``w g y`` and ``w g r``; ``wcc`` (V, q) ``w @ cc`` (``mcc = m @ cc``).  ``y``,
+    ``r`` and ``cc`` are 0 outside ``m``.
 
     CPU: one numba pass (:func:`popgen.kernels.assoc._irls_numba.a1_design`; ``g``
     is 0 outside ``w`` too), ``w @ cc`` from ``mcc`` less the few missing calls.
@@ -1496,15 +1509,16 @@ def _a1_design(xp, alt, fmask, m, y, cc, mcc) -> dict:
 
         nv, ns = alt.shape
         g, w = np.empty((nv, ns)), np.empty((nv, ns))
-        flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 3))
+        flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 4))
         wcc = np.repeat(np.asarray(mcc, dtype=np.float64)[None, :], nv, axis=0)
         a1_design(alt, np.ascontiguousarray(fmask > 0), np.ascontiguousarray(m, dtype=np.float64),
-                  np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(cc), g, w, flip, gsum, wcc)
+                  np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64),
+                  np.ascontiguousarray(cc), g, w, flip, gsum, wcc)
         return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc)
     g, called, flip = _a1_dosages(xp, alt, fmask)
     w = _f64(xp, called & _r(xp, m))
     gw = g * w
-    gsum = xp.stack([xp.sum(gw, axis=1), xp.sum(gw * g, axis=1), xp.matmul(gw, y)], axis=-1)
+    gsum = xp.stack([xp.sum(gw, axis=1), xp.sum(gw * g, axis=1), xp.matmul(gw, y), xp.matmul(gw, r)], axis=-1)
     return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=xp.matmul(w, cc))
 
 

@@ -638,12 +638,15 @@ def test_chord_iterations_equal_plink2_newton_path(rng, backend_name, monkeypatc
     m = np.ones(n, bool)
     cp = A._pair_products(xnp, cov)
     start = A._null_logistic(xnp, y, m * 1.0, cov)
-    v0, a0 = A._null_weights(xnp, start, m, cov)
+    v0, a0, r0 = A._null_weights(xnp, start, m, cov, y)
+    wr = w * r0
+    grad0 = np.column_stack([wr.sum(1), (wr * g).sum(1), wr @ cov])  # X'(w (mu0 - y))
     calls = []
     fit = A._logistic_fit
     monkeypatch.setattr(A, "_logistic_fit", lambda model, s=None: calls.append(model.g.shape[0]) or fit(model, s))
     args = [xp.asarray(a) for a in (g, w, y, cov, cp)]
-    chord = A._logistic_chord(A._Model(xp, *args), *(xp.asarray(a) for a in (start, v0, a0)))
+    chord = A._logistic_chord(A._Model(xp, *args), *(xp.asarray(a) for a in (start, v0, a0)),
+                              grad0=xp.asarray(grad0))
     newton = fit(A._Model(xp, *args), xp.asarray(start))
     chord, newton = ([np.asarray(a) for a in r] for r in (chord, newton))
     assert 0 < sum(calls) < nv // 4  # a few variants took the Newton path, most did not

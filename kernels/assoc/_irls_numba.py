@@ -121,12 +121,12 @@ def _rows(rows, out):
 
 
 @numba.njit(nogil=True, cache=True)
-def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
+def a1_design(alt, founders, m, y, r, cc, g, w, flip, gsum, wcc):
     """One pass over a block of ALT allele counts (int8, -1 missing) per variant ``v``:
 
     - ``flip[v]``: A1 is REF (the ALT allele is the major one among ``founders``' calls);
     - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` or at a missing call;
-    - ``gsum[v] = [sum g, sum g^2, sum g y]``;
+    - ``gsum[v] = [sum g, sum g^2, sum g y, sum g r]``;
     - ``wcc[v] = w[v] @ cc``, as ``m @ cc`` less the rows of ``cc`` at the missing calls
       inside ``m`` (``wcc`` holds ``m @ cc`` on entry).
     """
@@ -148,6 +148,7 @@ def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
         a1 = 0.0
         g2 = 0.0
         gy = 0.0
+        gr = 0.0
         gv = g[v]
         wv = w[v]
         for s in range(n_samples):
@@ -158,9 +159,9 @@ def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
             elif x < 0:
                 gv[s] = 0.0
                 wv[s] = 0.0
-                r = cc[s]
+                ccs = cc[s]
                 for j in range(c):
-                    acc[j] += r[j]
+                    acc[j] += ccs[j]
             else:
                 d = 2.0 - x if fl else float(x)
                 gv[s] = d
@@ -168,9 +169,11 @@ def a1_design(alt, founders, m, y, cc, g, w, flip, gsum, wcc):
                 a1 += d
                 g2 += d * d
                 gy += d * y[s]
+                gr += d * r[s]
         gsum[v, 0] = a1
         gsum[v, 1] = g2
         gsum[v, 2] = gy
+        gsum[v, 3] = gr
         for j in range(c):
             wcc[v, j] -= acc[j]
 
