@@ -948,11 +948,12 @@ class _Model:
             q = q + xp.matmul(xp.take(hcc, self.flat, axis=1) * self.weight, self.cp_t)
         return q
 
-    def _scratch(self, name):
-        """A reused (V, s) float64 buffer of this model (CPU path): fresh pages cost as much as the pass."""
+    def _scratch(self, name, shape=None):
+        """A reused float64 buffer (default (V, s)) of this model (CPU path): fresh pages cost as
+        much as the pass."""
         buf = self._buffers.get(name)
         if buf is None:
-            buf = self._buffers[name] = np.empty(self.g.shape)
+            buf = self._buffers[name] = np.empty(self.g.shape if shape is None else shape)
         return buf
 
     def _cov_eta(self, beta, name="eta"):
@@ -982,17 +983,27 @@ class _Model:
             return h, self.xt(self.w * (mu - self.y))
         from popgen.kernels.assoc._irls_numba import irls_pass
 
-        nv = beta.shape[0]
-        rr = self._cov_eta(beta)
-        vv, vg = self._scratch("vv")[:nv], self._scratch("vg")[:nv]
+        nv, (V, ns), k = beta.shape[0], self.g.shape, self.k
+        flat = self._scratch("vgrr", (2 * V * ns,))
+        vg, rr = flat[:nv * ns].reshape(nv, ns), flat[nv * ns:2 * nv * ns].reshape(nv, ns)  # adjacent: one GEMM
+        if k:
+            np.matmul(beta[:, 2:], self.cov_t, out=rr)
+        else:
+            rr[...] = 0.0
+        vv = self._scratch("vv")[:nv]
         sums = np.empty((nv, 5))
         irls_pass(rr, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g, self.w, self.y,
                   vv, vg, rr, sums, rows)
-        s1, sg, sgg, r0, r1 = (sums[:, i] for i in range(5))
-        if not self.k:
+        s1, sg, sgg = sums[:, 0], sums[:, 1], sums[:, 2]
+        if not k:
             return self._assemble(s1, sg, sgg), sums[:, 3:]
-        h = self._assemble(s1, sg, sgg, vv @ self.cov, vg @ self.cov, vv @ self.cp)
-        return h, np.concatenate([sums[:, 3:], rr @ self.cov], axis=1)
+        covcp = self._shared.get("covcp")
+        if covcp is None:
+            covcp = self._shared["covcp"] = np.concatenate([self.cov, self.cp], axis=1)
+        vvc = vv @ covcp
+        vgrr = flat[:2 * nv * ns].reshape(2 * nv, ns) @ self.cov
+        h = self._assemble(s1, sg, sgg, vvc[:, :k], vgrr[:nv], vvc[:, k:])
+        return h, np.concatenate([sums[:, 3:], vgrr[nv:]], axis=1)
 
     def gradient(self, beta, rows=None):
         """Gradient ``X'(w (mu - y))`` of the negative log-likelihood at ``beta``: (V, p);
@@ -1011,20 +1022,23 @@ class _Model:
                       self.y, sums, rows)
         return np.concatenate([sums, rr @ self.cov], axis=1) if self.k else sums
 
-    def chord_hessian(self, v0, a0):
+    def chord_hessian(self, v0, a0, parts=None):
         """``X' diag(v0) X`` per variant with the ``[1, cov]`` block ``a0`` shared: (V, p, p).
 
         ``v0`` (s,) null-model weights ``mu0 (1 - mu0)`` (0 outside the phenotype's
         samples), ``a0`` (k+1, k+1) ``[1, cov]' diag(v0) [1, cov]``.  Exact in the
         genotype's row (its missing calls are 0 in ``g``); the shared block counts the
         samples whose call is missing too, so this is the Hessian of the start point
-        only up to them: the chord iterations' fixed matrix, not the SE's.
+        only up to them: the chord iterations' fixed matrix, not the SE's.  ``parts``
+        (optional): its genotype terms ``(v0 g) @ [1, g, cov]``, computed elsewhere.
         """
         xp = self.xp
-        vg = self.g * v0
-        sg, sgg = xp.sum(vg, axis=1), xp.sum(vg * self.g, axis=1)
-        nv = vg.shape[0]
-        bg = xp.concat([_c(xp, sg), xp.matmul(vg, self.cov)], axis=1) if self.k else _c(xp, sg)  # (V, k+1)
+        if parts is None:
+            vg = self.g * v0
+            parts = (xp.sum(vg, axis=1), xp.sum(vg * self.g, axis=1), xp.matmul(vg, self.cov))
+        sg, sgg, gc = parts
+        nv = sg.shape[0]
+        bg = xp.concat([_c(xp, sg), gc], axis=1) if self.k else _c(xp, sg)  # (V, k+1)
         a0b = xp.broadcast_to(a0, (nv,) + a0.shape)
         top = xp.concat([a0b[:, :1, :1], _c(xp, _c(xp, sg)), a0b[:, :1, 1:]], axis=-1)
         mid = xp.concat([_r(xp, bg[:, :1]), _c(xp, _c(xp, sgg)), _r(xp, bg[:, 1:])], axis=-1)
@@ -1154,7 +1168,7 @@ def _null_weights(xp, start, m, cov, y):
     return v0, xp.matmul(xp.matrix_transpose(x) * _r(xp, v0), x), xp.where(m, mu0 - y, zero)
 
 
-def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None):
+def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None):
     """Logistic regression from the null model by chord iterations, each variant finished by one
     Newton step; the same estimates as PLINK 2's Newton iterations (:func:`_logistic_fit`) at a
     fraction of the cost.
@@ -1171,14 +1185,15 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None):
     near-separation, singular matrices) run :func:`_logistic_fit` from the start,
     so error classes stay PLINK 2's.  ``rows``: fit the model's variants ``rows`` only
     (default all).  ``grad0`` (optional, one row per model variant): the gradient at ``start``
-    (the first iteration's, which needs no pass over the samples: :func:`_logistic_rows`).
+    (the first iteration's, which needs no pass over the samples: :func:`_logistic_rows`);
+    ``h0`` (optional): ``model.chord_hessian(v0, a0)``.
     Returns as :func:`_logistic_fit`, for ``rows``.
     """
     xp = model.xp
     rows = xp.arange(model.g.shape[0]) if rows is None else rows
     nv, p = rows.shape[0], model.p
     f64 = xp.float64
-    hinv, _, ok = _sym_inverse(xp, model.chord_hessian(v0, a0))
+    hinv, _, ok = _sym_inverse(xp, model.chord_hessian(v0, a0) if h0 is None else h0)
     hinv, ok = xp.take(hinv, rows, axis=0), xp.take(ok, rows)
     act = xp.nonzero(ok)[0]  # the variants iterating (positions in rows)
     beta = xp.zeros((act.shape[0], p), dtype=f64) + _r(xp, start)
@@ -1333,7 +1348,7 @@ def _on_rows(xp, rows, fn):
     return tuple(_scatter_rows(xp, rows, o) for o in out)
 
 
-def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_firth=False):
+def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_firth=False, shared=None):
     """Logistic/Firth results of one phenotype for a batch of variants: (V, 7).
 
     ``d``: the batch's genotypes and sums (:func:`_a1_design`).  ``null``:
@@ -1342,13 +1357,14 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
     iterations from zero.  ``defer_firth``: rows needing Firth regression are
     left with their FIRTH flag set and no estimate, for a later call with
     ``firth="always"`` on those rows only (Firth's iterations are many small
-    array operations, cheaper over many variants at once).
+    array operations, cheaper over many variants at once).  ``shared``: per-phenotype arrays
+    of :class:`_Model` (kept between calls).
     """
     f64 = xp.float64
     g, w, flip, wcc = d["g"], d["w"], d["flip"], d["wcc"]
     nv = g.shape[0]
     k = cov.shape[1]
-    model = _Model(xp, g, w, y, cov, cp)
+    model = _Model(xp, g, w, y, cov, cp, shared)
     n_pairs = cp.shape[1]
     n, n_case = wcc[:, 0], wcc[:, k + 1 + n_pairs]
     a1, g2, a1_case = d["gsum"][:, 0], d["gsum"][:, 1], d["gsum"][:, 2]
@@ -1358,9 +1374,12 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
     err = xp.zeros((nv,), dtype=f64)
     err = _set_err(xp, err, n <= k + 2, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g2 - a1 * a1 <= 0, E_CONST)
+    # (w g) @ cov for the collinearity check and (v0 w g) @ cov for the chord iterations, one GEMM
+    gc = xp.matmul(d["gw"], xp.concat([cov, cov * _c(xp, null[1])], axis=1) if null is not None else cov)
     if k:
-        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], xp.matmul(g * w, cov), wcc[:, k + 1:k + 1 + n_pairs])
+        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], gc[:, :k], wcc[:, k + 1:k + 1 + n_pairs])
         err = _corr_vif_check(xp, gram, n, err, max_corr, vif)
+    h0 = model.chord_hessian(null[1], null[2], (d["gsum"][:, 4], d["gsum"][:, 5], gc[:, k:])) if null else None
     # a zero cell in the 2x2 allele table (either allele absent from cases or from controls)
     a1_zero = (a1_case == 0) | (a1_case == a1)
     other_zero = (a1_case == 2.0 * n_case) | (a1 - a1_case == 2.0 * (n - n_case))
@@ -1381,7 +1400,7 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
         use_logistic = ok & ~need
 
     def fit_logistic(idx):
-        b, h, fail, unf = (_logistic_chord(model, *null, rows=idx, grad0=grad0) if null is not None
+        b, h, fail, unf = (_logistic_chord(model, *null, rows=idx, grad0=grad0, h0=h0) if null is not None
                            else _logistic_fit(model.take(idx)))
         hinv, _, okh = _sym_inverse(xp, h)
         return b, hinv, fail | ~okh, unf
@@ -1462,17 +1481,18 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
         cp = _pair_products(xp, cj)
         start = _null_logistic(xp, yj, _f64(xp, m), cj) if nv else None
         null, cols = None, [_c(xp, _f64(xp, m)), cj, cp, _c(xp, yj)]
-        r0 = xp.zeros_like(yj)
+        r0 = v0 = xp.zeros_like(yj)
         if start is not None:
             v0, a0, r0 = _null_weights(xp, start, m, cj, yj)
             null = (start, v0, a0)
             cols += [_c(xp, r0), cj * _c(xp, r0)]  # the gradient at the null model: w r0 [1, cov]
         cc = xp.concat(cols, axis=1)
         mcc = xp.matmul(_f64(xp, m), cc)
+        shared = {}
 
         def fit(a, mode, defer):
-            d = _a1_design(xp, a, fmask, m, yj, cc, mcc, r0)
-            return _logistic_rows(xp, d, yj, m, cj, cp, mode, max_corr, vif, null, defer)
+            d = _a1_design(xp, a, fmask, m, yj, cc, mcc, r0, v0)
+            return _logistic_rows(xp, d, yj, m, cj, cp, mode, max_corr, vif, null, defer, shared)
 
         # float64 genotypes of a few rows at a time (memory); Firth rows of the whole block together
         parts = [fit(alt[r0:min(nv, r0 + rows), :], firth, firth == "fallback") for r0 in range(0, nv, rows)]
@@ -1495,11 +1515,11 @@ def _scatter_rows(xp, rows, values):
     return xp.take(values, xp.where(pos < 0, xp.zeros_like(pos), pos), axis=0)
 
 
-def _a1_design(xp, alt, fmask, m, y, cc, mcc, r) -> dict:
+def _a1_design(xp, alt, fmask, m, y, cc, mcc, r, v) -> dict:
     """A1 dosages ``g`` and 0/1 weights ``w`` (samples of ``m`` with a call) of genotype rows
-    ``alt``, as float64 (V, s); ``flip`` (V,) A1 is REF; ``gsum`` (V, 4) sums of ``w g``,
-    ``w g^2``, ``w g y`` and ``w g r``; ``wcc`` (V, q) ``w @ cc`` (``mcc = m @ cc``).  ``y``,
-    ``r`` and ``cc`` are 0 outside ``m``.
+    ``alt``, as float64 (V, s); ``flip`` (V,) A1 is REF; ``gsum`` (V, 6) sums of ``w g``,
+    ``w g^2``, ``w g y``, ``w g r``, ``w g v`` and ``w g^2 v``; ``wcc`` (V, q) ``w @ cc``
+    (``mcc = m @ cc``); ``gw`` ``w g``.  ``y``, ``r``, ``v`` and ``cc`` are 0 outside ``m``.
 
     CPU: one numba pass (:func:`popgen.kernels.assoc._irls_numba.a1_design`; ``g``
     is 0 outside ``w`` too), ``w @ cc`` from ``mcc`` less the few missing calls.
@@ -1509,17 +1529,18 @@ def _a1_design(xp, alt, fmask, m, y, cc, mcc, r) -> dict:
 
         nv, ns = alt.shape
         g, w = np.empty((nv, ns)), np.empty((nv, ns))
-        flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 4))
+        flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 6))
         wcc = np.repeat(np.asarray(mcc, dtype=np.float64)[None, :], nv, axis=0)
-        a1_design(alt, np.ascontiguousarray(fmask > 0), np.ascontiguousarray(m, dtype=np.float64),
-                  np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64),
-                  np.ascontiguousarray(cc), g, w, flip, gsum, wcc)
-        return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc)
+        a1_design(alt, np.ascontiguousarray(fmask > 0), *(np.ascontiguousarray(a, dtype=np.float64)
+                                                          for a in (m, y, r, v, cc)), g, w, flip, gsum, wcc)
+        return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc, gw=g)  # g is 0 outside w
     g, called, flip = _a1_dosages(xp, alt, fmask)
     w = _f64(xp, called & _r(xp, m))
     gw = g * w
-    gsum = xp.stack([xp.sum(gw, axis=1), xp.sum(gw * g, axis=1), xp.matmul(gw, y), xp.matmul(gw, r)], axis=-1)
-    return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=xp.matmul(w, cc))
+    g2w = gw * g
+    gsum = xp.stack([xp.sum(gw, axis=1), xp.sum(g2w, axis=1), xp.matmul(gw, y), xp.matmul(gw, r), xp.matmul(gw, v),
+                     xp.matmul(g2w, v)], axis=-1)
+    return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=xp.matmul(w, cc), gw=gw)
 
 
 def _a1_dosages(xp, alt, fmask):

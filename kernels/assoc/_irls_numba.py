@@ -121,12 +121,12 @@ def _rows(rows, out):
 
 
 @numba.njit(nogil=True, cache=True)
-def a1_design(alt, founders, m, y, r, cc, g, w, flip, gsum, wcc):
+def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
     """One pass over a block of ALT allele counts (int8, -1 missing) per variant ``v``:
 
     - ``flip[v]``: A1 is REF (the ALT allele is the major one among ``founders``' calls);
     - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` or at a missing call;
-    - ``gsum[v] = [sum g, sum g^2, sum g y, sum g r]``;
+    - ``gsum[v] = [sum g, sum g^2, sum g y, sum g r, sum g u, sum g^2 u]``;
     - ``wcc[v] = w[v] @ cc``, as ``m @ cc`` less the rows of ``cc`` at the missing calls
       inside ``m`` (``wcc`` holds ``m @ cc`` on entry).
     """
@@ -149,6 +149,8 @@ def a1_design(alt, founders, m, y, r, cc, g, w, flip, gsum, wcc):
         g2 = 0.0
         gy = 0.0
         gr = 0.0
+        gu = 0.0
+        g2u = 0.0
         gv = g[v]
         wv = w[v]
         for s in range(n_samples):
@@ -170,10 +172,14 @@ def a1_design(alt, founders, m, y, r, cc, g, w, flip, gsum, wcc):
                 g2 += d * d
                 gy += d * y[s]
                 gr += d * r[s]
+                gu += d * u[s]
+                g2u += d * d * u[s]
         gsum[v, 0] = a1
         gsum[v, 1] = g2
         gsum[v, 2] = gy
         gsum[v, 3] = gr
+        gsum[v, 4] = gu
+        gsum[v, 5] = g2u
         for j in range(c):
             wcc[v, j] -= acc[j]
 
