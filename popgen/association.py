@@ -118,6 +118,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -172,6 +173,7 @@ def _r(xp, x):
     return xp.expand_dims(x, axis=-2)
 
 
+@functools.lru_cache(maxsize=None)
 def _pairs(k: int):
     """Upper-triangle pairs (a <= b) of a k x k symmetric matrix, the gather index rebuilding the
     full matrix from them, and each pair's weight in a quadratic form (1 diagonal, 2 off-diagonal)."""
@@ -956,6 +958,13 @@ class _Model:
             buf = self._buffers[name] = np.empty(self.g.shape if shape is None else shape)
         return buf
 
+    def _covcp(self):
+        """``[cov, cp]`` (s, k + k(k+1)/2), contiguous: one GEMM for ``X'VX``'s covariate blocks."""
+        covcp = self._shared.get("covcp")
+        if covcp is None:
+            covcp = self._shared["covcp"] = np.concatenate([self.cov, self.cp], axis=1)
+        return covcp
+
     def _cov_eta(self, beta, name="eta"):
         """``beta_cov @ cov'`` into (the first rows of) a scratch buffer (CPU path)."""
         out = self._scratch(name)[:beta.shape[0]]
@@ -997,10 +1006,7 @@ class _Model:
         s1, sg, sgg = sums[:, 0], sums[:, 1], sums[:, 2]
         if not k:
             return self._assemble(s1, sg, sgg), sums[:, 3:]
-        covcp = self._shared.get("covcp")
-        if covcp is None:
-            covcp = self._shared["covcp"] = np.concatenate([self.cov, self.cp], axis=1)
-        vvc = vv @ covcp
+        vvc = vv @ self._covcp()
         vgrr = flat[:2 * nv * ns].reshape(2 * nv, ns) @ self.cov
         h = self._assemble(s1, sg, sgg, vvc[:, :k], vgrr[:nv], vvc[:, k:])
         return h, np.concatenate([sums[:, 3:], vgrr[nv:]], axis=1)
@@ -1064,7 +1070,10 @@ class _Model:
             mu, sums = np.empty(self.g.shape), np.empty((nv, 4))
             vv, vg = self._scratch("vv"), self._scratch("vg")
             evaluate_pass(ne, self.g, self.w, self.y, self._scratch("ex"), self._scratch("lu"), mu, vv, vg, sums)
-            wc = (vv @ self.cov, vg @ self.cov, vv @ self.cp) if self.k else ()
+            wc = ()
+            if self.k:
+                vvc = vv @ self._covcp()
+                wc = (vvc[:, :self.k], vg @ self.cov, vvc[:, self.k:])
             return mu, self._assemble(sums[:, 0], sums[:, 1], sums[:, 2], *wc), sums[:, 3] if loglik else None
         eta = self.eta(beta)
         mu, softplus = _sigmoid_softplus(xp, eta, loglik)
@@ -1531,7 +1540,7 @@ def _a1_design(xp, alt, fmask, m, y, cc, mcc, r, v) -> dict:
         g, w = np.empty((nv, ns)), np.empty((nv, ns))
         flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 6))
         wcc = np.repeat(np.asarray(mcc, dtype=np.float64)[None, :], nv, axis=0)
-        a1_design(alt, np.ascontiguousarray(fmask > 0), *(np.ascontiguousarray(a, dtype=np.float64)
+        a1_design(alt, np.ascontiguousarray(fmask > 0, dtype=np.int32), *(np.ascontiguousarray(a, dtype=np.float64)
                                                           for a in (m, y, r, v, cc)), g, w, flip, gsum, wcc)
         return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc, gw=g)  # g is 0 outside w
     g, called, flip = _a1_dosages(xp, alt, fmask)

@@ -120,31 +120,36 @@ def _rows(rows, out):
     return np.arange(out.shape[0], dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
     """One pass over a block of ALT allele counts (int8, -1 missing) per variant ``v``:
 
     - ``flip[v]``: A1 is REF (the ALT allele is the major one among ``founders``' calls);
-    - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` or at a missing call;
+    - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` (0/1) or at a missing call;
     - ``gsum[v] = [sum g, sum g^2, sum g y, sum g r, sum g u, sum g^2 u]``;
     - ``wcc[v] = w[v] @ cc``, as ``m @ cc`` less the rows of ``cc`` at the missing calls
       inside ``m`` (``wcc`` holds ``m @ cc`` on entry).
+
+    Branch-free over the samples (the loops vectorize); the missing calls' rows of ``cc``
+    in a second loop over the few of them.
     """
     n_variants, n_samples = alt.shape
     c = cc.shape[1]
-    acc = np.empty(c)
     for v in range(n_variants):
         row = alt[v]
         fg = 0
         fc = 0
+        n_miss = 0
         for s in range(n_samples):
-            x = row[s]
-            if founders[s] and x >= 0:
-                fg += x
-                fc += 1
+            x = np.int32(row[s])
+            called = np.int32(x >= 0)
+            fc += called * founders[s]
+            fg += called * founders[s] * x
+            n_miss += 1 - called
         fl = fc > 0 and fg > fc
         flip[v] = fl
-        acc[:] = 0.0
+        a = -1.0 if fl else 1.0
+        b = 2.0 if fl else 0.0
         a1 = 0.0
         g2 = 0.0
         gy = 0.0
@@ -154,34 +159,30 @@ def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
         gv = g[v]
         wv = w[v]
         for s in range(n_samples):
-            x = row[s]
-            if m[s] == 0.0:
-                gv[s] = 0.0
-                wv[s] = 0.0
-            elif x < 0:
-                gv[s] = 0.0
-                wv[s] = 0.0
-                ccs = cc[s]
-                for j in range(c):
-                    acc[j] += ccs[j]
-            else:
-                d = 2.0 - x if fl else float(x)
-                gv[s] = d
-                wv[s] = 1.0
-                a1 += d
-                g2 += d * d
-                gy += d * y[s]
-                gr += d * r[s]
-                gu += d * u[s]
-                g2u += d * d * u[s]
+            x = np.float64(row[s])
+            mw = m[s] * np.float64(x >= 0.0)
+            d = (b + a * x) * mw
+            gv[s] = d
+            wv[s] = mw
+            a1 += d
+            g2 += d * d
+            gy += d * y[s]
+            gr += d * r[s]
+            gu += d * u[s]
+            g2u += d * d * u[s]
         gsum[v, 0] = a1
         gsum[v, 1] = g2
         gsum[v, 2] = gy
         gsum[v, 3] = gr
         gsum[v, 4] = gu
         gsum[v, 5] = g2u
-        for j in range(c):
-            wcc[v, j] -= acc[j]
+        if n_miss:
+            out = wcc[v]
+            for s in range(n_samples):
+                if row[s] < 0 and m[s] > 0.0:
+                    ccs = cc[s]
+                    for j in range(c):
+                        out[j] -= ccs[j]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
