@@ -1309,7 +1309,12 @@ def _firth_fit(model: _Model):
         hs = xp.ones((nv,), dtype=f64)
         inner = act
         while bool(xp.any(inner)):
-            mu_n, h_n, ll_n = model.evaluate(coef)
+            idx = xp.nonzero(inner)[0]
+            if 2 * idx.shape[0] <= nv:  # step halvings of a few variants: evaluate those only
+                sub = model.take(idx).evaluate(xp.take(coef, idx, axis=0))
+                mu_n, h_n, ll_n = (_scatter_rows(xp, inner, a) for a in sub)
+            else:
+                mu_n, h_n, ll_n = model.evaluate(coef)
             hinv_n, logdet_n, ok_n = _sym_inverse(xp, h_n)
             bad = inner & ~ok_n
             failed, done, inner = failed | bad, done | bad, inner & ~bad
