@@ -1917,6 +1917,9 @@ class AssociationScan:
             idx = range(b0, min(n_blocks, b0 + step))
             return idx, compute(*[fields.blocks[i] for i in idx])
 
+        from popgen.backend import helper_thread_compute
+
+        run = helper_thread_compute(run)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(run, starts[0]) if starts else None
             try:

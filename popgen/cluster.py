@@ -438,8 +438,11 @@ def cluster_client(
         if overrides:
             raise PopgenError("--cluster none runs in this process; worker counts apply to a cluster")
         import dask
+        from dask.system import cpu_count
 
-        with dask.config.set(scheduler="threads"):  # even if a client exists outside
+        # threads even if a client exists outside; as many threads as cores from any thread
+        # (Dask gives threads other than the main one pools of cores + 4 when unset)
+        with dask.config.set(scheduler="threads", num_workers=dask.config.get("num_workers", None) or cpu_count()):
             yield None
         return
 

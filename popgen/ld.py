@@ -753,6 +753,9 @@ def _prune_windows(ds, samples, n_used, maj_given, win_s, win_e, win_new, r2, re
     state = np.zeros(2, np.int64)
     band = np.zeros((0, width))
     lo = k = 0
+    from popgen.backend import helper_thread_compute
+
+    run = helper_thread_compute(run)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(run, batches[0], 0, None)
         for j in range(len(batches)):

@@ -653,8 +653,9 @@ def _computed_ahead(compute, task_lists, *, trim: bool = False):
     import itertools
     from concurrent.futures import ThreadPoolExecutor
 
-    from popgen.backend import release_host_memory
+    from popgen.backend import helper_thread_compute, release_host_memory
 
+    compute = helper_thread_compute(compute)
     with ThreadPoolExecutor(1) as pool:
         ahead = None
         for tasks in itertools.chain(task_lists, [None]):  # None: no more, yield the last

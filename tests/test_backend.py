@@ -127,3 +127,26 @@ def test_release_host_memory_spawns_no_process(monkeypatch):
     backend.release_host_memory()
     backend.release_host_memory(collect=False)
     assert backend._malloc_trim() is not None  # glibc Linux (the CI machine)
+
+
+def test_helper_thread_computes_use_one_thread_per_core():
+    """A compute started from a prefetching thread runs on as many threads as cores: Dask's
+    threaded scheduler would give that thread a pool of cores + 4 threads of its own."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+    from dask.system import cpu_count
+
+    from popgen.backend import helper_thread_compute
+
+    def task(i):
+        time.sleep(0.02)
+        return threading.get_ident()
+
+    tasks = [dask.delayed(task)(i) for i in range(6 * (cpu_count() + 4))]
+    with dask.config.set(scheduler="threads"), ThreadPoolExecutor(1) as pool:
+        used = set(pool.submit(helper_thread_compute(dask.compute), *tasks).result())
+        unbounded = set(pool.submit(dask.compute, *tasks).result())
+    assert len(used) <= cpu_count() < len(unbounded)
