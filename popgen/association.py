@@ -1163,8 +1163,10 @@ def _logistic_fit(model: _Model, start=None):
 
 #: chord iterations before a variant falls back to Newton's method (PLINK 2's iteration path)
 _CHORD_ITER = 10
-#: chord step (sum of |changes|) after which the Newton step finishes a variant
-_CHORD_TOL = 1e-4
+#: chord step (sum of |changes|) after which Newton steps finish a variant
+_CHORD_TOL = 1e-3
+#: Newton steps after the chord iterations (each below 1e-4, PLINK 2's criterion, ends a variant)
+_NEWTON_STEPS = 2
 
 
 def _null_weights(xp, start, m, cov, y):
@@ -1225,17 +1227,24 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None
         act, beta, hinv = xp.take(act, idx), xp.take(beta, idx, axis=0), xp.take(hinv, idx, axis=0)
     comp = _Compactor(xp, nv)
     done = xp.concat([o for o, _ in to_newton]) if to_newton else act[:0]
-    if done.shape[0]:
-        beta = xp.concat([b for _, b in to_newton], axis=0)
+    beta = xp.concat([b for _, b in to_newton], axis=0) if to_newton else beta
+    for newton_step in range(_NEWTON_STEPS):
+        if not done.shape[0]:
+            break
         h, grad = model.newton_terms(beta, xp.take(rows, done))
         inv, _, okh = _sym_inverse(xp, h)
         dcoef = _matvec(xp, inv, grad)
         beta = beta - dcoef
-        good = okh & (xp.sum(xp.abs(dcoef), axis=-1) < 1e-4) & xp.all(xp.abs(beta) <= 6e4, axis=-1)
+        delta = xp.sum(xp.abs(dcoef), axis=-1)
+        good = okh & (delta < 1e-4) & xp.all(xp.abs(beta) <= 6e4, axis=-1)
         idx = xp.nonzero(good)[0]
         no = xp.zeros((idx.shape[0],), dtype=xp.bool)
         comp.pieces.append((xp.take(done, idx), [xp.take(beta, idx, axis=0), xp.take(h, idx, axis=0), no, no]))
-        fallback.append(xp.take(done, xp.nonzero(~good)[0]))
+        # a step above 1e-4 from a nearby start: another Newton step (PLINK 2's own iteration)
+        again = okh & ~good & (delta < 1e-2) & (newton_step + 1 < _NEWTON_STEPS)
+        fallback.append(xp.take(done, xp.nonzero(~good & ~again)[0]))
+        idx = xp.nonzero(again)[0]
+        done, beta = xp.take(done, idx), xp.take(beta, idx, axis=0)
     rest = xp.concat(fallback)
     if rest.shape[0]:
         comp.pieces.append((rest, list(_logistic_fit(model.take(xp.take(rows, rest)), start))))
