@@ -135,6 +135,8 @@ def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
     """
     n_variants, n_samples = alt.shape
     c = cc.shape[1]
+    acc = np.empty(c)
+    idx = np.empty(n_samples, dtype=np.int64)
     for v in range(n_variants):
         row = alt[v]
         fg = 0
@@ -177,12 +179,21 @@ def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
         gsum[v, 4] = gu
         gsum[v, 5] = g2u
         if n_miss:
-            out = wcc[v]
+            k = 0
             for s in range(n_samples):
-                if row[s] < 0 and m[s] > 0.0:
-                    ccs = cc[s]
-                    for j in range(c):
-                        out[j] -= ccs[j]
+                if row[s] < 0:
+                    idx[k] = s
+                    k += 1
+            acc[:] = 0.0
+            for t in range(k):
+                s = idx[t]
+                ms = m[s]
+                ccs = cc[s]
+                for j in range(c):
+                    acc[j] += ms * ccs[j]
+            out = wcc[v]
+            for j in range(c):
+                out[j] -= acc[j]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
