@@ -1165,8 +1165,9 @@ def _logistic_fit(model: _Model, start=None):
 _CHORD_ITER = 10
 #: chord step (sum of |changes|) after which Newton steps finish a variant
 _CHORD_TOL = 1e-3
-#: Newton steps after the chord iterations (each below 1e-4, PLINK 2's criterion, ends a variant)
-_NEWTON_STEPS = 2
+#: most Newton steps after the chord iterations (one below 1e-4, PLINK 2's criterion, ends a
+#: variant; strong associations need smaller, see :func:`_logistic_chord`)
+_NEWTON_STEPS = 3
 
 
 def _null_weights(xp, start, m, cov, y):
@@ -1236,13 +1237,21 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None
         dcoef = _matvec(xp, inv, grad)
         beta = beta - dcoef
         delta = xp.sum(xp.abs(dcoef), axis=-1)
+        last = newton_step + 1 == _NEWTON_STEPS
         good = okh & (delta < 1e-4) & xp.all(xp.abs(beta) <= 6e4, axis=-1)
-        idx = xp.nonzero(good)[0]
+        # the SE comes from the Hessian before this step, ~delta from the optimum: a relative
+        # error ~delta in the SE moves -log10 P by ~delta z^2 / ln 10 (PLINK 2's last steps are
+        # usually far below 1e-4); strong associations take another step (to ~1e-4 in -log10 P)
+        z2 = beta[:, 1] * beta[:, 1] / xp.where(inv[:, 1, 1] > 0, inv[:, 1, 1], xp.ones_like(delta))
+        sharp = delta * z2 < 2e-4
+        finish = good if last else good & sharp
+        idx = xp.nonzero(finish)[0]
         no = xp.zeros((idx.shape[0],), dtype=xp.bool)
         comp.pieces.append((xp.take(done, idx), [xp.take(beta, idx, axis=0), xp.take(h, idx, axis=0), no, no]))
-        # a step above 1e-4 from a nearby start: another Newton step (PLINK 2's own iteration)
-        again = okh & ~good & (delta < 1e-2) & (newton_step + 1 < _NEWTON_STEPS)
-        fallback.append(xp.take(done, xp.nonzero(~good & ~again)[0]))
+        # a step above 1e-4 from a nearby start, or a strong association: another Newton step
+        # (PLINK 2's own iteration)
+        again = (okh & ~finish & (delta < 1e-2)) if not last else finish & False
+        fallback.append(xp.take(done, xp.nonzero(~finish & ~again)[0]))
         idx = xp.nonzero(again)[0]
         done, beta = xp.take(done, idx), xp.take(beta, idx, axis=0)
     rest = xp.concat(fallback)
