@@ -234,11 +234,14 @@ def test_linear_equals_statsmodels(rng):
             assert abs(t.A1_FREQ[v] - gv[use].sum() / (2 * use.sum())) < 1e-12
 
 
-def test_logistic_equals_statsmodels(rng):
+@pytest.mark.parametrize("with_covariates", [True, False])
+def test_logistic_equals_statsmodels(rng, with_covariates):
     import statsmodels.api as sm
 
     g, ds, cov, _, bt = _small(rng)
-    t = A.logistic_scan(ds, bt, cov).collect()["bt"]
+    if not with_covariates:
+        cov = np.zeros((g.shape[1], 0))
+    t = A.logistic_scan(ds, bt, cov if with_covariates else None).collect()["bt"]
     y = bt["bt"]
     checked = 0
     for v in range(1, g.shape[0]):
