@@ -72,13 +72,20 @@ def sample_columns(ds) -> dict[str, np.ndarray]:
     return {"#IID": iid}
 
 
+def _fmt_g_fast(x) -> np.ndarray:
+    """:func:`fmt_g` (the reference) by the numba formatter, ~10x faster, as ``S`` bytes."""
+    from popgen.io.textfmt import format_g6
+
+    return format_g6(x)
+
+
 class Formatted:
     """A numeric column formatted block by block when written (``fmt(values[slice])``), so
     that :func:`write_table` never holds a whole column as strings."""
 
     def __init__(self, values, fmt=None):
         self.values = np.asarray(values)
-        self.fmt = fmt or fmt_g
+        self.fmt = fmt or _fmt_g_fast
 
     def __len__(self) -> int:
         return len(self.values)
