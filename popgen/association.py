@@ -842,7 +842,11 @@ class _Compactor:
         xp = self.xp
         idx = xp.nonzero(rows)[0]
         if idx.shape[0]:
-            self.pieces.append((xp.take(self.orig, idx), [xp.take(a, idx, axis=0) for a in arrays]))
+            self.add(xp.take(self.orig, idx), [xp.take(a, idx, axis=0) for a in arrays])
+
+    def add(self, orig, arrays):
+        """Results ``arrays`` of the rows at original positions ``orig``."""
+        self.pieces.append((orig, arrays))
 
     def keep(self, rows, arrays):
         xp = self.xp
@@ -931,11 +935,7 @@ class _Model:
         nv, k = hinv.shape[0], self.k
         ww, sums = self._scratch("ww"), np.empty((nv, 2))
         if k:
-            cc_t = self._shared.get("cc_t")
-            if cc_t is None:
-                cc_t = self._shared["cc_t"] = np.ascontiguousarray(np.concatenate([self.cov_t, self.cp_t]))
-            hcc = hinv[:, 2:, 2:].reshape(nv, k * k)[:, self.flat] * self.weight
-            ac = np.concatenate([2.0 * hinv[:, 0, 2:], hcc], axis=1) @ cc_t
+            ac = np.concatenate([2.0 * hinv[:, 0, 2:], self._pair_coefs(hinv)], axis=1) @ self._covcp().T
             b = hinv[:, 1, 2:] @ self.cov_t
         else:
             ac = b = np.zeros(self.g.shape)
@@ -949,9 +949,15 @@ class _Model:
         q = _c(xp, h[:, 0, 0]) + 2.0 * _c(xp, h[:, 0, 1]) * g + _c(xp, h[:, 1, 1]) * g * g
         if self.k:
             q = q + 2.0 * xp.matmul(h[:, 0, 2:], self.cov_t) + 2.0 * g * xp.matmul(h[:, 1, 2:], self.cov_t)
-            hcc = xp.reshape(h[:, 2:, 2:], (h.shape[0], self.k * self.k))
-            q = q + xp.matmul(xp.take(hcc, self.flat, axis=1) * self.weight, self.cp_t)
+            q = q + xp.matmul(self._pair_coefs(h), self.cp_t)
         return q
+
+    def _pair_coefs(self, h):
+        """Coefficients of the products ``c_a c_b`` (a <= b, :data:`cp`'s columns) in ``c' h_cc c``:
+        (V, k(k+1)/2)."""
+        xp = self.xp
+        hcc = xp.reshape(h[:, 2:, 2:], (h.shape[0], self.k * self.k))
+        return xp.take(hcc, self.flat, axis=1) * self.weight
 
     def _scratch(self, name, shape=None):
         """A reused float64 buffer (default (V, s)) of this model (CPU path): fresh pages cost as
@@ -968,9 +974,9 @@ class _Model:
             covcp = self._shared["covcp"] = np.concatenate([self.cov, self.cp], axis=1)
         return covcp
 
-    def _cov_eta(self, beta, name="eta"):
-        """``beta_cov @ cov'`` into (the first rows of) a scratch buffer (CPU path)."""
-        out = self._scratch(name)[:beta.shape[0]]
+    def _cov_eta(self, beta, out=None):
+        """``beta_cov @ cov'`` into ``out`` (default: the first rows of a scratch buffer; CPU path)."""
+        out = self._scratch("eta")[:beta.shape[0]] if out is None else out
         if self.k:
             np.matmul(beta[:, 2:], self.cov_t, out=out)
         else:
@@ -998,14 +1004,10 @@ class _Model:
         nv, (V, ns), k = beta.shape[0], self.g.shape, self.k
         flat = self._scratch("vgrr", (2 * V * ns,))
         vg, rr = flat[:nv * ns].reshape(nv, ns), flat[nv * ns:2 * nv * ns].reshape(nv, ns)  # adjacent: one GEMM
-        if k:
-            np.matmul(beta[:, 2:], self.cov_t, out=rr)
-        else:
-            rr[...] = 0.0
+        self._cov_eta(beta, out=rr)
         vv = self._scratch("vv")[:nv]
         sums = np.empty((nv, 5))
-        irls_pass(rr, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g, self.w, self.y,
-                  vv, vg, rr, sums, rows)
+        irls_pass(rr, beta[:, 0], beta[:, 1], self.g, self.w, self.y, vv, vg, rr, sums, rows)
         s1, sg, sgg = sums[:, 0], sums[:, 1], sums[:, 2]
         if not k:
             return self._assemble(s1, sg, sgg), sums[:, 3:]
@@ -1027,8 +1029,7 @@ class _Model:
 
         rr = self._cov_eta(beta)
         sums = np.empty((beta.shape[0], 2))
-        residual_pass(rr, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g, self.w,
-                      self.y, sums, rows)
+        residual_pass(rr, beta[:, 0], beta[:, 1], self.g, self.w, self.y, sums, rows)
         return np.concatenate([sums, rr @ self.cov], axis=1) if self.k else sums
 
     def chord_hessian(self, v0, a0, parts=None):
@@ -1064,15 +1065,12 @@ class _Model:
         """Probabilities, Hessian ``X'VX`` and (optionally) log-likelihood at ``beta``."""
         xp = self.xp
         if isinstance(self.g, np.ndarray):  # numba passes around NumPy's SIMD exp and log1p
-            from popgen.kernels.assoc._irls_numba import _neg_eta, evaluate_pass
+            from popgen.kernels.assoc._irls_numba import evaluate_pass
 
-            nv = beta.shape[0]
-            ne = self._cov_eta(beta)
-            _neg_eta(ne, np.ascontiguousarray(beta[:, 0]), np.ascontiguousarray(beta[:, 1]), self.g,
-                     np.arange(nv, dtype=np.int64))
-            mu, sums = np.empty(self.g.shape), np.empty((nv, 4))
+            mu, sums = np.empty(self.g.shape), np.empty((beta.shape[0], 4))
             vv, vg = self._scratch("vv"), self._scratch("vg")
-            evaluate_pass(ne, self.g, self.w, self.y, self._scratch("ex"), self._scratch("lu"), mu, vv, vg, sums)
+            evaluate_pass(self._cov_eta(beta), beta[:, 0], beta[:, 1], self.g, self.w, self.y, self._scratch("ex"),
+                          self._scratch("lu"), mu, vv, vg, sums)
             wc = ()
             if self.k:
                 vvc = vv @ self._covcp()
@@ -1184,8 +1182,8 @@ def _null_weights(xp, start, m, cov, y):
 
 
 def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None):
-    """Logistic regression from the null model by chord iterations, each variant finished by one
-    Newton step; the same estimates as PLINK 2's Newton iterations (:func:`_logistic_fit`) at a
+    """Logistic regression from the null model by chord iterations, each variant finished by
+    Newton steps; the same estimates as PLINK 2's Newton iterations (:func:`_logistic_fit`) at a
     fraction of the cost.
 
     Each Newton iteration needs the Hessian ``X'VX``, whose covariate block is a
@@ -1194,10 +1192,12 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None
     ``k`` columns) and iterates ``beta <- beta - H0^-1 grad``, converging linearly
     to the same maximum-likelihood estimates at a rate set by how far the weights
     move, small for all but strong or rare-allele effects.  Once a step is below
-    PLINK 2's 1e-4 the variant takes one Newton step, whose Hessian (before the
-    update, as PLINK 2 reports) gives the SEs; that step must be below 1e-4 too.
-    Variants whose chord iterations or Newton step do not converge so (rare alleles,
-    near-separation, singular matrices) run :func:`_logistic_fit` from the start,
+    :data:`_CHORD_TOL` the variant takes Newton steps (at most :data:`_NEWTON_STEPS`);
+    one below PLINK 2's 1e-4 ends it, and its Hessian (before the update, as PLINK 2
+    reports) gives the SEs; strong associations take one step more, as their
+    -log10 P is the most sensitive to where that Hessian is taken.  Variants that do
+    not converge so (rare alleles, near-separation, singular matrices) run
+    :func:`_logistic_fit` from the start,
     so error classes stay PLINK 2's.  ``rows``: fit the model's variants ``rows`` only
     (default all).  ``grad0`` (optional, one row per model variant): the gradient at ``start``
     (the first iteration's, which needs no pass over the samples: :func:`_logistic_rows`);
@@ -1250,7 +1250,7 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None
         finish = good if last else good & sharp
         idx = xp.nonzero(finish)[0]
         no = xp.zeros((idx.shape[0],), dtype=xp.bool)
-        comp.pieces.append((xp.take(done, idx), [xp.take(beta, idx, axis=0), xp.take(h, idx, axis=0), no, no]))
+        comp.add(xp.take(done, idx), [xp.take(beta, idx, axis=0), xp.take(h, idx, axis=0), no, no])
         # a step above 1e-4 from a nearby start, or a strong association: another Newton step
         # (PLINK 2's own iteration)
         again = (okh & ~finish & (delta < 1e-2)) if not last else finish & False
@@ -1259,7 +1259,7 @@ def _logistic_chord(model: _Model, start, v0, a0, rows=None, grad0=None, h0=None
         done, beta = xp.take(done, idx), xp.take(beta, idx, axis=0)
     rest = xp.concat(fallback)
     if rest.shape[0]:
-        comp.pieces.append((rest, list(_logistic_fit(model.take(xp.take(rows, rest)), start))))
+        comp.add(rest, list(_logistic_fit(model.take(xp.take(rows, rest)), start)))
     return tuple(comp.result())
 
 
@@ -1406,19 +1406,17 @@ def _logistic_rows(xp, d, y, m, cov, cp, firth, max_corr, vif, null=None, defer_
     nv = g.shape[0]
     k = cov.shape[1]
     model = _Model(xp, g, w, y, cov, cp, shared)
-    n_pairs = cp.shape[1]
-    n, n_case = wcc[:, 0], wcc[:, k + 1 + n_pairs]
+    n, wc, wcp, n_case, wr = _split_design_sums(wcc, k, cp.shape[1])
     a1, g2, a1_case = d["gsum"][:, 0], d["gsum"][:, 1], d["gsum"][:, 2]
-    # gradient at the null model (where cc holds its residual columns): [w r0, w r0 g, w r0 cov]
-    grad0 = (xp.concat([wcc[:, k + 2 + n_pairs:k + 3 + n_pairs], d["gsum"][:, 3:4], wcc[:, k + 3 + n_pairs:]],
-                       axis=1) if wcc.shape[1] > k + 2 + n_pairs else None)
+    # gradient at the null model: [w r0, w r0 g, w r0 cov]
+    grad0 = xp.concat([wr[:, :1], d["gsum"][:, 3:4], wr[:, 1:]], axis=1) if wr.shape[1] else None
     err = xp.zeros((nv,), dtype=f64)
     err = _set_err(xp, err, n <= k + 2, E_SAMPLE_CT)
     err = _set_err(xp, err, n * g2 - a1 * a1 <= 0, E_CONST)
     # (w g) @ cov for the collinearity check and (v0 w g) @ cov for the chord iterations, one GEMM
     gc = xp.matmul(d["gw"], xp.concat([cov, cov * _c(xp, null[1])], axis=1) if null is not None else cov)
     if k:
-        gram = model._assemble(n, a1, g2, wcc[:, 1:k + 1], gc[:, :k], wcc[:, k + 1:k + 1 + n_pairs])
+        gram = model._assemble(n, a1, g2, wc, gc[:, :k], wcp)
         err = _corr_vif_check(xp, gram, n, err, max_corr, vif)
     h0 = model.chord_hessian(null[1], null[2], (d["gsum"][:, 4], d["gsum"][:, 5], gc[:, k:])) if null else None
     # a zero cell in the 2x2 allele table (either allele absent from cases or from controls)
@@ -1521,14 +1519,14 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
         cj = xp.where(_c(xp, m), cov, xp.zeros_like(cov))
         cp = _pair_products(xp, cj)
         start = _null_logistic(xp, yj, _f64(xp, m), cj) if nv else None
-        null, cols = None, [_c(xp, _f64(xp, m)), cj, cp, _c(xp, yj)]
-        r0 = v0 = xp.zeros_like(yj)
+        null, r0 = None, None
+        v0 = xp.zeros_like(yj)
         if start is not None:
             v0, a0, r0 = _null_weights(xp, start, m, cj, yj)
             null = (start, v0, a0)
-            cols += [_c(xp, r0), cj * _c(xp, r0)]  # the gradient at the null model: w r0 [1, cov]
-        cc = xp.concat(cols, axis=1)
+        cc = _design_columns(xp, m, cj, cp, yj, r0)
         mcc = xp.matmul(_f64(xp, m), cc)
+        r0 = xp.zeros_like(yj) if r0 is None else r0
         shared = {}
 
         def fit(a, mode, defer):
@@ -1547,6 +1545,23 @@ def logistic_block(alt, founders, y, mask, covariates, *, firth: str = "fallback
                 res = xp.where(_c(xp, later), _scatter_rows(xp, later, xp.concat(fr, axis=0)), res)
         out.append(res)
     return xp.stack(out, axis=1)
+
+
+def _design_columns(xp, m, cov, cp, y, r0=None):
+    """Per-sample columns whose sums over each variant's samples (:func:`_a1_design`'s ``wcc``)
+    the logistic block needs: ``[1, cov, cp, y]`` and, with the null model's residuals ``r0``,
+    ``r0 [1, cov]`` (its gradient); all 0 outside ``m``.  :func:`_split_design_sums` splits them."""
+    cols = [_c(xp, _f64(xp, m)), cov, cp, _c(xp, y)]
+    if r0 is not None:
+        cols += [_c(xp, r0), cov * _c(xp, r0)]
+    return xp.concat(cols, axis=1)
+
+
+def _split_design_sums(wcc, k, n_pairs):
+    """:func:`_design_columns` sums ``wcc`` (V, q) as ``(n, w @ cov, w @ cp, w @ y, w r0 @ [1, cov])``
+    (the last with no columns without the null model)."""
+    e = k + 1 + n_pairs
+    return wcc[:, 0], wcc[:, 1:k + 1], wcc[:, k + 1:e], wcc[:, e], wcc[:, e + 1:]
 
 
 def _scatter_rows(xp, rows, values):
@@ -1930,11 +1945,9 @@ class AssociationScan:
         idle while its last chunks finish: 40.9 s at 8 chunks, 36-39 s at 32 for
         a logistic scan of 100,000 variants on 2 cores).
         """
-        import concurrent.futures
-
         import dask
 
-        from popgen.backend import to_cpu
+        from popgen.backend import computed_ahead, to_cpu
 
         compute = compute or dask.compute
         fields = self.fields
@@ -1944,26 +1957,11 @@ class AssociationScan:
             per_chunk = 8 * max(fields.chunks[0], default=1) * int(np.prod(fields.shape[1:]))
             batch = min(32, max(4, _RESULT_BYTES // max(1, per_chunk)))
         step = max(1, int(batch))
-        starts = list(range(0, n_blocks, step))
-
-        def run(b0):
-            idx = range(b0, min(n_blocks, b0 + step))
-            return idx, compute(*[fields.blocks[i] for i in idx])
-
-        from popgen.backend import helper_thread_compute
-
-        run = helper_thread_compute(run)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(run, starts[0]) if starts else None
-            try:
-                for k in range(len(starts)):
-                    idx, arrays = pending.result()
-                    pending = pool.submit(run, starts[k + 1]) if k + 1 < len(starts) else None
-                    for i, arr in zip(idx, arrays):
-                        yield self._chunk(int(bounds[i]), int(bounds[i + 1]), np.asarray(to_cpu(arr)))
-            finally:
-                if pending is not None:  # the consumer stopped early: drop the batch not started yet
-                    pending.cancel()
+        batches = [range(b0, min(n_blocks, b0 + step)) for b0 in range(0, n_blocks, step)]
+        results = computed_ahead(compute, ([fields.blocks[i] for i in idx] for idx in batches))
+        for idx, arrays in zip(batches, results):
+            for i, arr in zip(idx, arrays):
+                yield self._chunk(int(bounds[i]), int(bounds[i + 1]), np.asarray(to_cpu(arr)))
 
     def _chunk(self, start, stop, arr) -> ChunkResult:
         cols = {}

@@ -151,6 +151,28 @@ def _malloc_trim():
         return None
 
 
+def computed_ahead(compute, task_lists, *, trim: bool = False):
+    """``compute(*tasks)`` of each list in order; the next list computes (on a
+    thread, :func:`helper_thread_compute`) while the caller uses the current
+    result, so at most two are held.  ``trim``: return freed heap to the OS once
+    the caller is done with a result."""
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    compute = helper_thread_compute(compute)
+    with ThreadPoolExecutor(1) as pool:
+        ahead = None
+        for tasks in itertools.chain(task_lists, [None]):  # None: no more, yield the last
+            current, ahead = ahead, (pool.submit(compute, *tasks) if tasks is not None else None)
+            if current is not None:
+                result = current.result()
+                del current
+                yield result
+                del result
+                if trim:
+                    release_host_memory(collect=False)
+
+
 def helper_thread_compute(compute):
     """``compute`` for a thread other than the main one (a prefetching loop).
 

@@ -646,29 +646,6 @@ def _ratio(g, c):
     return xp.where(ok, g / xp.where(ok, c, xp.asarray(1.0, dtype=c.dtype)), xp.asarray(float("nan"), dtype=g.dtype))
 
 
-def _computed_ahead(compute, task_lists, *, trim: bool = False):
-    """``compute(*tasks)`` of each list in order; the next list computes (on a
-    thread) while the caller uses the current result, so at most two are held.
-    ``trim``: return freed heap to the OS once the caller is done with a result."""
-    import itertools
-    from concurrent.futures import ThreadPoolExecutor
-
-    from popgen.backend import helper_thread_compute, release_host_memory
-
-    compute = helper_thread_compute(compute)
-    with ThreadPoolExecutor(1) as pool:
-        ahead = None
-        for tasks in itertools.chain(task_lists, [None]):  # None: no more, yield the last
-            current, ahead = ahead, (pool.submit(compute, *tasks) if tasks is not None else None)
-            if current is not None:
-                result = current.result()
-                del current
-                yield result
-                del result
-                if trim:
-                    release_host_memory(collect=False)
-
-
 def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=None) -> list[str]:
     """Write a GRM as ``plink2 --make-rel`` does: ``O.rel`` or ``O.rel.bin``, and ``O.rel.id``.
 
@@ -699,6 +676,7 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
 
     import dask
 
+    from popgen.backend import computed_ahead
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns, write_table
 
@@ -717,7 +695,7 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
     else:
         jobs = [[K.blocks[I, J] for J in range(I + 1)] for I in range(nb)]  # noqa: E741
     with atomic_write(path, "wb") as f, tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".grm-") as spill:
-        for I, result in enumerate(_computed_ahead(compute, jobs)):  # noqa: E741
+        for I, result in enumerate(computed_ahead(compute, jobs)):  # noqa: E741
             blocks = [_host(b) for b in result]
             del result
             r0, r1 = bounds[I], bounds[I + 1]
@@ -757,6 +735,7 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
     import dask
     import zarr
 
+    from popgen.backend import computed_ahead
     from popgen.io.files import atomic_dir
     from popgen.io.reports import sample_columns, write_table
 
@@ -775,7 +754,7 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
         for col, name in (("IID", "sample_id"), ("#FID", "sample_family_id")):
             if col in ids:
                 root.array(name, np.asarray(ids[col].astype(str).tolist(), dtype=str))
-        for I, result in enumerate(_computed_ahead(compute, jobs)):  # noqa: E741
+        for I, result in enumerate(computed_ahead(compute, jobs)):  # noqa: E741
             blocks = [_host(b) for b in result]
             del result
             c0, c1 = bounds[I], bounds[I + 1]
@@ -1099,6 +1078,7 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     """
     import dask
 
+    from popgen.backend import computed_ahead
     from popgen.io.files import atomic_write
     from popgen.io.reports import sample_columns
 
@@ -1127,7 +1107,7 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     with atomic_write(path, "wb") as f:
         f.write(("\t".join(cols) + "\n").encode())
         # the next panel computes while this one is written; text buffers freed across threads trimmed
-        for parts in _computed_ahead(compute, (tasks for tasks, _ in panels), trim=True):
+        for parts in computed_ahead(compute, (tasks for tasks, _ in panels), trim=True):
             written += _write_panel(f, parts)
             del parts
     return {"path": path, "n_pairs": written, "n_filtered": n * (n - 1) // 2 - written}

@@ -99,25 +99,30 @@ def irls_pass(e_cov, b0, b1, g, w, y, vv, vg, rr, sums, rows=None):
     ``e_cov`` (C-contiguous float64) is overwritten; ``rr`` may be ``e_cov``.  ``rows``
     (int64, optional): row ``v`` of the outputs is row ``rows[v]`` of ``g`` and ``w``.
     """
-    rows = _rows(rows, e_cov)
-    _neg_eta(e_cov, b0, b1, g, rows)
-    with np.errstate(over="ignore"):
-        np.exp(e_cov, out=e_cov)
+    rows = _minus_eta(e_cov, b0, b1, g, rows)
+    _exp(e_cov, e_cov)
     _newton_from_exp(e_cov, g, w, y, rows, vv, vg, rr, sums)
 
 
 def residual_pass(e_cov, b0, b1, g, w, y, sums, rows=None):
     """The gradient residuals only: ``e_cov <- w (mu - y)`` (in place) and
     ``sums[v] = [sum rr, sum rr g]``; ``eta`` and ``rows`` as :func:`irls_pass`."""
-    rows = _rows(rows, e_cov)
-    _neg_eta(e_cov, b0, b1, g, rows)
-    with np.errstate(over="ignore"):
-        np.exp(e_cov, out=e_cov)
+    rows = _minus_eta(e_cov, b0, b1, g, rows)
+    _exp(e_cov, e_cov)
     _residual_from_exp(e_cov, g, w, y, rows, e_cov, sums)
 
 
-def _rows(rows, out):
-    return np.arange(out.shape[0], dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+def _minus_eta(e_cov, b0, b1, g, rows):
+    """``e_cov <- -eta`` in place (:func:`_neg_eta`); returns the int64 ``rows`` it used."""
+    rows = np.arange(e_cov.shape[0], dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+    _neg_eta(e_cov, np.ascontiguousarray(b0), np.ascontiguousarray(b1), g, rows)
+    return rows
+
+
+def _exp(x, out):
+    """NumPy's SIMD ``exp`` (overflow to inf is meant: ``mu = 1 / (1 + inf) = 0``)."""
+    with np.errstate(over="ignore"):
+        np.exp(x, out=out)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
@@ -246,11 +251,12 @@ def _evaluate_from_exp(neg_eta, ex, lu, g, w, y, mu, vv, vg, sums):
         sums[v, 3] = ll
 
 
-def evaluate_pass(neg_eta, g, w, y, ex, lu, mu, vv, vg, sums):
-    """Logistic model terms at ``eta`` (given as ``neg_eta = -eta``, C-contiguous float64):
-    see :func:`_evaluate_from_exp`; ``ex`` and ``lu`` are scratch buffers of its shape."""
-    with np.errstate(over="ignore"):
-        np.exp(neg_eta, out=ex)
+def evaluate_pass(e_cov, b0, b1, g, w, y, ex, lu, mu, vv, vg, sums):
+    """Logistic model terms (:func:`_evaluate_from_exp`) at ``eta`` as :func:`irls_pass` (``e_cov``
+    is overwritten with ``-eta``); ``ex`` and ``lu`` are scratch buffers of its shape."""
+    _minus_eta(e_cov, b0, b1, g, None)
+    neg_eta = e_cov
+    _exp(neg_eta, ex)
     _min_recip(ex, lu)
     np.log1p(lu, out=lu)
     _evaluate_from_exp(neg_eta, ex, lu, g, w, y, mu, vv, vg, sums)
