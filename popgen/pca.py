@@ -163,20 +163,6 @@ def xtxq_block(alt, alt_freq, q):
     return out[None, ...]
 
 
-def gram_block(alt, alt_freq, q):
-    """One variant chunk's share of ``(X Q)'(X Q)``: (1, l, l) float64 -- the Rayleigh-Ritz
-    matrix ``Q' X'X Q`` without an (N, l) output per chunk."""
-    from popgen.backend import namespace
-
-    xp = namespace(alt)
-    qd = xp.asarray(q, dtype=xp.float32)
-    out = xp.zeros((q.shape[1], q.shape[1]), dtype=xp.float64)
-    for x in _standardized_sub_blocks(alt, alt_freq):
-        y = xp.astype(xp.matmul(x, qd), xp.float64)
-        out = out + xp.matmul(xp.matrix_transpose(y), y)
-    return out[None, ...]
-
-
 def loadings_block(alt, alt_freq, v):
     """``X V`` for one variant chunk: (v_chunk, k) float64.  ``alt`` holds all samples."""
     from popgen.backend import namespace
@@ -385,27 +371,46 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
         (z,) = compute(parts.sum(axis=0))
         return np.asarray(to_cpu(z)) / n_variants
 
-    # block Krylov subspace (Musco & Musco 2015; the "blanczos" of Galinsky et al. 2016):
-    # keep every iterate, so that flat spectra beyond the top PCs converge in few passes
-    blocks = [q]
-    for _ in range(max(0, int(n_iter))):
-        q, _ = np.linalg.qr(xtxq(q))
-        blocks.append(q)
-    basis, _ = np.linalg.qr(np.concatenate(blocks, axis=1))
-    # Rayleigh-Ritz: basis' K basis = sum over chunks of (X_c basis)'(X_c basis) / M, an (l, l)
-    # output per chunk where X'(X basis) would hold an (N, l) one per chunk
-    bd = xp.asarray(basis, dtype=xp.float32)
-    w = basis.shape[1]
-    parts = da.blockwise(gram_block, "cab", alt, "cj", p, "c", bd, None, dtype=np.float64,
-                         new_axes={"a": w, "b": w}, adjust_chunks={"c": 1},
-                         meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
-    (t,) = compute(parts.sum(axis=0))
-    t = np.asarray(to_cpu(t)) / n_variants
+    # block Krylov subspace (Musco & Musco 2015; the "blanczos" of Galinsky et al. 2016): keep every
+    # block, so that flat spectra beyond the top PCs converge in few passes.  Each new block is
+    # orthogonalized against the earlier ones (block Lanczos with full reorthogonalization), so the
+    # basis C = [Q_0 .. Q_q] is orthonormal as built and the Rayleigh-Ritz matrix C'KC comes from
+    # the passes already made (C'[KQ_0 .. KQ_q]): one pass of width l per block, where
+    # orthogonalizing the concatenated blocks afterwards needs a pass over a basis of width l(q+1).
+    blocks, images = [q], []
+    for i in range(max(0, int(n_iter)) + 1):
+        images.append(xtxq(blocks[-1]))
+        if i == n_iter:
+            break
+        nxt = _orthonormal_complement(images[-1], np.concatenate(blocks, axis=1))
+        if nxt.shape[1] == 0:  # the basis spans every sample: the decomposition is exact
+            break
+        blocks.append(nxt)
+    basis = np.concatenate(blocks, axis=1)
+    t = basis.T @ np.concatenate(images, axis=1)
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     order = np.argsort(values)[::-1][:k]
     vectors = basis @ u[:, order]
     return vectors, values[order], {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
+
+
+def _orthonormal_complement(z, basis):
+    """Orthonormal columns spanning ``z``'s part outside ``basis`` (orthonormal, (N, b)).
+
+    Projected out twice ("twice is enough", Parlett), before and after the QR: columns of ``z``
+    already (nearly) in ``span(basis)`` leave rounding noise, which the QR scales up to unit
+    length, and the second projection keeps it orthogonal to ``basis``.  At most ``N - b`` columns.
+    """
+    room = basis.shape[0] - basis.shape[1]
+    if room <= 0:
+        return z[:, :0]
+    w = z[:, :room]
+    for _ in range(2):
+        w = w - basis @ (basis.T @ w)
+        w = w - basis @ (basis.T @ w)
+        w, _ = np.linalg.qr(w)
+    return w
 
 
 def _loadings(alt, af, vectors, compute):

@@ -39,21 +39,17 @@ def randomized_gemm_flops(n_samples: int, n_variants: int, k: int = N_PCS, n_ite
     """Float32 GEMM flops of ``popgen.pca._randomized`` plus ``_loadings``.
 
     Each streaming pass computes ``X'(X Q)`` for Q of width w: ``X Q`` and
-    ``X' (XQ)`` are 2 M N w flops each.  ``_randomized`` makes ``n_iter`` passes
-    of width ``l = k + oversamples``, then one over the concatenated Krylov
-    basis of width ``w = l (n_iter + 1)`` that only forms ``X B`` (2 M N w; the
-    Rayleigh-Ritz matrix ``(XB)'(XB)`` adds 2 M w^2); ``_loadings`` computes
-    ``X V`` (2 M N k).
-    Host-side QRs and eigendecompositions (N x l) are not counted.
+    ``X' (XQ)`` are 2 M N w flops each.  ``_randomized`` makes ``n_iter + 1``
+    passes of width ``l = k + oversamples`` (block Lanczos: the Rayleigh-Ritz
+    matrix comes from the passes' products); ``_loadings`` computes ``X V``
+    (2 M N k).  Host-side QRs and eigendecompositions (N x l) are not counted.
     """
     m, n = n_variants, n_samples
     l = min(k + n_oversamples, n - 1)  # noqa: E741
-    width_final = min(l * (n_iter + 1), n)
-    iterations = n_iter * 4 * m * n * l
-    final = 2 * m * n * width_final + 2 * m * width_final**2
+    iterations = (n_iter + 1) * 4 * m * n * l
     loadings = 2 * m * n * k
-    return {"iterations": iterations, "final": final, "loadings": loadings,
-            "total": iterations + final + loadings, "passes": n_iter + 2}
+    return {"iterations": iterations, "loadings": loadings, "total": iterations + loadings,
+            "passes": n_iter + 2}
 
 
 def _eigenvalues(path):
@@ -297,10 +293,9 @@ def main(argv=None) -> int:
     if gemm_rows:
         tables["popgen's PCA step vs the machine's float32 GEMM rate"] = (gemm_rows, list(gemm_rows[0]))
         f = randomized_gemm_flops(args.n_samples, args.n_variants)
-        notes.append(f"GEMM flops counted from popgen.pca._randomized: {N_ITER} passes of width "
-                     f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), one of width "
-                     f"{(N_PCS + N_OVERSAMPLES) * (N_ITER + 1)} ({f['final'] / 1e9:.1f} GFLOP), loadings "
-                     f"({f['loadings'] / 1e9:.1f} GFLOP); 4 M N w per power pass of width w, 2 M N w for the final X B.")
+        notes.append(f"GEMM flops counted from popgen.pca._randomized: {N_ITER + 1} passes of width "
+                     f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), loadings "
+                     f"({f['loadings'] / 1e9:.1f} GFLOP); 4 M N w per pass of width w, 2 M N k for the loadings.")
 
     if args.exact:
         ex = run_pair(args, prefix, args.n_variants, exact=True, clusters=clusters)
