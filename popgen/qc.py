@@ -39,6 +39,10 @@ def variant_counts_block(alt, samples=None):
     """
     from popgen.backend import namespace
 
+    if isinstance(alt, np.ndarray):  # one numba pass instead of six
+        from popgen.kernels.qc import variant_counts_cpu
+
+        return variant_counts_cpu(alt, None if samples is None else np.asarray(samples))
     xp = namespace(alt)
     called, het, hom_alt = alt >= 0, alt == 1, alt == 2
     if samples is not None:

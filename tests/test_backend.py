@@ -99,6 +99,7 @@ def test_block_math_matches_numpy_oracle(rng, backend_name):
     np.testing.assert_array_equal(vc[:, 2], (g == 2).sum(1))
     vcm = to_np(variant_counts_block(x, xp.asarray(samples)))
     np.testing.assert_array_equal(vcm[:, 0], (g[:, samples] >= 0).sum(1))
+    np.testing.assert_array_equal(vcm[:, 1], (g[:, samples] == 1).sum(1))
     np.testing.assert_array_equal(vcm[:, 2], (g[:, samples] == 2).sum(1))
     sc = to_np(sample_counts_block(x))
     np.testing.assert_array_equal(sc[:, 0], (g >= 0).sum(0))
