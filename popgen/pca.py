@@ -554,7 +554,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     pcs = [f"PC{i + 1}" for i in range(k)]
     cols = sample_columns(ds)
     for i, name in enumerate(pcs):
-        cols[name] = fmt_g(result.eigenvectors[:, i])
+        cols[name] = Formatted(result.eigenvectors[:, i])
     write_table(f"{prefix}.eigenvec", cols)
     v = variant_columns(ds)
     w = result.allele_weights
@@ -577,7 +577,8 @@ def write_reference(prefix, ds, eigenvalues, unit_loadings, alt_freq, call_rate,
     loadings of ``ds``'s variants) and ``.pca.json`` (``n_variants`` M, ``missing`` and ``meta``)."""
     from popgen import __version__
     from popgen.io.files import atomic_write
-    from popgen.io.reports import Formatted, fmt_9g, fmt_g, variant_columns, write_table
+    from popgen.io.reports import Formatted, fmt_g, variant_columns, write_table
+    from popgen.io.textfmt import format_g9
 
     k = len(eigenvalues)
     if eigenval:
@@ -587,7 +588,7 @@ def write_reference(prefix, ds, eigenvalues, unit_loadings, alt_freq, call_rate,
     var["ALT_FREQS"] = Formatted(alt_freq)
     var["CALL_RATE"] = Formatted(call_rate)
     for i in range(k):
-        var[f"PC{i + 1}"] = Formatted(unit_loadings[:, i], fmt_9g)
+        var[f"PC{i + 1}"] = Formatted(unit_loadings[:, i], format_g9)
     write_table(f"{prefix}.eigenvec.var", var)
     meta = {"popgen": __version__, "n_components": int(k), "n_variants": int(n_variants), **meta}
     with atomic_write(f"{prefix}.pca.json") as f:

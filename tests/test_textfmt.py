@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from popgen.io.reports import fmt_g
-from popgen.io.textfmt import format_g6, format_int, join_rows
+from popgen.io.reports import fmt_9g, fmt_g
+from popgen.io.textfmt import format_g6, format_g9, format_int, join_rows
 
 
 def test_format_g6_equals_fmt_g(rng):
@@ -20,6 +20,17 @@ def test_format_g6_equals_fmt_g(rng):
     sub = np.array([1.5e-310, -2.25e-315, 4.9e-324, 1.23456789e-300])  # subnormals and near them
     assert format_g6(sub).tolist() == [b"1.5e-310", b"-2.25e-315", b"4.94066e-324", b"1.23457e-300"]
     assert fmt_g(sub).tolist() == [s.decode() for s in format_g6(sub)]
+
+
+def test_format_g9_equals_printf_but_near_ties(rng):
+    x = np.concatenate([rng.standard_normal(20000) * 10.0 ** rng.integers(-12, 12, 20000),
+                        [0.0, -0.0, 1e-5, 1e-4, 1.0, 10.0, 123456789.0, 1234567891.0, 0.5, 1e308, 1.5e-310]])
+    got, expected = format_g9(x).astype(str), fmt_9g(x).astype(str)
+    same = got == expected
+    assert same.mean() > 0.999  # only the last digit of near-ties may differ (scaled, not exact, rounding)
+    np.testing.assert_allclose(got[~same].astype(float), x[~same], rtol=6e-9)
+    assert all(len(a) == len(b) for a, b in zip(got[~same], expected[~same]))
+    assert format_g9([np.nan, np.inf]).tolist() == [b"NA", b"NA"]
 
 
 def test_format_int_and_join_rows():

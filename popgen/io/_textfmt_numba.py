@@ -18,8 +18,12 @@ def put_digits(out, pos, value, n_digits):
 
 
 @numba.njit(nogil=True, cache=True)
-def put_g6(o, pos, v, na):
-    """Write ``%.6g`` of PLINK 2's 6-digit rounding of ``v`` at ``o[pos:]``; return the new position.
+def put_g(o, pos, v, na, n_digits, plink_ties):
+    """Write ``%.{n_digits}g`` of ``v`` at ``o[pos:]``; return the new position.
+
+    With ``plink_ties`` (6 digits), PLINK 2's rounding: half to even within 5e-7 of a tie;
+    else half up on the scaled value (the last digit may differ from C's exactly rounded
+    ``printf`` near ties).
 
     Non-finite values as ``NA`` when ``na``, else ``nan``, ``inf``, ``-inf`` (as PLINK 2's
     pair reports print them).
@@ -45,32 +49,35 @@ def put_g6(o, pos, v, na):
         o[pos] = 48
         return pos + 1
     shift = 0
-    if v < 1e-290:  # subnormal range: keep 10^(5 - e) finite
+    lo = 10 ** (n_digits - 1)
+    if v < 1e-290:  # subnormal range: keep 10^(n_digits - 1 - e) finite
         v *= 1e100
         shift = 100
-    # PLINK 2's rounding to 6 significant digits (reports.round_plink2): half to even
-    # within 5e-7 of a tie
     e = int(np.floor(np.log10(v)))
-    scaled = v * 10.0 ** (5 - e)
-    if scaled < 1e5:
+    scaled = v * 10.0 ** (n_digits - 1 - e)
+    if scaled < lo:
         e -= 1
-        scaled = v * 10.0 ** (5 - e)
-    elif scaled >= 1e6:
+        scaled = v * 10.0 ** (n_digits - 1 - e)
+    elif scaled >= 10 * lo:
         e += 1
-        scaled = v * 10.0 ** (5 - e)
+        scaled = v * 10.0 ** (n_digits - 1 - e)
     whole = np.floor(scaled)
     m = int(whole)
-    if (scaled - whole) + (0.4999995 if m % 2 == 0 else 0.5000005) >= 1.0:
+    if plink_ties:  # reports.round_plink2
+        up = (scaled - whole) + (0.4999995 if m % 2 == 0 else 0.5000005) >= 1.0
+    else:
+        up = scaled - whole >= 0.5
+    if up:
         m += 1
-    if m >= 1000000:
+    if m >= 10 * lo:
         m //= 10
         e += 1
     e -= shift
-    n_sig = 6  # significant digits left after stripping trailing zeros
+    n_sig = n_digits  # significant digits left after stripping trailing zeros
     while n_sig > 1 and m % 10 == 0:
         m //= 10
         n_sig -= 1
-    if e < -4 or e >= 6:  # d.ddddde+XX
+    if e < -4 or e >= n_digits:  # d.ddddde+XX
         lead = m
         for _ in range(n_sig - 1):
             lead //= 10
@@ -101,6 +108,23 @@ def put_g6(o, pos, v, na):
         o[pos] = 48
         pos += 1
     return put_digits(o, pos, m, n_sig)
+
+
+@numba.njit(nogil=True, cache=True)
+def put_g6(o, pos, v, na):
+    """Write ``%.6g`` of PLINK 2's 6-digit rounding of ``v`` at ``o[pos:]``; return the new position.
+
+    Non-finite values as ``NA`` when ``na``, else ``nan``, ``inf``, ``-inf`` (as PLINK 2's
+    pair reports print them).
+    """
+    return put_g(o, pos, v, na, 6, True)
+
+
+@numba.njit(nogil=True, cache=True)
+def g9(x, out):
+    """``%.9g`` of each value into the rows of ``out`` (NUL padded; non-finite as NA)."""
+    for i in range(x.shape[0]):
+        put_g(out[i], 0, x[i], True, 9, False)
 
 
 @numba.njit(nogil=True, cache=True)

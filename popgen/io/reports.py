@@ -107,15 +107,15 @@ def write_table(path, columns: dict) -> None:
     """Write equal-length columns as a tab-separated file with a header, ``TABLE_BLOCK`` rows
     at a time (memory bounded by the block, whatever the table's length).  Columns are
     arrays, or :class:`Formatted` numbers converted to text block by block."""
+    from popgen.io.textfmt import join_rows
+
     names = list(columns)
     cols = list(columns.values())
     n = len(cols[0]) if cols else 0
     with atomic_write(path) as f:
         f.write("\t".join(names) + "\n")
         for i in range(0, n, TABLE_BLOCK):
-            block = [np.asarray(c[i:i + TABLE_BLOCK]).astype(str) for c in cols]
-            f.write("\n".join("\t".join(r) for r in np.stack(block, axis=1).tolist()))
-            f.write("\n")
+            f.write(join_rows([c[i:i + TABLE_BLOCK] for c in cols]))
 
 
 def write_afreq(path, ds, ac: np.ndarray) -> None:

@@ -12,6 +12,7 @@ block by another.
   ``reports.fmt_g`` (NaN and infinities as ``NA``), from
   :func:`popgen.io._textfmt_numba.put_g6`, which the pair reports
   (:mod:`popgen._text`) share;
+* :func:`format_g9` -- float64 values -> ``%.9g`` as ``S16`` (loadings for projection);
 * :func:`format_int` -- integers -> ``S20`` byte strings;
 * :func:`to_bytes` -- any column (strings, integers) -> an ``S`` array;
 * :func:`join_rows` -- ``S`` columns -> tab-separated lines (a ``str``).
@@ -28,9 +29,9 @@ _jitted = None
 
 
 def _jit():
-    from popgen.io._textfmt_numba import g6, ints, join
+    from popgen.io._textfmt_numba import g6, g9, ints, join
 
-    return g6, join, ints
+    return g6, join, ints, g9
 
 
 def _kernels():
@@ -45,6 +46,15 @@ def format_g6(x) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.zeros((x.shape[0], _WIDTH), dtype=np.uint8)
     _kernels()[0](x, out)
+    return out.view(f"S{_WIDTH}").reshape(-1)
+
+
+def format_g9(x) -> np.ndarray:
+    """Floats with 9 significant digits (``%.9g``; the last digit may differ from ``printf``'s
+    exactly rounded one near a tie): an ``S16`` array, ``NA`` for NaN and infinities."""
+    x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    out = np.zeros((x.shape[0], _WIDTH), dtype=np.uint8)
+    _kernels()[3](x, out)
     return out.view(f"S{_WIDTH}").reshape(-1)
 
 
