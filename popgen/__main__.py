@@ -1,6 +1,4 @@
-import sys
-
-from popgen.cli import main
+from popgen.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -444,5 +444,10 @@ if __name__ == "__main__":
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: process-wide settings (:func:`popgen.backend.tune_process_heap`,
+    :func:`popgen.backend.hide_absent_gpu_stack`), then :func:`main`."""
+    from popgen import backend
+
+    backend.tune_process_heap()
+    backend.hide_absent_gpu_stack()
     sys.exit(main())

@@ -151,3 +151,26 @@ def test_helper_thread_computes_use_one_thread_per_core():
         used = set(pool.submit(helper_thread_compute(dask.compute), *tasks).result())
         unbounded = set(pool.submit(dask.compute, *tasks).result())
     assert len(used) <= cpu_count() < len(unbounded)
+
+
+def test_process_setup_tunes_heap_and_hides_cupy_without_driver():
+    """What the popgen command does first (cli.entry), in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from popgen import backend;"
+            "tuned = backend.tune_process_heap(); hidden = backend.hide_absent_gpu_stack();"
+            "import dask.array;"
+            "print(tuned, hidden, backend.gpu_status()[0], sys.modules.get('cupy') is not None)")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    tuned, hidden, gpu, cupy_loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                     check=True, env=env).stdout.split()
+    import platform
+
+    assert tuned == str(platform.libc_ver()[0] == "glibc")
+    assert hidden == str(gpu == "False")  # hidden exactly where no GPU can run
+    if gpu == "False":
+        assert cupy_loaded == "False"  # dask.array no longer imports CuPy
+    env["MALLOC_TRIM_THRESHOLD_"] = "1000000"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split()[0] == "False"
