@@ -137,14 +137,19 @@ def _sub_rows(alt) -> int:
     return max(16, _SUB_BYTES // max(1, 4 * alt.shape[1]))
 
 
+def _row_slices(alt):
+    """``(start, stop)`` of :func:`_sub_rows` variants of ``alt`` at a time."""
+    step = _sub_rows(alt)
+    for r in range(0, alt.shape[0], step):
+        yield r, min(r + step, alt.shape[0])  # in bounds: the array API leaves out-of-bounds stops unspecified
+
+
 def _standardized_sub_blocks(alt, alt_freq):
     """:func:`standardize_block` of :func:`_sub_rows` variants of ``alt`` at a time."""
     from popgen.backend import namespace
 
     p = namespace(alt).asarray(alt_freq)
-    step = _sub_rows(alt)
-    for r in range(0, alt.shape[0], step):
-        e = min(r + step, alt.shape[0])  # in bounds: the array API leaves out-of-bounds stops unspecified
+    for r, e in _row_slices(alt):
         yield standardize_block(alt[r:e, :], p[r:e])
 
 
@@ -167,28 +172,38 @@ def xtxq_block(alt, alt_freq, q):
 
 
 def loadings_block(alt, alt_freq, v):
-    """``X V`` for one variant chunk: (v_chunk, k) float64.  ``alt`` holds all samples."""
+    """``X V`` for one variant chunk: (v_chunk, k) float64.  ``alt`` holds all samples.
+    Standardized ``_SUB_BYTES`` of variants at a time (the chunk's float32 ``X`` would
+    be 16x its int8 calls)."""
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    x = standardize_block(alt, alt_freq)
-    return xp.astype(xp.matmul(x, xp.asarray(v, dtype=xp.float32)), xp.float64)
+    vd = xp.asarray(v, dtype=xp.float32)
+    parts = [xp.astype(xp.matmul(x, vd), xp.float64) for x in _standardized_sub_blocks(alt, alt_freq)]
+    return xp.concat(parts, axis=0) if parts else xp.zeros((0, v.shape[1]), dtype=xp.float64)
 
 
 def project_block(alt, alt_freq, loadings, call_rate, flip):
     """One variant chunk's share of the projection: (1, s, k + 1) float64.
 
     Columns 0..k-1: ``sum_v x_vi L_vk``; column k: ``sum_v called_vi c_v``.
+    ``_SUB_BYTES`` of variants at a time.
     """
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    a = flip_alleles_block(alt, flip)
-    x = standardize_block(a, alt_freq)
-    num = xp.matmul(xp.matrix_transpose(x), xp.asarray(loadings, dtype=xp.float32))
-    den = xp.matmul(xp.matrix_transpose(xp.astype(a >= 0, xp.float32)),
-                    xp.asarray(call_rate, dtype=xp.float32)[:, None])
-    return xp.astype(xp.concat([num, den], axis=1), xp.float64)[None, ...]
+    p, flip = xp.asarray(alt_freq), xp.asarray(flip)
+    lc = xp.concat([xp.asarray(loadings, dtype=xp.float32), xp.asarray(call_rate, dtype=xp.float32)[:, None]],
+                   axis=1)
+    k = lc.shape[1] - 1
+    out = xp.zeros((alt.shape[1], k + 1), dtype=xp.float64)
+    for r, e in _row_slices(alt):
+        a = flip_alleles_block(alt[r:e, :], flip[r:e])
+        x = standardize_block(a, p[r:e])
+        num = xp.matmul(xp.matrix_transpose(x), lc[r:e, :k])
+        den = xp.matmul(xp.matrix_transpose(xp.astype(a >= 0, xp.float32)), lc[r:e, k:])
+        out = out + xp.astype(xp.concat([num, den], axis=1), xp.float64)
+    return out[None, ...]
 
 
 # ------------------------------------------------------------------ results

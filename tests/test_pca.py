@@ -264,3 +264,14 @@ def test_pass_blocks_in_sub_blocks_equal_oracle(rng, monkeypatch, backend_name):
     assert pca._sub_rows(g) == 16
     got = np.asarray(pca.xtxq_block(xp.asarray(g), xp.asarray(p), xp.asarray(q)))
     np.testing.assert_allclose(got[0], x.T @ (x @ q), rtol=1e-4, atol=1e-4)  # float32 products
+    v = rng.standard_normal((9, 2))
+    got = np.asarray(pca.loadings_block(xp.asarray(g), xp.asarray(p), xp.asarray(v)))
+    np.testing.assert_allclose(got, x @ v, rtol=1e-4, atol=1e-4)
+    flip = rng.random(70) < 0.3
+    c = rng.random(70)
+    lo = rng.standard_normal((70, 3))
+    got = np.asarray(pca.project_block(xp.asarray(g), xp.asarray(p), xp.asarray(lo), xp.asarray(c), xp.asarray(flip)))
+    gf = np.where(flip[:, None] & (g >= 0), 2 - g, g)
+    xf = np.where((gf >= 0) & (sd > 0)[:, None], (gf - 2 * p[:, None]) / np.where(sd > 0, sd, 1)[:, None], 0.0)
+    np.testing.assert_allclose(got[0, :, :3], xf.T @ lo, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[0, :, 3], (gf >= 0).T.astype(float) @ c, rtol=1e-5)
