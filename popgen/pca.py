@@ -86,16 +86,26 @@ def standardize_block(alt, alt_freq, dtype=None):
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    dtype = dtype or xp.float32
+    return _standardize_with(alt, _standardize_table(xp, alt_freq, dtype or xp.float32))
+
+
+def _standardize_table(xp, alt_freq, dtype):
+    """Per-variant values of g = 0, 1, 2 and missing: (v, 4) ``dtype``."""
     p = xp.asarray(alt_freq, dtype=xp.float64)
     poly = (p > 0) & (p < 1)
     p = xp.where(poly, p, xp.asarray(0.5, dtype=xp.float64))
     inv_sd = xp.where(poly, 1.0 / xp.sqrt(2.0 * p * (1.0 - p)), xp.asarray(0.0, dtype=xp.float64))
-    # per-variant value of g = 0, 1, 2 and missing: one gather instead of arithmetic on the block
     table = xp.stack([(-2.0 * p) * inv_sd, (1.0 - 2.0 * p) * inv_sd, (2.0 - 2.0 * p) * inv_sd,
                       xp.zeros_like(p)], axis=1)
-    table = xp.astype(table, dtype)
-    if dtype == xp.float32 and type(alt).__module__.split(".")[0] in ("numpy", "cupy"):
+    return xp.astype(table, dtype)
+
+
+def _standardize_with(alt, table):
+    """``table[v, g]`` for each call (one gather instead of arithmetic on the block)."""
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    if table.dtype == xp.float32 and type(alt).__module__.split(".")[0] in ("numpy", "cupy"):
         from popgen.kernels import get  # the registered kernel: numba on CPU, CUDA on GPU
 
         return get("standardize_alt")(alt, table)
@@ -148,9 +158,10 @@ def _standardized_sub_blocks(alt, alt_freq):
     """:func:`standardize_block` of :func:`_sub_rows` variants of ``alt`` at a time."""
     from popgen.backend import namespace
 
-    p = namespace(alt).asarray(alt_freq)
+    xp = namespace(alt)
+    table = _standardize_table(xp, alt_freq, xp.float32)
     for r, e in _row_slices(alt):
-        yield standardize_block(alt[r:e, :], p[r:e])
+        yield _standardize_with(alt[r:e, :], table[r:e, :])
 
 
 def xtxq_block(alt, alt_freq, q):

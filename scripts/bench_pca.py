@@ -142,14 +142,14 @@ def profile(prefix, n_samples, n_variants, *, top: int = 25) -> dict:
         (plink, "_decode_block"): plink._decode_block,
         (plink, "genotype_from_alt_count"): plink.genotype_from_alt_count,
         (genotypes, "alt_count_from_genotype"): genotypes.alt_count_from_genotype,
-        (pca_mod, "standardize_block"): pca_mod.standardize_block,
+        (pca_mod, "_standardize_with"): pca_mod._standardize_with,
         (pca_mod, "xtxq_block"): pca_mod.xtxq_block,
         (pca_mod, "loadings_block"): pca_mod.loadings_block,
     }
     names = {"_decode_block": "decode .bed (2-bit -> int8)",
              "genotype_from_alt_count": "ALT count -> genotype (v, s, 2)",
              "alt_count_from_genotype": "genotype -> ALT count",
-             "standardize_block": "standardize",
+             "_standardize_with": "standardize",
              "xtxq_block": "xtxq_block (standardize + 2 GEMMs)",
              "loadings_block": "loadings_block (standardize + GEMM)"}
 
