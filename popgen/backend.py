@@ -148,7 +148,7 @@ def release_host_memory(collect: bool = True) -> None:
 #: come from (and return to) the heap, not fresh ``mmap`` pages
 HEAP_MMAP_THRESHOLD = 64 * 2**20
 #: free memory at the top of the heap kept for reuse before it is returned to the OS
-HEAP_TRIM_THRESHOLD = 256 * 2**20
+HEAP_TRIM_THRESHOLD = 32 * 2**20
 
 
 def tune_process_heap() -> bool:
@@ -158,8 +158,9 @@ def tune_process_heap() -> bool:
     standardized sub-blocks) thousands of times.  With glibc's defaults many of
     them are fresh ``mmap`` pages, zeroed by the kernel on first touch: a PCA of
     10k x 100k took 1.1 M page faults and 6 s of system time (of 41 s CPU); with
-    the heap keeping them, 0.13 M and 1.1 s, 10% less wall time for PCA and
-    logistic GWAS, for 5-10% more peak memory.  For the popgen command's process
+    the heap keeping them, 0.3 M and ~1.3 s, 10% less wall time for PCA and
+    logistic GWAS.  Free memory above 32 MiB at the heap's top still goes back
+    (a 256 MiB threshold saved no more time and kept 35 MB more at the PCA's peak).  For the popgen command's process
     only (not on import); kept as is when ``MALLOC_MMAP_THRESHOLD_`` or
     ``MALLOC_TRIM_THRESHOLD_`` are set, and a no-op without glibc.  Returns
     whether the settings were applied.

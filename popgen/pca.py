@@ -164,8 +164,13 @@ def _standardized_sub_blocks(alt, alt_freq):
         yield _standardize_with(alt[r:e, :], table[r:e, :])
 
 
-def xtxq_block(alt, alt_freq, q):
-    """One variant chunk's share of ``X'(X Q)``: (1, N, l) float64.  ``alt`` holds all samples.
+def pass_block(alt, alt_freq, q, height: int):
+    """One variant chunk's share of a randomized-PCA pass: (1, N + height, l) float64.
+
+    Rows ``[0, N)``: ``X_c'(X_c Q)`` (summed over chunks: ``X'XQ``); rows ``N ..
+    N + v_c``: ``X_c Q`` (this chunk's variants, for the loadings), zero-padded to
+    ``height`` >= v_c rows, so that every chunk's output has one shape.
+    ``alt`` holds all samples.
 
     Standardized ``_SUB_BYTES`` of variants at a time, so that ``X_s`` of the
     second product is read from cache where ``X_s Q`` left it, and summed as
@@ -177,9 +182,20 @@ def xtxq_block(alt, alt_freq, q):
     xp = namespace(alt)
     qd = xp.asarray(q, dtype=xp.float32)
     out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float64)
+    ys = []
     for x in _standardized_sub_blocks(alt, alt_freq):
-        out = out + xp.astype(xp.matmul(xp.matrix_transpose(xp.matmul(x, qd)), x), xp.float64)
-    return xp.matrix_transpose(out)[None, ...]
+        y = xp.matmul(x, qd)
+        ys.append(xp.astype(y, xp.float64))
+        out = out + xp.astype(xp.matmul(xp.matrix_transpose(y), x), xp.float64)
+    pad = xp.zeros((height - alt.shape[0], q.shape[1]), dtype=xp.float64)
+    return xp.concat([xp.matrix_transpose(out)] + ys + [pad], axis=0)[None, ...]
+
+
+def _rows_copy(block, start: int):
+    """``block[:, start:, :]`` as a new array (not a view holding ``block``)."""
+    from popgen.backend import namespace
+
+    return namespace(block).asarray(block[:, start:, :], copy=True)
 
 
 def loadings_block(alt, alt_freq, v):
@@ -332,11 +348,13 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
     alt = alt_allele_count(ds)
     if solver == "exact":
         vectors, values = _exact(alt, af, k, missing, n_variants, compute)
+        vectors, _ = _sign_fix(vectors)
+        loadings = _loadings(alt, af, vectors, compute)
         meta = {}
     else:
-        vectors, values, meta = _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute)
-    vectors, _ = _sign_fix(vectors)
-    loadings = _loadings(alt, af, vectors, compute)
+        vectors, values, loadings, meta = _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute)
+        vectors, signs = _sign_fix(vectors)
+        loadings = loadings * signs
     return PCAResult(vectors, values, loadings, af, rate, n_variants, solver, missing, meta)
 
 
@@ -391,14 +409,20 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     q = rng.standard_normal((n_samples, l))  # drawn on the host: identical start on every device
     q, _ = np.linalg.qr(q)
 
+    height = max(alt.chunks[0])
+
     def xtxq(q_host):
+        """``(X'X Q / M, X Q)``: one pass over the genotypes (all samples (j) in one chunk)."""
         qd = xp.asarray(q_host, dtype=xp.float32)
-        # per variant chunk c: X_c' (X_c Q), shape (1, N, l); samples (j) are one chunk
-        parts = da.blockwise(xtxq_block, "cil", alt, "cj", p, "c", qd, None, dtype=np.float64,
-                             new_axes={"i": n_samples, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
+        parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, height, None, dtype=np.float64,
+                             new_axes={"i": n_samples + height, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
                              meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
-        (z,) = compute(parts.sum(axis=0))
-        return np.asarray(to_cpu(z)) / n_variants
+        # copies, not views: a view of each chunk's rows of X Q would keep its whole output alive
+        y = parts.map_blocks(_rows_copy, n_samples, chunks=(1, height, q_host.shape[1]), dtype=np.float64)
+        z, y = compute(parts[:, :n_samples, :].sum(axis=0), y)
+        y = np.asarray(to_cpu(y), dtype=np.float32)  # (chunks, height, l): each chunk's X_c Q, padded
+        y = np.concatenate([y[c, :rows] for c, rows in enumerate(alt.chunks[0])], axis=0)
+        return np.asarray(to_cpu(z)) / n_variants, y
 
     # block Krylov subspace (Musco & Musco 2015; the "blanczos" of Galinsky et al. 2016): keep every
     # block, so that flat spectra beyond the top PCs converge in few passes.  Each new block is
@@ -406,9 +430,11 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     # basis C = [Q_0 .. Q_q] is orthonormal as built and the Rayleigh-Ritz matrix C'KC comes from
     # the passes already made (C'[KQ_0 .. KQ_q]): one pass of width l per block, where
     # orthogonalizing the concatenated blocks afterwards needs a pass over a basis of width l(q+1).
-    blocks, images = [q], []
+    blocks, images, xq = [q], [], []
     for i in range(max(0, int(n_iter)) + 1):
-        images.append(xtxq(blocks[-1]))
+        z, y = xtxq(blocks[-1])
+        images.append(z)
+        xq.append(y)
         if i == n_iter:
             break
         nxt = _orthonormal_complement(images[-1], np.concatenate(blocks, axis=1))
@@ -421,7 +447,11 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     values, u = np.linalg.eigh(t)
     order = np.argsort(values)[::-1][:k]
     vectors = basis @ u[:, order]
-    return vectors, values[order], {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
+    # loadings X V = [X Q_0 .. X Q_q] u from the passes' products: no pass of their own
+    # (block by block: one float64 copy of a block at a time, not of all of them)
+    starts = np.cumsum([0] + [y.shape[1] for y in xq])
+    loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
+    return vectors, values[order], loadings, {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
 
 
 def _orthonormal_complement(z, basis):

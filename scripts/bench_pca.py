@@ -36,20 +36,18 @@ N_OVERSAMPLES = 10
 
 def randomized_gemm_flops(n_samples: int, n_variants: int, k: int = N_PCS, n_iter: int = N_ITER,
                           n_oversamples: int = N_OVERSAMPLES) -> dict:
-    """Float32 GEMM flops of ``popgen.pca._randomized`` plus ``_loadings``.
+    """Float32 GEMM flops of ``popgen.pca._randomized``.
 
     Each streaming pass computes ``X'(X Q)`` for Q of width w: ``X Q`` and
     ``X' (XQ)`` are 2 M N w flops each.  ``_randomized`` makes ``n_iter + 1``
     passes of width ``l = k + oversamples`` (block Lanczos: the Rayleigh-Ritz
-    matrix comes from the passes' products); ``_loadings`` computes ``X V``
-    (2 M N k).  Host-side QRs and eigendecompositions (N x l) are not counted.
+    matrix and the loadings come from the passes' products).  Host-side QRs,
+    eigendecompositions and the (M x l(q+1)) loadings product are not counted.
     """
     m, n = n_variants, n_samples
     l = min(k + n_oversamples, n - 1)  # noqa: E741
     iterations = (n_iter + 1) * 4 * m * n * l
-    loadings = 2 * m * n * k
-    return {"iterations": iterations, "loadings": loadings, "total": iterations + loadings,
-            "passes": n_iter + 2}
+    return {"iterations": iterations, "total": iterations, "passes": n_iter + 2}
 
 
 def _eigenvalues(path):
@@ -143,15 +141,13 @@ def profile(prefix, n_samples, n_variants, *, top: int = 25) -> dict:
         (plink, "genotype_from_alt_count"): plink.genotype_from_alt_count,
         (genotypes, "alt_count_from_genotype"): genotypes.alt_count_from_genotype,
         (pca_mod, "_standardize_with"): pca_mod._standardize_with,
-        (pca_mod, "xtxq_block"): pca_mod.xtxq_block,
-        (pca_mod, "loadings_block"): pca_mod.loadings_block,
+        (pca_mod, "pass_block"): pca_mod.pass_block,
     }
     names = {"_decode_block": "decode .bed (2-bit -> int8)",
              "genotype_from_alt_count": "ALT count -> genotype (v, s, 2)",
              "alt_count_from_genotype": "genotype -> ALT count",
              "_standardize_with": "standardize",
-             "xtxq_block": "xtxq_block (standardize + 2 GEMMs)",
-             "loadings_block": "loadings_block (standardize + GEMM)"}
+             "pass_block": "pass_block (standardize + 2 GEMMs)"}
 
     def run():
         ds = plink.read_plink(prefix)
@@ -183,7 +179,7 @@ def profile(prefix, n_samples, n_variants, *, top: int = 25) -> dict:
         prof.disable()
 
     std = spent.get(names["standardize_block"], 0.0)
-    gemm_blocks = spent.get(names["xtxq_block"], 0.0) + spent.get(names["loadings_block"], 0.0)
+    gemm_blocks = spent.get(names["pass_block"], 0.0)
     gemm = gemm_blocks - std  # every standardize_block call happens inside the GEMM blocks
     parts = [spent.get(names[a], 0.0) for a in ("_decode_block", "genotype_from_alt_count", "alt_count_from_genotype")]
     decode = sum(parts)
@@ -294,8 +290,8 @@ def main(argv=None) -> int:
         tables["popgen's PCA step vs the machine's float32 GEMM rate"] = (gemm_rows, list(gemm_rows[0]))
         f = randomized_gemm_flops(args.n_samples, args.n_variants)
         notes.append(f"GEMM flops counted from popgen.pca._randomized: {N_ITER + 1} passes of width "
-                     f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), loadings "
-                     f"({f['loadings'] / 1e9:.1f} GFLOP); 4 M N w per pass of width w, 2 M N k for the loadings.")
+                     f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), 4 M N w per pass of width w, "
+                     f"and a pass for the allele frequencies (no GEMM).")
 
     if args.exact:
         ex = run_pair(args, prefix, args.n_variants, exact=True, clusters=clusters)

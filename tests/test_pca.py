@@ -183,8 +183,11 @@ def test_block_math_on_backends(rng, backend_name):
     called = np.asarray(pca.called_tile(xp.asarray(g), xp.asarray(g)))[0]
     np.testing.assert_array_equal(called, (g >= 0).T.astype(float) @ (g >= 0).astype(float))
     q = rng.standard_normal((9, 3))
-    z = np.asarray(pca.xtxq_block(xp.asarray(g), xp.asarray(p), xp.asarray(q)))[0]
-    np.testing.assert_allclose(z, oracle.T @ (oracle @ q), rtol=1e-4, atol=1e-4)
+    z = np.asarray(pca.pass_block(xp.asarray(g), xp.asarray(p), xp.asarray(q), 15))[0]
+    assert z.shape == (9 + 15, 3)
+    np.testing.assert_allclose(z[:9], oracle.T @ (oracle @ q), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z[9:21], oracle @ q, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(z[21:], 0.0)  # padding
     flip = np.arange(12) % 2 == 0
     f = np.asarray(pca.flip_alleles_block(xp.asarray(g), xp.asarray(flip)))
     np.testing.assert_array_equal(f, np.where(flip[:, None] & (g >= 0), 2 - g, g))
@@ -262,8 +265,9 @@ def test_pass_blocks_in_sub_blocks_equal_oracle(rng, monkeypatch, backend_name):
     q = rng.standard_normal((9, 3))
     monkeypatch.setattr(pca, "_SUB_BYTES", 4 * 9 * 16)  # 16 variants at a time: 5 sub-blocks, the last partial
     assert pca._sub_rows(g) == 16
-    got = np.asarray(pca.xtxq_block(xp.asarray(g), xp.asarray(p), xp.asarray(q)))
-    np.testing.assert_allclose(got[0], x.T @ (x @ q), rtol=1e-4, atol=1e-4)  # float32 products
+    got = np.asarray(pca.pass_block(xp.asarray(g), xp.asarray(p), xp.asarray(q), 70))
+    np.testing.assert_allclose(got[0, :9], x.T @ (x @ q), rtol=1e-4, atol=1e-4)  # float32 products
+    np.testing.assert_allclose(got[0, 9:], x @ q, rtol=1e-4, atol=1e-4)
     v = rng.standard_normal((9, 2))
     got = np.asarray(pca.loadings_block(xp.asarray(g), xp.asarray(p), xp.asarray(v)))
     np.testing.assert_allclose(got, x @ v, rtol=1e-4, atol=1e-4)
