@@ -60,6 +60,10 @@ Missing = Literal["pairwise", "meanimpute"]
 
 #: bytes of float32 standardized genotypes one task may hold in the streaming passes
 _PASS_BYTES = 64 * 2**20
+#: most bytes of the randomized passes' float32 ``X Q`` products kept for the loadings (M l (q + 1) x 4:
+#: 72 MB at 100,000 variants with the defaults); beyond, the loadings take a pass of their own, so
+#: memory stays flat in the number of variants
+_KEEP_XQ_BYTES = 256 * 2**20
 #: bytes of float32 standardized genotypes multiplied at a time within a pass chunk (64 variants
 #: of 10,000 samples: 2 threads run at 0.95x one thread's rate each, where 8 MiB ran at 0.7x)
 _SUB_BYTES = 5 * 2**19
@@ -169,8 +173,8 @@ def pass_block(alt, alt_freq, q, height: int):
 
     Rows ``[0, N)``: ``X_c'(X_c Q)`` (summed over chunks: ``X'XQ``); rows ``N ..
     N + v_c``: ``X_c Q`` (this chunk's variants, for the loadings), zero-padded to
-    ``height`` >= v_c rows, so that every chunk's output has one shape.
-    ``alt`` holds all samples.
+    ``height`` >= v_c rows, so that every chunk's output has one shape (none when
+    ``height`` is 0).  ``alt`` holds all samples.
 
     Standardized ``_SUB_BYTES`` of variants at a time, so that ``X_s`` of the
     second product is read from cache where ``X_s Q`` left it, and summed as
@@ -185,8 +189,11 @@ def pass_block(alt, alt_freq, q, height: int):
     ys = []
     for x in _standardized_sub_blocks(alt, alt_freq):
         y = xp.matmul(x, qd)
-        ys.append(xp.astype(y, xp.float64))
+        if height:
+            ys.append(xp.astype(y, xp.float64))
         out = out + xp.astype(xp.matmul(xp.matrix_transpose(y), x), xp.float64)
+    if not height:
+        return xp.matrix_transpose(out)[None, ...]
     pad = xp.zeros((height - alt.shape[0], q.shape[1]), dtype=xp.float64)
     return xp.concat([xp.matrix_transpose(out)] + ys + [pad], axis=0)[None, ...]
 
@@ -354,7 +361,7 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
     else:
         vectors, values, loadings, meta = _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute)
         vectors, signs = _sign_fix(vectors)
-        loadings = loadings * signs
+        loadings = _loadings(alt, af, vectors, compute) if loadings is None else loadings * signs
     return PCAResult(vectors, values, loadings, af, rate, n_variants, solver, missing, meta)
 
 
@@ -409,14 +416,19 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     q = rng.standard_normal((n_samples, l))  # drawn on the host: identical start on every device
     q, _ = np.linalg.qr(q)
 
-    height = max(alt.chunks[0])
+    # the passes' X Q products give the loadings without a pass of their own, while they fit the budget
+    keep = 4 * alt.shape[0] * l * (max(0, int(n_iter)) + 1) <= _KEEP_XQ_BYTES
+    height = max(alt.chunks[0]) if keep else 0
 
     def xtxq(q_host):
-        """``(X'X Q / M, X Q)``: one pass over the genotypes (all samples (j) in one chunk)."""
+        """``(X'X Q / M, X Q or None)``: one pass over the genotypes (all samples (j) in one chunk)."""
         qd = xp.asarray(q_host, dtype=xp.float32)
         parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, height, None, dtype=np.float64,
                              new_axes={"i": n_samples + height, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
                              meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
+        if not keep:
+            (z,) = compute(parts.sum(axis=0))
+            return np.asarray(to_cpu(z)) / n_variants, None
         # copies, not views: a view of each chunk's rows of X Q would keep its whole output alive
         y = parts.map_blocks(_rows_copy, n_samples, chunks=(1, height, q_host.shape[1]), dtype=np.float64)
         z, y = compute(parts[:, :n_samples, :].sum(axis=0), y)
@@ -449,8 +461,10 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     vectors = basis @ u[:, order]
     # loadings X V = [X Q_0 .. X Q_q] u from the passes' products: no pass of their own
     # (block by block: one float64 copy of a block at a time, not of all of them)
-    starts = np.cumsum([0] + [y.shape[1] for y in xq])
-    loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
+    loadings = None
+    if keep:
+        starts = np.cumsum([0] + [y.shape[1] for y in xq])
+        loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
     return vectors, values[order], loadings, {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
 
 

@@ -17,7 +17,7 @@ from conftest import DATA, EXAMPLE, make_dataset, random_alt
 from popgen import pca
 from popgen.cli import main
 from popgen.errors import PopgenError
-from popgen.genotypes import founder_mask
+from popgen.genotypes import alt_allele_count, founder_mask
 from popgen.io.plink import read_plink
 
 REF = DATA / "plink2"
@@ -67,6 +67,18 @@ def test_randomized_matches_exact(example, exact_mi):
     assert (abs_corr(r.eigenvectors, exact_mi.eigenvectors) >= 0.999).all()
     again = pca.pca(example, n_components=10, solver="randomized", samples=founder_mask(example), seed=7)
     np.testing.assert_array_equal(again.eigenvectors, r.eigenvectors)  # seeded: deterministic
+
+
+def test_randomized_loadings_from_passes_equal_loadings_pass(example, monkeypatch):
+    kept = pca.pca(example, n_components=4, solver="randomized", seed=3)
+    monkeypatch.setattr(pca, "_KEEP_XQ_BYTES", 0)  # over budget: the loadings take their own pass
+    passed = pca.pca(example, n_components=4, solver="randomized", seed=3)
+    np.testing.assert_array_equal(passed.eigenvectors, kept.eigenvectors)
+    np.testing.assert_allclose(kept.loadings, passed.loadings, rtol=1e-5, atol=1e-5 * np.abs(passed.loadings).max())
+    # L = X V: the loadings project the samples back onto their PCs (X'L = M lambda V)
+    x = pca.standardize_block(np.asarray(alt_allele_count(example)), kept.alt_freq).astype(np.float64)
+    np.testing.assert_allclose(x.T @ kept.loadings / (kept.n_variants * kept.eigenvalues), kept.eigenvectors,
+                               atol=2e-3)
 
 
 def test_deterministic_signs(exact):
