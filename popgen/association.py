@@ -2339,7 +2339,7 @@ def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
 
 
 def _glm_lines(meta, res, kind, firth) -> str:
-    from popgen.io.textfmt import format_g6, format_int, join_rows
+    from popgen.io.textfmt import byte_matrix, glm_rows
 
     shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
     n = len(shown)
@@ -2350,14 +2350,14 @@ def _glm_lines(meta, res, kind, firth) -> str:
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
     mb = _meta_bytes(meta)
-    cols = [mb["#CHROM"], mb["POS"], mb["ID"], mb["REF"], mb["ALT"], np.where(res["A1_IS_REF"], mb["REF"], mb["ALT"])]
-    if kind == "logistic" and firth == "fallback":
-        cols.append(np.where(res["FIRTH"], b"Y", b"N"))
-    nan = np.nan
-    cols += [np.full(n, b"ADD"), format_int(res["OBS_CT"]), format_g6(np.where(shown, beta, nan)),
-             format_g6(np.where(shown, res["SE"], nan)), format_g6(np.where(shown, res["STAT"], nan)),
-             _lnp_bytes(np.where(shown, res["LNP"], nan)), _ERRCODE_BYTES[res["ERRCODE"]]]
-    return join_rows(cols)
+    if "glm_meta" not in mb:  # once per chunk, shared by its phenotypes
+        mb["glm_meta"] = byte_matrix([mb[c] for c in ("#CHROM", "POS", "ID", "REF", "ALT")])
+    mat, widths = mb["glm_meta"]
+    flag = (res["FIRTH"].astype(np.int8) if kind == "logistic" and firth == "fallback"
+            else np.full(n, -1, dtype=np.int8))
+    return glm_rows(mat, widths, ref_field=3, alt_field=4, a1_is_ref=res["A1_IS_REF"], firth=flag,
+                    obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown,
+                    p=_lnp_bytes(np.where(shown, res["LNP"], np.nan)), err=res["ERRCODE"], err_text=_ERRCODE_BYTES)
 
 
 _ERRCODE_BYTES = np.array([e.encode() for e in ERRCODES])

@@ -39,3 +39,42 @@ def test_format_int_and_join_rows():
                       np.array(["r\u00e9f", "x"], dtype=object)])
     assert text == "1\t5\t1.5\tr\u00e9f\n22\t123\tNA\tx\n"
     assert join_rows([np.array([], dtype=object)]) == ""
+
+
+def _glm_lines_reference(meta, res, kind, firth):
+    """The .glm rows as the column-by-column formatter wrote them (join_rows of per-column text)."""
+    from popgen.association import _ERRCODE_BYTES, E_OK, E_UNFINISHED, _lnp_bytes, _meta_bytes
+
+    shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
+    n = len(shown)
+    beta = np.exp(res["BETA"]) if kind == "logistic" else res["BETA"]
+    mb = _meta_bytes(dict(meta))
+    cols = [mb["#CHROM"], mb["POS"], mb["ID"], mb["REF"], mb["ALT"], np.where(res["A1_IS_REF"], mb["REF"], mb["ALT"])]
+    if kind == "logistic" and firth == "fallback":
+        cols.append(np.where(res["FIRTH"], b"Y", b"N"))
+    cols += [np.full(n, b"ADD"), format_int(res["OBS_CT"]), format_g6(np.where(shown, beta, np.nan)),
+             format_g6(np.where(shown, res["SE"], np.nan)), format_g6(np.where(shown, res["STAT"], np.nan)),
+             _lnp_bytes(np.where(shown, res["LNP"], np.nan)), _ERRCODE_BYTES[res["ERRCODE"]]]
+    return join_rows(cols)
+
+
+def test_glm_rows_equal_column_by_column_formatting(rng):
+    from popgen.association import ERRCODES, _glm_lines
+
+    n = 500
+    meta = {"#CHROM": np.array(["1", "X", "22"] * 166 + ["MT", "2"], dtype=object),
+            "ID": np.array([f"rs{i}" if i % 7 else f"1:{i}:A:G" for i in range(n)], dtype=object),
+            "REF": np.array(["A", "TTA", "C", "G"] * 125, dtype=object),
+            "ALT": np.array(["G", "T", "CAAAAAAAAA", "A"] * 125, dtype=object), "POS": rng.integers(1, 10**9, n)}
+    lnp = -rng.exponential(3, n)
+    lnp[:5] = [-800.0, -1e4, 0.0, np.nan, -745.2]  # beyond float64's range, p = 1, NaN
+    beta = rng.standard_normal(n) * 10.0 ** rng.integers(-6, 3, n)
+    beta[5:8] = [np.nan, np.inf, 0.0]
+    res = {"BETA": beta, "SE": np.abs(rng.standard_normal(n)), "LNP": lnp, "OBS_CT": rng.integers(0, 10**6, n),
+           "A1_IS_REF": rng.random(n) < 0.5, "ERRCODE": rng.integers(0, len(ERRCODES), n),
+           "FIRTH": rng.random(n) < 0.3}
+    res["STAT"] = res["BETA"] / res["SE"]
+    for kind, firth in (("linear", None), ("logistic", "fallback"), ("logistic", "never")):
+        got = _glm_lines(dict(meta), res, kind, firth)
+        assert got == _glm_lines_reference(meta, res, kind, firth)
+        assert got.count("\n") == n

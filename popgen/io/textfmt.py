@@ -15,7 +15,8 @@ block by another.
 * :func:`format_g9` -- float64 values -> ``%.9g`` as ``S16`` (loadings for projection);
 * :func:`format_int` -- integers -> ``S20`` byte strings;
 * :func:`to_bytes` -- any column (strings, integers) -> an ``S`` array;
-* :func:`join_rows` -- ``S`` columns -> tab-separated lines (a ``str``).
+* :func:`join_rows` -- ``S`` columns -> tab-separated lines (a ``str``);
+* :func:`glm_rows` -- the rows of a PLINK 2 ``.glm`` file in one pass (no per-column text).
 """
 
 from __future__ import annotations
@@ -91,3 +92,41 @@ def join_rows(columns) -> str:
     out = np.empty(n * (int(widths.sum()) + len(columns)), dtype=np.uint8)
     end = _kernels()[1](mat, widths, out)
     return out[:end].tobytes().decode("utf-8")
+
+
+def byte_matrix(columns) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-length columns as one NUL-padded ``uint8`` matrix (n, sum widths) and the widths."""
+    columns = [to_bytes(c) for c in columns]
+    n = len(columns[0])
+    mats = [np.ascontiguousarray(c).view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns]
+    return np.concatenate(mats, axis=1), np.array([m.shape[1] for m in mats], dtype=np.int64)
+
+
+def glm_rows(meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs, beta,
+             se, stat, shown, p, err, err_text) -> str:
+    """PLINK 2 ``.glm`` rows in one numba pass (:func:`popgen.io._textfmt_numba.glm_rows`):
+    ``meta``/``widths`` from :func:`byte_matrix` of ``#CHROM POS ID REF ALT``; ``firth`` int8
+    (-1: no FIRTH? column); ``p`` and ``err_text`` ``S`` arrays (P text, ERRCODE names)."""
+    n = meta.shape[0]
+    if not n:
+        return ""
+    p = np.ascontiguousarray(to_bytes(p))
+    p = p.view(np.uint8).reshape(n, p.dtype.itemsize)
+    err_text = np.ascontiguousarray(to_bytes(err_text))
+    err_text = err_text.view(np.uint8).reshape(len(err_text), err_text.dtype.itemsize)
+    row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 4 * _WIDTH + 20 + 8 + \
+        p.shape[1] + err_text.shape[1] + 16
+    out = np.empty(n * row, dtype=np.uint8)
+    f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    end = _glm_kernel()(np.ascontiguousarray(meta), widths, ref_field, alt_field,
+                        np.ascontiguousarray(a1_is_ref, dtype=np.bool_), np.ascontiguousarray(firth, dtype=np.int8),
+                        np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
+                        np.ascontiguousarray(shown, dtype=np.bool_), p, np.ascontiguousarray(err, dtype=np.int64),
+                        err_text, out)
+    return out[:end].tobytes().decode("utf-8")
+
+
+def _glm_kernel():
+    from popgen.io._textfmt_numba import glm_rows as kernel
+
+    return kernel
