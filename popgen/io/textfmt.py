@@ -30,9 +30,9 @@ _jitted = None
 
 
 def _jit():
-    from popgen.io._textfmt_numba import g6, g9, ints, join
+    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join
 
-    return g6, join, ints, g9
+    return g6, join, ints, g9, glm_rows
 
 
 def _kernels():
@@ -85,10 +85,8 @@ def join_rows(columns) -> str:
     columns = [to_bytes(c) for c in columns]
     if not columns or not len(columns[0]):
         return ""
-    n = len(columns[0])
-    mats = [np.ascontiguousarray(c).view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns]
-    widths = np.array([m.shape[1] for m in mats], dtype=np.int64)
-    mat = np.concatenate(mats, axis=1)
+    mat, widths = byte_matrix(columns)
+    n = mat.shape[0]
     out = np.empty(n * (int(widths.sum()) + len(columns)), dtype=np.uint8)
     end = _kernels()[1](mat, widths, out)
     return out[:end].tobytes().decode("utf-8")
@@ -118,15 +116,9 @@ def glm_rows(meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field:
         p.shape[1] + err_text.shape[1] + 16
     out = np.empty(n * row, dtype=np.uint8)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-    end = _glm_kernel()(np.ascontiguousarray(meta), widths, ref_field, alt_field,
+    end = _kernels()[4](np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), np.ascontiguousarray(firth, dtype=np.int8),
                         np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
                         np.ascontiguousarray(shown, dtype=np.bool_), p, np.ascontiguousarray(err, dtype=np.int64),
                         err_text, out)
     return out[:end].tobytes().decode("utf-8")
-
-
-def _glm_kernel():
-    from popgen.io._textfmt_numba import glm_rows as kernel
-
-    return kernel
