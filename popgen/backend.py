@@ -160,10 +160,10 @@ def tune_process_heap() -> bool:
     10k x 100k took 1.1 M page faults and 6 s of system time (of 41 s CPU); with
     the heap keeping them, 0.3 M and ~1.3 s, 10% less wall time for PCA and
     logistic GWAS.  Free memory above 32 MiB at the heap's top still goes back
-    (a 256 MiB threshold saved no more time and kept 35 MB more at the PCA's peak).  For the popgen command's process
-    only (not on import); kept as is when ``MALLOC_MMAP_THRESHOLD_`` or
-    ``MALLOC_TRIM_THRESHOLD_`` are set, and a no-op without glibc.  Returns
-    whether the settings were applied.
+    (a 256 MiB threshold saved no more time and kept 35 MB more at the PCA's
+    peak).  For the popgen command's process only (not on import); kept as is
+    when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` are set, and a
+    no-op without glibc.  Returns whether the settings were applied.
     """
     import ctypes
     import os
