@@ -185,13 +185,16 @@ def pass_block(alt, alt_freq, q, height: int):
 
     xp = namespace(alt)
     qd = xp.asarray(q, dtype=xp.float32)
-    out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float64)
+    # summed in place in float32 within the chunk (each product is a float32 GEMM over its
+    # sub-block already), in float64 across chunks
+    out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float32)
     ys = []
     for x in _standardized_sub_blocks(alt, alt_freq):
         y = xp.matmul(x, qd)
         if height:
             ys.append(xp.astype(y, xp.float64))
-        out = out + xp.astype(xp.matmul(xp.matrix_transpose(y), x), xp.float64)
+        out += xp.matmul(xp.matrix_transpose(y), x)
+    out = xp.astype(out, xp.float64)
     if not height:
         return xp.matrix_transpose(out)[None, ...]
     pad = xp.zeros((height - alt.shape[0], q.shape[1]), dtype=xp.float64)
