@@ -146,7 +146,8 @@ VIF = 50.0         #: plink2 --vif default
 MIN_SAMPLES = 10   #: fewer samples with phenotype and covariates: the phenotype is skipped
 
 #: bytes of one float64 (variants x samples) temporary in the logistic blocks (below glibc's
-#: 32 MB mmap threshold: larger temporaries cost page faults in every pass).  Measured at
+#: mmap threshold, 32 MiB by default and 64 MiB in the popgen command: larger temporaries cost
+#: page faults in every pass).  Measured at
 #: 10,000 x 100,000 (2026-12-07): 16 MiB 47.7 s / 1.19 GB, 8 MiB 46.6 s / 0.92 GB, 4 MiB 47.5 s / 0.94 GB
 _LOGISTIC_BYTES = 8 * 2**20
 #: bytes of int8 genotypes per logistic block (all samples in one chunk; the block's float64

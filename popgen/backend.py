@@ -165,14 +165,10 @@ def tune_process_heap() -> bool:
     when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` are set, and a
     no-op without glibc.  Returns whether the settings were applied.
     """
-    import ctypes
     import os
 
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     return bool(mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, HEAP_TRIM_THRESHOLD))
@@ -196,8 +192,9 @@ def hide_absent_gpu_stack() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _malloc_trim():
-    """glibc's ``malloc_trim`` from the symbols already loaded (``dlopen(NULL)``), or None.
+def _libc_function(name: str):
+    """The C library's function ``name`` from the symbols already loaded (``dlopen(NULL)``), or
+    None (no glibc).
 
     Not ``ctypes.util.find_library``: that runs ``ldconfig`` in a forked child,
     which for a moment doubles the resident memory a process-tree monitor sees.
@@ -205,9 +202,14 @@ def _malloc_trim():
     import ctypes
 
     try:
-        return ctypes.CDLL(None).malloc_trim
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None."""
+    return _libc_function("malloc_trim")
 
 
 def computed_ahead(compute, task_lists, *, trim: bool = False):

@@ -123,7 +123,7 @@ def test_release_host_memory_spawns_no_process(monkeypatch):
     def no_fork(*a, **k):
         raise AssertionError("release_host_memory started a process")
 
-    backend._malloc_trim.cache_clear()
+    backend._libc_function.cache_clear()
     monkeypatch.setattr(subprocess, "Popen", no_fork)
     backend.release_host_memory()
     backend.release_host_memory(collect=False)

@@ -95,7 +95,8 @@ class Formatted:
 
 
 def fmt_9g(x) -> np.ndarray:
-    """Floats with 9 significant digits (loadings, kept exact enough for projection)."""
+    """Floats with 9 significant digits by Python's formatting: the reference that
+    :func:`popgen.io.textfmt.format_g9` (what the writers use) is tested against."""
     return np.array([f"{v:.9g}" for v in np.asarray(x, dtype=np.float64).tolist()], dtype=object)
 
 
