@@ -1762,8 +1762,16 @@ def _select_columns(table, names, path, what):
     return names
 
 
+def _first_other(y, vals, case_control_01):
+    """The first value of ``y`` that is not a case/control code (for the error message)."""
+    codes = {0.0, 1.0} if case_control_01 else {0.0, 1.0, 2.0}
+    other = [v for v in y[np.isfinite(y)].tolist() if v not in codes]
+    return other[0] if other else sorted(vals)[0]
+
+
 def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=None, *,
-                    case_control_01: bool = False, min_samples: int = MIN_SAMPLES) -> PhenoData:
+                    case_control_01: bool = False, model: str = "auto",
+                    min_samples: int = MIN_SAMPLES) -> PhenoData:
     """Read phenotypes and covariates as ``plink2 --pheno --pheno-name --covar --covar-name`` do.
 
     Parameters
@@ -1785,6 +1793,11 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
         PLINK 2's ``--1``: case/control phenotypes coded 0 = control, 1 = case.
         Default: PLINK's 1 = control, 2 = case, 0 missing.  A phenotype is
         case/control when all its values are such codes; otherwise quantitative.
+    model : {"auto", "linear", "logistic"}
+        ``auto``: logistic regression for the case/control phenotypes, linear for the
+        others (PLINK 2's ``--glm``).  ``logistic``: every phenotype must be
+        case/control (an error names the first that is not).  ``linear``: case/control
+        phenotypes too are scanned by linear regression, on their 0/1 codes.
     min_samples : int
         Phenotypes with fewer samples (with every covariate) are skipped with a warning.
 
@@ -1817,6 +1830,11 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
         else:
             is_cc = bool(vals) and vals <= {0.0, 1.0, 2.0} and bool(vals - {0.0})
             yy = np.where(y == 0.0, np.nan, y - 1.0)
+        if model == "logistic" and not is_cc:
+            coding = "0/1 (--1)" if case_control_01 else "1/2, or 0/1 with --1"
+            raise PopgenError(f"--logistic: phenotype {col} is not case/control (value "
+                              f"{_first_other(y, vals, case_control_01):g}; case/control codes are {coding})",
+                              pheno_path)
         if not np.isfinite(yy if is_cc else y).any():
             if len(cols) == 1:
                 raise PopgenError(f"phenotype {col} has no non-missing value", pheno_path)
@@ -1832,7 +1850,7 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
                 raise PopgenError(f"case/control phenotype {col} has only {'controls' if n_case == 0 else 'cases'} "
                                   f"({n_obs} samples){hint}", pheno_path)
         values[col] = y
-        binary[col] = is_cc
+        binary[col] = is_cc and model != "linear"
     cov, cov_names = None, []
     covar_paths = [] if covar_path is None else (
         [covar_path] if isinstance(covar_path, (str, os.PathLike)) else list(covar_path))

@@ -227,6 +227,9 @@ class _ListOptions(click.Command):
 @click.option("--covar", multiple=True, metavar="FILE", help="covariate table(s), e.g. also OUT.eigenvec of popgen pca")
 @click.option("--covar-name", multiple=True, metavar="NAME", help="covariate column(s)")
 @click.option("--1", "case_control_01", is_flag=True, help="binary phenotypes coded 0/1 (default 1/2, as PLINK 2)")
+@click.option("--logistic", "model", flag_value="logistic",
+              help="every phenotype is case/control: logistic regression (error naming any that is not)")
+@click.option("--linear", "model", flag_value="linear", help="linear regression for case/control phenotypes too (0/1)")
 @click.option("--missing", type=click.Choice(["drop", "mean"]), default="drop", show_default=True,
               help="missing calls: drop the sample for that variant (PLINK 2) or mean-impute (faster)")
 @click.option("--firth", type=click.Choice(["fallback", "always", "never"]), default="fallback", show_default=True)
@@ -237,12 +240,13 @@ def gwas(pheno_name, covar, covar_name, **kwargs):
     """Association scan (plink2 --glm hide-covar firth-fallback), many phenotypes at once.
 
     Quantitative phenotypes: linear regression (OUT.<PHENO>.glm.linear); case/control:
-    logistic with Firth fallback (OUT.<PHENO>.glm.logistic.hybrid); both also as
+    logistic with Firth fallback (OUT.<PHENO>.glm.logistic.hybrid), or as --linear /
+    --logistic say; both also as
     GWAS-SSF (OUT.<PHENO>.ssf.tsv) with Manhattan and QQ plots; lambda_GC in OUT.log.
     """
     split = lambda values: [v for value in values for v in value.split()] or None  # noqa: E731
     _run_step("gwas", dict(kwargs, pheno_name=split(pheno_name), covar=list(covar) or None,
-                           covar_name=split(covar_name)))
+                           covar_name=split(covar_name), model=kwargs["model"] or "auto"))
 
 
 @cli.command("pca-project", context_settings=CONTEXT)
@@ -407,7 +411,7 @@ def federated_simulate(sites_file, out, device, cluster, threads, progress):
         simulate(run, fed, str(root))
 
 
-def _params(model, **values):
+def _params(model, /, **values):
     import pydantic
 
     try:

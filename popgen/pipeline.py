@@ -348,6 +348,9 @@ class GWASParams(_Strict):
     covar_name: Optional[list[str]] = Field(None, description="covariate columns (default: all)")
     pcs: int = Field(0, ge=0, description="add PC1..PCk of the pca step (OUT.eigenvec) as covariates")
     case_control_01: bool = Field(False, description="binary phenotypes coded 0/1 (plink2 --1)")
+    model: Literal["auto", "linear", "logistic"] = Field(
+        "auto", description="auto: logistic for case/control phenotypes, linear for the others (plink2 --glm); "
+        "logistic: every phenotype must be case/control; linear: case/control ones too, on their 0/1 codes")
     missing: Literal["drop", "mean"] = Field("drop", description="missing calls: drop the sample for that "
                                              "variant (PLINK 2, default) or mean-impute (faster)")
     firth: Literal["fallback", "always", "never"] = "fallback"
@@ -375,7 +378,7 @@ def gwas_step(run, state: State, out: str, params: GWASParams):
         names += [f"PC{i + 1}" for i in range(params.pcs)]
     with run.step("gwas"):
         pheno = association.load_phenotypes(ds, params.pheno, params.pheno_name, covar or None, names,
-                                            case_control_01=params.case_control_01)
+                                            case_control_01=params.case_control_01, model=params.model)
         report = association.gwas(ds, pheno, out, compute=lambda *c: run.compute(*c, label="GWAS"),
                                   missing=params.missing, firth=params.firth, ssf=params.ssf, plots=params.plots)
         for name, r in report.items():

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -583,6 +586,47 @@ def test_cli_gwas_with_pcs_as_covariates(tmp_path):
                  "--covar-name", "SEX", "AGE", "PC1", "PC2", "PC3", "PC4", "--out", str(tmp_path / "h"),
                  "--no-plots", "--no-ssf", "--cluster", "none", "--device", "cpu"]) == 0
     assert (tmp_path / "h.QT.glm.linear").read_text() == (tmp_path / "g.QT.glm.linear").read_text()
+
+
+def test_cli_gwas_logistic_and_linear_force_the_model(tmp_path):
+    """--logistic: every phenotype case/control (else one line naming it, no output but the log);
+    --linear: a case/control phenotype by linear regression of its 0/1 codes."""
+    from conftest import EXAMPLE
+    from popgen.cli import main
+
+    ex = str(EXAMPLE)
+    base = ["gwas", "--bfile", ex, "--pheno", ex + ".pheno", "--covar", ex + ".covar", "--no-plots", "--no-ssf",
+            "--cluster", "none", "--device", "cpu", "--no-progress"]
+    res = subprocess.run([sys.executable, "-m", "popgen", *base, "--logistic", "--out", str(tmp_path / "bad")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("popgen: error:")]
+    assert len(errors) == 1 and "example.pheno: --logistic: phenotype QT is not case/control" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.log"]
+
+    assert main(base + ["--pheno-name", "BT", "--logistic", "--out", str(tmp_path / "lo")]) == 0
+    assert main(base + ["--pheno-name", "BT", "--out", str(tmp_path / "auto")]) == 0
+    assert (tmp_path / "lo.BT.glm.logistic.hybrid").read_text() == (tmp_path / "auto.BT.glm.logistic.hybrid").read_text()
+
+    # --linear on BT (1/2 coded) = the linear scan of the quantitative 0.5 + 10 * (BT - 1)
+    table = [line.split("\t") for line in Path(ex + ".pheno").read_text().splitlines()]
+    col = table[0].index("BT")
+    rows = ["\t".join(["#FID", "IID", "BT"])] + [
+        "\t".join(r[:2] + [r[col] if r[col] in ("NA", "-9", "0") else f"{0.5 + 10 * (float(r[col]) - 1):g}"])
+        for r in table[1:]]
+    (tmp_path / "q.pheno").write_text("\n".join(rows) + "\n")
+    assert main(base + ["--pheno-name", "BT", "--linear", "--out", str(tmp_path / "li")]) == 0
+    base[base.index("--pheno") + 1] = str(tmp_path / "q.pheno")
+    assert main(base + ["--pheno-name", "BT", "--out", str(tmp_path / "qt")]) == 0
+    li = np.loadtxt(tmp_path / "li.BT.glm.linear", dtype=str, comments=None)
+    qt = np.loadtxt(tmp_path / "qt.BT.glm.linear", dtype=str, comments=None)
+    assert li.shape == qt.shape and li.shape[0] > 100
+    h = list(li[0])
+    num = lambda a, c: np.array([float(v) if v != "NA" else np.nan for v in a[1:, h.index(c)]])  # noqa: E731
+    for c in ("T_STAT", "P"):
+        np.testing.assert_allclose(num(li, c), num(qt, c), rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(10 * num(li, "BETA"), num(qt, "BETA"), rtol=1e-5, equal_nan=True)
+    assert (li[:, h.index("OBS_CT")] == qt[:, h.index("OBS_CT")]).all()
 
 
 def test_phenotypes_sharing_samples_equal_each_alone(rng, monkeypatch):
