@@ -118,7 +118,7 @@ def linear_sums_oracle(alt, wg, wg2, wo):
 
 
 def test_linear_sums_cpu_twin_matches_oracle(rng):
-    alt = rng.integers(-1, 3, size=(23, 41)).astype(np.int8)
+    alt = rng.integers(-1, 3, size=(45, 41)).astype(np.int8)  # sub-blocks of 32 variants: two
     alt[0] = 2                              # every call 2: summed as the complement of the others
     alt[1] = -1                             # every call missing
     alt[2] = 0
@@ -127,7 +127,7 @@ def test_linear_sums_cpu_twin_matches_oracle(rng):
     wg, wg2, wo = rng.normal(size=(41, 5)), rng.normal(size=(41, 2)), rng.normal(size=(41, 9))
     got = kernels.get("linear_sums")(alt, wg, wg2, wo)
     np.testing.assert_allclose(got, linear_sums_oracle(alt, wg, wg2, wo), rtol=1e-12, atol=1e-12)
-    assert got.shape == (23, 16)
+    assert got.shape == (45, 16)
     with pytest.raises(ValueError):
         kernels.get("linear_sums")(alt, wg[:3], wg2, wo)
 
@@ -142,7 +142,7 @@ def test_linear_sums_grouped_equals_oracle_on_formed_columns(rng):
     from popgen.kernels.assoc import linear_sums_grouped_cpu
 
     n, sizes, k = 57, [3, 1], 4
-    alt = rng.integers(-1, 3, size=(300, n)).astype(np.int8)  # > 256 rows: two sub-blocks
+    alt = rng.integers(-1, 3, size=(300, n)).astype(np.int8)  # sub-blocks of 32 variants, the last partial
     alt[0] = -1
     c, y, f = rng.normal(size=(n, len(sizes), k)), rng.normal(size=(n, sum(sizes))), (rng.random(n) < 0.8) * 1.0
     wg, wg2, wo = (np.asarray(a) for a in _grouped_columns(xnp, c, y, sizes, f))
