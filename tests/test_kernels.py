@@ -132,6 +132,21 @@ def test_linear_sums_cpu_twin_matches_oracle(rng):
         kernels.get("linear_sums")(alt, wg[:3], wg2, wo)
 
 
+def test_decode_row_lists_every_missing_call(rng):
+    """The linear scan's row decoder: G, G^2 and the missing calls found by 64-bit words
+    (lengths below, at and off multiples of 8; all, none and single missing calls)."""
+    from popgen.kernels.assoc._linear_sums_numba import decode_row
+
+    rows = [rng.integers(-1, 3, size=n).astype(np.int8) for n in (1, 7, 8, 9, 64, 1001)]
+    rows += [np.full(17, -1, np.int8), np.zeros(16, np.int8), np.eye(1, 24, 23, dtype=np.int8)[0] * -1]
+    for row in rows:
+        g, g2, idx = np.empty(row.size), np.empty(row.size), np.empty(row.size, np.int64)
+        m = decode_row(row, g, g2, idx)
+        np.testing.assert_array_equal(idx[:m], np.flatnonzero(row < 0))
+        np.testing.assert_array_equal(g, np.maximum(row, 0))
+        np.testing.assert_array_equal(g2, np.maximum(row, 0) ** 2)
+
+
 def test_linear_sums_grouped_equals_oracle_on_formed_columns(rng):
     """The grouped CPU twin forms the missing calls' products on the fly: the same sums as the
     oracle on the ``wo`` matrix ``association._grouped_columns`` would form (two groups of
