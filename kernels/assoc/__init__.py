@@ -105,14 +105,14 @@ def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out = np.empty((n_variants, a + b + n_o), dtype=np.float64)
     rows = _rows(n_variants, a)
-    g, g2 = np.empty((rows, n_samples)), np.empty((rows, n_samples))
+    g = np.empty((rows, n_samples))
+    w2t = np.ascontiguousarray(wg2.T)
     idx = np.empty(n_samples, dtype=np.int64)
     for r0 in range(0, n_variants, rows):
         r1 = min(n_variants, r0 + rows)
         n = r1 - r0
-        _products(alt[r0:r1], c, y, starts, founder, g[:n], g2[:n], out[r0:r1, a + b:], idx)
+        _products(alt[r0:r1], c, y, starts, founder, w2t, g[:n], out[r0:r1, a:a + b], out[r0:r1, a + b:], idx)
         out[r0:r1, :a] = g[:n] @ wg
-        out[r0:r1, a:a + b] = g2[:n] @ wg2
     return out
 
 

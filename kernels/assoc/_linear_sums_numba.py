@@ -12,41 +12,54 @@ _SIGN_BITS = np.uint64(0x8080808080808080)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def decode_row(row, gv, g2v, idx):
-    """``gv = max(row, 0)``, ``g2v = gv^2`` (float64) and the missing calls' sample indices
-    (``row < 0``) in ``idx[:m]``; returns ``m``.
+def decode_values(row, gv):
+    """``gv = max(row, 0)`` (float64); returns the number of missing calls (``row < 0``).
+    Branch-free, so that it vectorizes."""
+    n_missing = 0
+    for s in range(row.shape[0]):
+        x = row[s]
+        gv[s] = np.float64(max(x, np.int8(0)))
+        n_missing += np.int64(x < 0)
+    return n_missing
 
-    Branch-free, so that the decoding vectorizes; the missing calls (about 1%) are found
-    8 calls at a time from the sign bits of 64-bit words (a branch per call cost 2.4x the
-    time: 9.4 vs 4.0 us per 10,000 calls).
+
+@numba.njit(nogil=True, cache=True)
+def missing_calls(row, idx):
+    """The sample indices of the missing calls (``row < 0``) in ``idx[:m]``; returns ``m``.
+
+    8 calls at a time from the sign bits of 64-bit words: the missing calls are about 1%,
+    and a branch per call cost 2.4x the time of the whole decoding (9.4 vs 4.0 us per
+    10,000 calls).  ``row`` is contiguous.
     """
     n = row.shape[0]
-    n_missing = 0
-    for s in range(n):
-        x = row[s]
-        xf = np.float64(max(x, np.int8(0)))
-        gv[s] = xf
-        g2v[s] = xf * xf
-        n_missing += np.int64(x < 0)
+    n8 = n // 8 * 8
+    words = row[:n8].view(np.uint64)  # little-endian: byte k of word w is call 8 w + k
     m = 0
-    if n_missing:
-        n8 = n // 8 * 8
-        words = row[:n8].view(np.uint64)  # little-endian: byte k of word w is call 8 w + k
-        for w in range(words.shape[0]):
-            bits = words[w] & _SIGN_BITS
-            while bits:
-                low = bits & (~bits + np.uint64(1))
-                k = 0
-                while low > np.uint64(0x80):
-                    low >>= np.uint64(8)
-                    k += 1
-                idx[m] = 8 * w + k
-                m += 1
-                bits &= bits - np.uint64(1)
-        for s in range(n8, n):
-            idx[m] = s
-            m += np.int64(row[s] < 0)
+    for w in range(words.shape[0]):
+        bits = words[w] & _SIGN_BITS
+        while bits:
+            low = bits & (~bits + np.uint64(1))
+            k = 0
+            while low > np.uint64(0x80):
+                low >>= np.uint64(8)
+                k += 1
+            idx[m] = 8 * w + k
+            m += 1
+            bits &= bits - np.uint64(1)
+    for s in range(n8, n):
+        idx[m] = s
+        m += np.int64(row[s] < 0)
     return m
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def decode_row(row, gv, g2v, idx):
+    """``gv = max(row, 0)``, ``g2v = gv^2`` (float64) and the missing calls' sample indices
+    in ``idx[:m]`` (:func:`missing_calls`); returns ``m``."""
+    n_missing = decode_values(row, gv)
+    for s in range(row.shape[0]):
+        g2v[s] = gv[s] * gv[s]
+    return missing_calls(row, idx) if n_missing else 0
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
@@ -74,7 +87,7 @@ def decode_and_missing_sums(alt, wo, g, g2, out, idx):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def decode_and_missing_products(alt, c, y, starts, founder, g, g2, out, idx):
+def decode_and_missing_products(alt, c, y, starts, founder, w2t, g, sq, out, idx):
     """:func:`decode_and_missing_sums` of the grouped layout without its ``wo`` matrix: each
     missing call adds its products computed from ``c`` (s, G, K), ``y`` (s, P) and ``founder``
     (s,) -- per group ``c_a c_b`` (a <= b), per phenotype of the group (``starts[g]`` to
@@ -86,6 +99,9 @@ def decode_and_missing_products(alt, c, y, starts, founder, g, g2, out, idx):
     phenotypes ``wo`` is ~120 MB at 10,000 samples, and each missing call's row
     came from memory.  Per variant and group the missing calls' rows of ``c`` and ``y`` are
     gathered and their products formed as two small GEMMs (BLAS).
+
+    ``sq = G^2 @ w2t.T`` (``w2t`` (b, s): e.g. the groups' sample masks) is summed as each
+    row is decoded, instead of a GEMM over a float64 copy of ``G^2``.
     """
     n_variants, n_samples = alt.shape
     n_groups, k = c.shape[1], c.shape[2]
@@ -96,7 +112,15 @@ def decode_and_missing_products(alt, c, y, starts, founder, g, g2, out, idx):
     cbuf = np.empty((n_samples, k))
     ybuf = np.empty(n_samples * p_max)
     for v in range(n_variants):
-        m = decode_row(alt[v], g[v], g2[v], idx)
+        row, gv = alt[v], g[v]
+        n_missing = decode_values(row, gv)
+        for j in range(w2t.shape[0]):
+            w2 = w2t[j]
+            ss = 0.0
+            for s in range(n_samples):
+                ss += gv[s] * gv[s] * w2[s]
+            sq[v, j] = ss
+        m = missing_calls(row, idx) if n_missing else 0
         acc[:] = 0.0
         o = 0
         for gi in range(n_groups):
