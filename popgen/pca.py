@@ -280,13 +280,22 @@ class PCAResult:
         return -self.loadings / (2.0 * np.sqrt(self.eigenvalues))[None, :]
 
 
-def _freq_and_callrate(ds, samples, compute):
+def _freq_and_callrate_lazy(ds, samples):
+    """ALT frequencies (of ``samples``) and call rates (of all samples): lazy, (variants,) each."""
     from popgen import qc
 
     v = qc.variant_stats(ds, samples=samples, merge=False)
     a = qc.variant_stats(ds, merge=False)
-    af, rate = compute(v["variant_allele_frequency"].data[:, 1], a["variant_call_rate"].data)
-    return np.asarray(af, dtype=np.float64), np.asarray(rate, dtype=np.float64)
+    return v["variant_allele_frequency"].data[:, 1], a["variant_call_rate"].data
+
+
+def _host_f64(*arrays):
+    return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+
+
+def _check_polymorphic(af):
+    if not ((af > 0) & (af < 1)).any():
+        raise PopgenError("every variant is monomorphic: nothing to compute PCs from")
 
 
 def _sign_fix(vectors):
@@ -352,17 +361,18 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
             f"cannot compute {k} PCs from {n_samples} samples and {n_variants} variants "
             f"(need fewer PCs than samples and no more than variants)"
         )
-    af, rate = _freq_and_callrate(ds, samples, compute)
-    if not ((af > 0) & (af < 1)).any():
-        raise PopgenError("every variant is monomorphic: nothing to compute PCs from")
+    freq = _freq_and_callrate_lazy(ds, samples)
     alt = alt_allele_count(ds)
     if solver == "exact":
+        af, rate = _host_f64(*compute(*freq))
+        _check_polymorphic(af)
         vectors, values = _exact(alt, af, k, missing, n_variants, compute)
         vectors, _ = _sign_fix(vectors)
         loadings = _loadings(alt, af, vectors, compute)
         meta = {}
-    else:
-        vectors, values, loadings, meta = _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute)
+    else:  # the frequencies are computed with the first pass, from the chunks it decodes
+        vectors, values, loadings, meta, (af, rate) = _randomized(alt, freq, k, n_variants, n_oversamples, n_iter,
+                                                                  seed, compute)
         vectors, signs = _sign_fix(vectors)
         loadings = _loadings(alt, af, vectors, compute) if loadings is None else loadings * signs
     return PCAResult(vectors, values, loadings, af, rate, n_variants, solver, missing, meta)
@@ -405,7 +415,13 @@ def _exact(alt, af, k, missing, n_variants, compute):
     return np.asarray(vectors)[:, order], np.asarray(values)[order]
 
 
-def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
+def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
+    """Block Krylov PCA (see below): ``(vectors, values, loadings or None, meta, (af, rate))``.
+
+    ``freq``: the lazy ``(af, rate)`` of :func:`_freq_and_callrate_lazy`, computed in one
+    graph with the first pass: where the passes' chunks are the cohort's (the default),
+    each chunk is decoded once for its counts and its products instead of in a pass of its own.
+    """
     import dask.array as da
 
     from popgen.backend import namespace, to_cpu
@@ -413,7 +429,9 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     n_samples = alt.shape[1]
     l = min(k + max(0, int(n_oversamples)), n_samples - 1)  # noqa: E741
     alt = _pass_chunks(alt, n_samples)
-    p = da.from_array(af, chunks=(alt.chunks[0],))
+    af_lazy, rate_lazy = freq
+    p = af_lazy.rechunk((alt.chunks[0],))
+    host_freq = []
     xp = namespace(alt)
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((n_samples, l))  # drawn on the host: identical start on every device
@@ -423,18 +441,28 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     keep = 4 * alt.shape[0] * l * (max(0, int(n_iter)) + 1) <= _KEEP_XQ_BYTES
     height = max(alt.chunks[0]) if keep else 0
 
+    def _first_pass_freq(more):
+        nonlocal p
+        if more:
+            host_freq.extend(_host_f64(*more))
+            _check_polymorphic(host_freq[0])
+            p = da.from_array(host_freq[0], chunks=(alt.chunks[0],))  # later passes: the computed values
+
     def xtxq(q_host):
         """``(X'X Q / M, X Q or None)``: one pass over the genotypes (all samples (j) in one chunk)."""
         qd = xp.asarray(q_host, dtype=xp.float32)
         parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, height, None, dtype=np.float64,
                              new_axes={"i": n_samples + height, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
                              meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
+        extra = () if host_freq else (af_lazy, rate_lazy)  # the first pass computes the frequencies
         if not keep:
-            (z,) = compute(parts.sum(axis=0))
+            z, *more = compute(parts.sum(axis=0), *extra)
+            _first_pass_freq(more)
             return np.asarray(to_cpu(z)) / n_variants, None
         # copies, not views: a view of each chunk's rows of X Q would keep its whole output alive
         y = parts.map_blocks(_rows_copy, n_samples, chunks=(1, height, q_host.shape[1]), dtype=np.float64)
-        z, y = compute(parts[:, :n_samples, :].sum(axis=0), y)
+        z, y, *more = compute(parts[:, :n_samples, :].sum(axis=0), y, *extra)
+        _first_pass_freq(more)
         y = np.asarray(to_cpu(y), dtype=np.float32)  # (chunks, height, l): each chunk's X_c Q, padded
         y = np.concatenate([y[c, :rows] for c, rows in enumerate(alt.chunks[0])], axis=0)
         return np.asarray(to_cpu(z)) / n_variants, y
@@ -468,7 +496,8 @@ def _randomized(alt, af, k, n_variants, n_oversamples, n_iter, seed, compute):
     if keep:
         starts = np.cumsum([0] + [y.shape[1] for y in xq])
         loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
-    return vectors, values[order], loadings, {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
+    meta = {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
+    return vectors, values[order], loadings, meta, tuple(host_freq)
 
 
 def _orthonormal_complement(z, basis):
