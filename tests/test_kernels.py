@@ -147,24 +147,26 @@ def test_decode_row_lists_every_missing_call(rng):
         np.testing.assert_array_equal(g2, np.maximum(row, 0) ** 2)
 
 
-def test_linear_sums_grouped_equals_oracle_on_formed_columns(rng):
+@pytest.mark.parametrize("sizes", [[3, 1], [30]])
+def test_linear_sums_grouped_equals_oracle_on_formed_columns(rng, sizes):
     """The grouped CPU twin forms the missing calls' products on the fly: the same sums as the
     oracle on the ``wo`` matrix ``association._grouped_columns`` would form (two groups of
-    unequal size, one of a single phenotype)."""
+    unequal size, one of a single phenotype; one group of many phenotypes)."""
     import array_api_compat.numpy as xnp
 
     from popgen.association import _grouped_columns
     from popgen.kernels.assoc import linear_sums_grouped_cpu
 
-    n, sizes, k = 57, [3, 1], 4
-    alt = rng.integers(-1, 3, size=(300, n)).astype(np.int8)  # sub-blocks of 32 variants, the last partial
+    n, k = 57, 4
+    # sub-blocks of 32 variants (few weight columns) or 256 (30 phenotypes), the last partial
+    alt = rng.integers(-1, 3, size=(300, n)).astype(np.int8)
     alt[0] = -1
     c, y, f = rng.normal(size=(n, len(sizes), k)), rng.normal(size=(n, sum(sizes))), (rng.random(n) < 0.8) * 1.0
     wg, wg2, wo = (np.asarray(a) for a in _grouped_columns(xnp, c, y, sizes, f))
     got = linear_sums_grouped_cpu(alt, wg, wg2, c, y, f, sizes)
     np.testing.assert_allclose(got, linear_sums_oracle(alt, wg, wg2, wo), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
-        linear_sums_grouped_cpu(alt, wg, wg2, c, y, f, [2, 1])
+        linear_sums_grouped_cpu(alt, wg, wg2, c, y, f, [2, 1] if sizes == [3, 1] else [29])
 
 
 @pytest.mark.gpu

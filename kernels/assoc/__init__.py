@@ -28,13 +28,14 @@ def _rows(n_variants: int, n_columns: int) -> int:
     """Variants per sub-block for GEMMs with ``n_columns`` weight columns.
 
     Few columns (one phenotype: covariates + 2): 32 variants, so that the float64
-    sub-blocks G and G^2 (2 x 2.5 MB at 10,000 samples) stay in cache between the
-    decoding pass and the GEMMs; a chunk of 1,677 x 10,000 took 23.6 ms instead of
-    35.4 ms at 256 rows (two threads).  Many columns: the weights (samples x columns)
-    are read once per sub-block, so the sub-block grows with them (at 116 columns 128-256
-    rows are best: 92 ms, against 105 ms at 32).
+    sub-block G (2.5 MB at 10,000 samples) stays in cache between the decoding pass and
+    the GEMM; a chunk of 1,677 x 10,000 took 23.6 ms instead of 35.4 ms at 256 rows
+    (two threads).  From 32 columns on (30+ phenotypes) the weights (samples x columns)
+    dominate the GEMM's reads, once per sub-block: 256 rows (100 phenotypes, 116 columns:
+    86 ms per chunk, against 101 ms at 128 rows and 116 ms at 32).
     """
-    return max(1, min(n_variants, _ROWS, max(32, n_columns)))
+    return max(1, min(n_variants, 32 if n_columns < 32 else _ROWS))
+
 
 _decode = None
 

@@ -111,6 +111,7 @@ def decode_and_missing_products(alt, c, y, starts, founder, w2t, g, sq, out, idx
         p_max = max(p_max, starts[gi + 1] - starts[gi])
     cbuf = np.empty((n_samples, k))
     ybuf = np.empty(n_samples * p_max)
+    y2buf = np.empty(p_max)
     for v in range(n_variants):
         row, gv = alt[v], g[v]
         n_missing = decode_values(row, gv)
@@ -127,10 +128,18 @@ def decode_and_missing_products(alt, c, y, starts, founder, w2t, g, sq, out, idx
             p0, p1 = starts[gi], starts[gi + 1]
             cm = cbuf[:m]
             ym = ybuf[:m * (p1 - p0)].reshape((m, p1 - p0))
-            for t in range(m):  # the missing calls' rows, then their products as GEMMs
+            y2 = y2buf[:p1 - p0]
+            y2[:] = 0.0
+            for t in range(m):  # the missing calls' rows (and their y^2), then their products as GEMMs
                 s = idx[t]
-                cm[t, :] = c[s, gi]
-                ym[t, :] = y[s, p0:p1]
+                cs, ct = c[s, gi], cm[t]
+                for a in range(k):
+                    ct[a] = cs[a]
+                ys, yt = y[s], ym[t]
+                for p in range(p1 - p0):
+                    x = ys[p0 + p]
+                    yt[p] = x
+                    y2[p] += x * x
             cc = np.dot(cm.T, cm)
             yc = np.dot(ym.T, cm)
             for a in range(k):
@@ -142,10 +151,7 @@ def decode_and_missing_products(alt, c, y, starts, founder, w2t, g, sq, out, idx
                     acc[o + a] = yc[p, a]
                 o += k
             for p in range(p1 - p0):
-                ss = 0.0
-                for t in range(m):
-                    ss += ym[t, p] * ym[t, p]
-                acc[o] = ss
+                acc[o] = y2[p]
                 o += 1
         f = 0.0
         for t in range(m):
