@@ -1983,24 +1983,24 @@ class AssociationScan:
                 yield self._chunk(int(bounds[i]), int(bounds[i + 1]), np.asarray(to_cpu(arr)))
 
     def _chunk(self, start, stop, arr) -> ChunkResult:
-        cols = {}
-        for j, name in enumerate(self.phenotypes):
-            f = arr[:, j, :]
-            beta, se, n, a1 = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
-            err = f[:, 4].astype(np.int64)
-            npred = self.n_predictors
-            if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant)
-                npred = np.asarray(npred)[start:stop, j]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stat = beta / se
-                if self.kind == "linear":
-                    lnp = _t_lnp(stat, n - npred)
-                else:
-                    lnp = _z_lnp(stat)
-                freq = a1 / (2.0 * n)
-            cols[name] = {"BETA": beta, "SE": se, "STAT": stat, "LNP": lnp, "P": np.exp(lnp),
-                          "OBS_CT": n.astype(np.int64), "A1_CT": a1, "A1_FREQ": freq,
-                          "A1_IS_REF": f[:, 6] > 0.5, "ERRCODE": err, "FIRTH": f[:, 5] > 0.5}
+        # every phenotype's columns at once ((variants, phenotypes) arrays, phenotype-major so that
+        # each phenotype's column is contiguous), then one view per phenotype: with 100 phenotypes
+        # a dozen array calls per chunk instead of a dozen per phenotype
+        f = np.ascontiguousarray(np.moveaxis(arr, 1, 0))  # (phenotypes, variants, fields)
+        beta, se, n, a1 = (np.ascontiguousarray(f[:, :, i]) for i in range(4))
+        err = f[:, :, 4].astype(np.int64)
+        npred = self.n_predictors
+        if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant)
+            npred = np.asarray(npred)[start:stop, :].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = beta / se
+            lnp = _t_lnp(stat, n - npred) if self.kind == "linear" else _z_lnp(stat)
+            freq = a1 / (2.0 * n)
+        p, obs, a1_is_ref, firth = np.exp(lnp), n.astype(np.int64), f[:, :, 6] > 0.5, f[:, :, 5] > 0.5
+        cols = {name: {"BETA": beta[j], "SE": se[j], "STAT": stat[j], "LNP": lnp[j], "P": p[j], "OBS_CT": obs[j],
+                       "A1_CT": a1[j], "A1_FREQ": freq[j], "A1_IS_REF": a1_is_ref[j], "ERRCODE": err[j],
+                       "FIRTH": firth[j]}
+                for j, name in enumerate(self.phenotypes)}
         return ChunkResult(start, stop, cols)
 
     def collect(self, compute=None, batch: int | None = None) -> dict:
