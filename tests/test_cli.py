@@ -92,6 +92,24 @@ for args in (["qc", "--bfile", {ex!r}, "--hwe", "1e-6", "--out", {out!r} + "/q"]
     assert [p for p in before if after.get(p) != before[p]] == []
 
 
+def test_command_exits_without_teardown_but_complete(bfile, tmp_path):
+    """The popgen command ends with os._exit after closing the log (cli._exit): outputs and the
+    log are complete, exit codes kept, buffered output flushed; under a profiler it exits
+    normally, so that the profile is written."""
+    out = tmp_path / "o"
+    res = popgen("qc", "--bfile", bfile, "--out", out, "--cluster", "none", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "timings:" in res.stdout + res.stderr  # the last line the run prints
+    assert (tmp_path / "o.log").read_text().splitlines()[-1].split(" INFO ")[-1].startswith("timings:")
+    assert sorted(p.name for p in tmp_path.glob("o.*")) == ["o.afreq", "o.hardy", "o.het", "o.log", "o.smiss",
+                                                            "o.vmiss"]
+    assert_one_line_error(popgen("qc", "--bfile", tmp_path / "missing", "--out", out), "missing")
+    prof = tmp_path / "cli.prof"
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "popgen", "--version"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and prof.stat().st_size > 0 and "popgen" in res.stdout
+
+
 def test_qc_writes_reports_and_log(bfile, tmp_path):
     out = tmp_path / "res" / "o"
     assert main(["qc", "--bfile", str(bfile), "--out", str(out), "--cluster", "none", "--device", "cpu",
