@@ -1830,7 +1830,8 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
         else:
             is_cc = bool(vals) and vals <= {0.0, 1.0, 2.0} and bool(vals - {0.0})
             yy = np.where(y == 0.0, np.nan, y - 1.0)
-        if model == "logistic" and not is_cc:
+        informative = vals - (set() if case_control_01 else {0.0})  # values other than missing codes
+        if model == "logistic" and informative and not is_cc:  # (all missing: the error below)
             coding = "0/1 (--1)" if case_control_01 else "1/2, or 0/1 with --1"
             raise PopgenError(f"--logistic: phenotype {col} is not case/control (value "
                               f"{_first_other(y, vals, case_control_01):g}; case/control codes are {coding})",

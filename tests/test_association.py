@@ -532,8 +532,11 @@ def test_bad_input(tmp_path, rng, caplog):
         A.load_phenotypes(ds, ph, ["BMI"])
     with pytest.raises(PopgenError, match=r"p\.txt: phenotype WORD is not numeric \(value 'x'\)"):
         A.load_phenotypes(ds, ph, ["WORD"])
-    with pytest.raises(PopgenError, match=r"p\.txt: phenotype EMPTY has no non-missing value"):
-        A.load_phenotypes(ds, ph, ["EMPTY"])
+    for model in ("auto", "logistic", "linear"):
+        with pytest.raises(PopgenError, match=r"p\.txt: phenotype EMPTY has no non-missing value"):
+            A.load_phenotypes(ds, ph, ["EMPTY"], model=model)
+    with pytest.raises(PopgenError, match=r"p\.txt: --logistic: phenotype QT is not case/control \(value -?[0-9.]+;"):
+        A.load_phenotypes(ds, ph, ["QT"], model="logistic")
     with pytest.raises(PopgenError, match=r"p\.txt: case/control phenotype CTRL has only controls"):
         A.load_phenotypes(ds, ph, ["CTRL"])
     with pytest.raises(PopgenError, match=r"c\.txt: covariate CONST is constant"):
