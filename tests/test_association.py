@@ -535,7 +535,7 @@ def test_bad_input(tmp_path, rng, caplog):
     for model in ("auto", "logistic", "linear"):
         with pytest.raises(PopgenError, match=r"p\.txt: phenotype EMPTY has no non-missing value"):
             A.load_phenotypes(ds, ph, ["EMPTY"], model=model)
-    with pytest.raises(PopgenError, match=r"p\.txt: --logistic: phenotype QT is not case/control \(value -?[0-9.]+;"):
+    with pytest.raises(PopgenError, match=r"p\.txt: --logistic: phenotype QT is not case/control \(value [^;]+;"):
         A.load_phenotypes(ds, ph, ["QT"], model="logistic")
     with pytest.raises(PopgenError, match=r"p\.txt: case/control phenotype CTRL has only controls"):
         A.load_phenotypes(ds, ph, ["CTRL"])
