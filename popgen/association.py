@@ -1762,11 +1762,10 @@ def _select_columns(table, names, path, what):
     return names
 
 
-def _first_other(y, vals, case_control_01):
+def _first_other(y, case_control_01):
     """The first value of ``y`` that is not a case/control code (for the error message)."""
     codes = {0.0, 1.0} if case_control_01 else {0.0, 1.0, 2.0}
-    other = [v for v in y[np.isfinite(y)].tolist() if v not in codes]
-    return other[0] if other else sorted(vals)[0]
+    return next(v for v in y[np.isfinite(y)].tolist() if v not in codes)
 
 
 def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=None, *,
@@ -1834,7 +1833,7 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
         if model == "logistic" and informative and not is_cc:  # (all missing: the error below)
             coding = "0/1 (--1)" if case_control_01 else "1/2, or 0/1 with --1"
             raise PopgenError(f"--logistic: phenotype {col} is not case/control (value "
-                              f"{_first_other(y, vals, case_control_01):g}; case/control codes are {coding})",
+                              f"{_first_other(y, case_control_01):g}; case/control codes are {coding})",
                               pheno_path)
         if not np.isfinite(yy if is_cc else y).any():
             if len(cols) == 1:

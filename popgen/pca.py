@@ -429,9 +429,7 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     n_samples = alt.shape[1]
     l = min(k + max(0, int(n_oversamples)), n_samples - 1)  # noqa: E741
     alt = _pass_chunks(alt, n_samples)
-    af_lazy, rate_lazy = freq
-    p = af_lazy.rechunk((alt.chunks[0],))
-    host_freq = []
+    p = freq[0].rechunk((alt.chunks[0],))  # the first pass's; then the computed values
     xp = namespace(alt)
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((n_samples, l))  # drawn on the host: identical start on every device
@@ -441,31 +439,22 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     keep = 4 * alt.shape[0] * l * (max(0, int(n_iter)) + 1) <= _KEEP_XQ_BYTES
     height = max(alt.chunks[0]) if keep else 0
 
-    def _first_pass_freq(more):
-        nonlocal p
-        if more:
-            host_freq.extend(_host_f64(*more))
-            _check_polymorphic(host_freq[0])
-            p = da.from_array(host_freq[0], chunks=(alt.chunks[0],))  # later passes: the computed values
-
-    def xtxq(q_host):
-        """``(X'X Q / M, X Q or None)``: one pass over the genotypes (all samples (j) in one chunk)."""
+    def xtxq(q_host, *extra):
+        """``(X'X Q / M, X Q or None, extra computed)``: one pass over the genotypes (all samples (j)
+        in one chunk), computing the collections ``extra`` in the same graph."""
         qd = xp.asarray(q_host, dtype=xp.float32)
         parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, height, None, dtype=np.float64,
                              new_axes={"i": n_samples + height, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
                              meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
-        extra = () if host_freq else (af_lazy, rate_lazy)  # the first pass computes the frequencies
         if not keep:
             z, *more = compute(parts.sum(axis=0), *extra)
-            _first_pass_freq(more)
-            return np.asarray(to_cpu(z)) / n_variants, None
+            return np.asarray(to_cpu(z)) / n_variants, None, more
         # copies, not views: a view of each chunk's rows of X Q would keep its whole output alive
         y = parts.map_blocks(_rows_copy, n_samples, chunks=(1, height, q_host.shape[1]), dtype=np.float64)
         z, y, *more = compute(parts[:, :n_samples, :].sum(axis=0), y, *extra)
-        _first_pass_freq(more)
         y = np.asarray(to_cpu(y), dtype=np.float32)  # (chunks, height, l): each chunk's X_c Q, padded
         y = np.concatenate([y[c, :rows] for c, rows in enumerate(alt.chunks[0])], axis=0)
-        return np.asarray(to_cpu(z)) / n_variants, y
+        return np.asarray(to_cpu(z)) / n_variants, y, more
 
     # block Krylov subspace (Musco & Musco 2015; the "blanczos" of Galinsky et al. 2016): keep every
     # block, so that flat spectra beyond the top PCs converge in few passes.  Each new block is
@@ -475,7 +464,11 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     # orthogonalizing the concatenated blocks afterwards needs a pass over a basis of width l(q+1).
     blocks, images, xq = [q], [], []
     for i in range(max(0, int(n_iter)) + 1):
-        z, y = xtxq(blocks[-1])
+        z, y, more = xtxq(blocks[-1], *(freq if i == 0 else ()))
+        if i == 0:
+            af, rate = _host_f64(*more)
+            _check_polymorphic(af)
+            p = da.from_array(af, chunks=(alt.chunks[0],))
         images.append(z)
         xq.append(y)
         if i == n_iter:
@@ -497,15 +490,16 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
         starts = np.cumsum([0] + [y.shape[1] for y in xq])
         loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
     meta = {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
-    return vectors, values[order], loadings, meta, tuple(host_freq)
+    return vectors, values[order], loadings, meta, (af, rate)
 
 
 def _orthonormal_complement(z, basis):
     """Orthonormal columns spanning ``z``'s part outside ``basis`` (orthonormal, (N, b)).
 
-    Projected out twice ("twice is enough", Parlett), before and after the QR: columns of ``z``
-    already (nearly) in ``span(basis)`` leave rounding noise, which the QR scales up to unit
-    length, and the second projection keeps it orthogonal to ``basis``.  At most ``N - b`` columns.
+    Two rounds of projecting ``basis`` out twice ("twice is enough", Parlett) and a QR: columns
+    of ``z`` already (nearly) in ``span(basis)`` leave rounding noise, which the first QR scales
+    up to unit length, and the second round keeps it orthogonal to ``basis``.  At most
+    ``N - b`` columns.
     """
     room = basis.shape[0] - basis.shape[1]
     if room <= 0:

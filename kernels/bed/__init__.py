@@ -26,24 +26,6 @@ _BYTE_LUT = np.array(
 _BYTE_LUT32 = np.ascontiguousarray(_BYTE_LUT).view(np.uint32).reshape(-1)
 
 
-def _jit():
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def decode(packed, lut32, out32):
-        n_variants, n_bytes = packed.shape
-        for v in range(n_variants):
-            row = packed[v]
-            o = out32[v]
-            for b in range(n_bytes):
-                o[b] = lut32[row[b]]
-
-    return decode
-
-
-_decode_numba = None
-
-
 def decode_bed_cpu(packed: np.ndarray, n_samples: int) -> np.ndarray:
     """Decode packed .bed rows to ALT allele counts (CPU twin, numba).
 
@@ -59,15 +41,14 @@ def decode_bed_cpu(packed: np.ndarray, n_samples: int) -> np.ndarray:
     ndarray, int8, shape (n_variants, n_samples)
         ALT allele count (0, 1, 2) or -1 for a missing call.
     """
-    global _decode_numba
-    if _decode_numba is None:
-        _decode_numba = _jit()
+    from popgen.kernels.bed._cpu import decode
+
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
     _check(packed.shape, n_samples)
     n_variants, n_bytes = packed.shape
     n_bytes = min(n_bytes, -(-n_samples // 4))  # bytes beyond the samples' are not decoded
     out32 = np.empty((n_variants, n_bytes), dtype=np.uint32)
-    _decode_numba(packed[:, :n_bytes], _BYTE_LUT32, out32)
+    decode(packed[:, :n_bytes], _BYTE_LUT32, out32)
     out = out32.view(np.int8).reshape(n_variants, 4 * n_bytes)
     return out if out.shape[1] == n_samples else np.ascontiguousarray(out[:, :n_samples])
 

@@ -9,30 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_run = None
-
-
-def _jit():
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def run(alt, keep, out):
-        n_variants, n_samples = alt.shape
-        for v in range(n_variants):
-            row = alt[v]
-            called = het = hom = 0
-            for s in range(n_samples):
-                g = row[s]
-                k = keep[s]
-                called += k & (g >= 0)
-                het += k & (g == 1)
-                hom += k & (g == 2)
-            out[v, 0] = called
-            out[v, 1] = het
-            out[v, 2] = hom
-
-    return run
-
 
 def variant_counts_cpu(alt: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
     """Per-variant counts of called, heterozygous and homozygous-ALT calls.
@@ -48,13 +24,12 @@ def variant_counts_cpu(alt: np.ndarray, samples: np.ndarray | None = None) -> np
     -------
     ndarray, int64, shape (n_variants, 3)
     """
-    global _run
-    if _run is None:
-        _run = _jit()
+    from popgen.kernels.qc._cpu import variant_counts
+
     alt = np.ascontiguousarray(alt, dtype=np.int8)
     keep = np.ones(alt.shape[1], dtype=np.bool_) if samples is None else np.asarray(samples, dtype=np.bool_)
     if alt.ndim != 2 or keep.shape != (alt.shape[1],):
         raise ValueError(f"sample mask of shape {keep.shape} does not fit genotypes {alt.shape}")
     out = np.empty((alt.shape[0], 3), dtype=np.int64)
-    _run(alt, keep, out)
+    variant_counts(alt, keep, out)
     return out

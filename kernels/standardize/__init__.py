@@ -13,24 +13,6 @@ import numpy as np
 from popgen.kernels import launch_grid_stride, register
 
 
-def _jit():
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def run(alt, table, out):
-        n_variants, n_samples = alt.shape
-        for v in range(n_variants):
-            t0, t1, t2, t3 = table[v, 0], table[v, 1], table[v, 2], table[v, 3]
-            for s in range(n_samples):
-                g = alt[v, s]
-                out[v, s] = t0 if g == 0 else (t1 if g == 1 else (t2 if g == 2 else t3))
-
-    return run
-
-
-_run = None
-
-
 def standardize_alt_cpu(alt: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Look up each call's value in its variant's table (CPU twin, numba).
 
@@ -45,14 +27,13 @@ def standardize_alt_cpu(alt: np.ndarray, table: np.ndarray) -> np.ndarray:
     -------
     ndarray, float32, shape (n_variants, n_samples)
     """
-    global _run
-    if _run is None:
-        _run = _jit()
+    from popgen.kernels.standardize._cpu import standardize
+
     alt = np.ascontiguousarray(alt, dtype=np.int8)
     table = np.ascontiguousarray(table, dtype=np.float32)
     _check(alt.shape, table.shape)
     out = np.empty(alt.shape, dtype=np.float32)
-    _run(alt, table, out)
+    standardize(alt, table, out)
     return out
 
 
