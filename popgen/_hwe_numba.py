@@ -20,7 +20,6 @@ def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
     if n == 0:
         return np.nan
     homr = min(n_hom1, n_hom2)
-    homc = max(n_hom1, n_hom2)
     rare = 2 * homr + n_het
     probs = np.zeros(rare + 1)
     mid = rare * (2 * n - rare) // (2 * n)

@@ -126,6 +126,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 log = logging.getLogger("popgen")
@@ -927,7 +928,6 @@ class _Model:
         """Firth's modified score ``X'(w (y - mu + h (1/2 - mu)))``, ``h_i = v_i x_i' H^-1 x_i``
         (the hat diagonal, ``v = mu (1 - mu)``): (V, p).  The gradient of the penalized
         log-likelihood (the opposite sign of :meth:`gradient`)."""
-        xp = self.xp
         if not isinstance(self.g, np.ndarray):
             v = mu * (1.0 - mu)
             return self.xt(self.w * ((self.y - mu) + (0.5 - mu) * v * self.quad(hinv)))
@@ -994,7 +994,6 @@ class _Model:
         (instead of a dozen array passes); other namespaces: :meth:`evaluate`
         and :meth:`xt`.
         """
-        xp = self.xp
         if not isinstance(self.g, np.ndarray):
             if rows is not None:
                 return self.take(rows).newton_terms(beta)
@@ -1964,11 +1963,10 @@ class AssociationScan:
         idle while its last chunks finish: 40.9 s at 8 chunks, 36-39 s at 32 for
         a logistic scan of 100,000 variants on 2 cores).
         """
-        import dask
 
         from popgen.backend import computed_ahead, to_cpu
 
-        compute = compute or dask.compute
+        compute = compute or _backend.compute
         fields = self.fields
         bounds = np.concatenate([[0], np.cumsum(fields.chunks[0])]).astype(int)
         n_blocks = len(fields.chunks[0])

@@ -450,9 +450,11 @@ if __name__ == "__main__":
 
 def entry() -> None:
     """Console-script entry point: process-wide settings (:func:`popgen.backend.tune_process_heap`,
-    :func:`popgen.backend.hide_absent_gpu_stack`), then :func:`main`."""
+    :func:`popgen.backend.hide_absent_gpu_stack`, :func:`popgen.backend.start_blas_single_threaded`),
+    then :func:`main`."""
     from popgen import backend
 
+    backend.start_blas_single_threaded()
     backend.tune_process_heap()
     backend.hide_absent_gpu_stack()
     _exit(main())

@@ -22,6 +22,7 @@ import logging
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 log = logging.getLogger(__name__)
@@ -694,12 +695,11 @@ def _prune_windows(ds, samples, n_used, maj_given, win_s, win_e, win_new, r2, re
     """
     import concurrent.futures
 
-    import dask
 
     from popgen.backend import device_of
     from popgen.genotypes import alt_allele_count
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     alt = alt_allele_count(ds)
     n = alt.shape[0]
     # the last variant each variant is compared with (itself when in no

@@ -51,6 +51,7 @@ from typing import Literal
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 log = logging.getLogger("popgen")
@@ -339,11 +340,10 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
     -------
     PCAResult
     """
-    import dask
 
     from popgen.genotypes import alt_allele_count
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     n_samples, n_variants = ds.sizes["samples"], ds.sizes["variants"]
     if solver not in ("exact", "randomized"):
         raise PopgenError(f"unknown PCA solver {solver!r}: use exact or randomized")
@@ -409,8 +409,11 @@ def _exact(alt, af, k, missing, n_variants, compute):
     else:
         import scipy.linalg
 
+        from popgen.backend import all_cores_blas
+
         n = kmat.shape[0]
-        values, vectors = scipy.linalg.eigh(np.asarray(kmat), subset_by_index=[n - k, n - 1], driver="evr")
+        with all_cores_blas():
+            values, vectors = scipy.linalg.eigh(np.asarray(kmat), subset_by_index=[n - k, n - 1], driver="evr")
     order = np.argsort(values)[::-1]
     return np.asarray(vectors)[:, order], np.asarray(values)[order]
 
@@ -596,13 +599,12 @@ def project(ds, reference: Reference, *, compute=None):
     report : dict
         Variant matching counts.
     """
-    import dask
     import dask.array as da
 
     from popgen.backend import namespace, to_cpu
     from popgen.genotypes import alt_allele_count
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     di, ri, flip, report = match_variants(ds, reference)
     if len(di) == 0:
         raise PopgenError("no variant of the cohort matches the reference PCA (by ID and alleles)")
@@ -646,7 +648,7 @@ def write_pca(prefix, ds, result: PCAResult) -> list[str]:
     and ``.pca.json`` (solver and settings).  Returns the paths written."""
     import concurrent.futures
 
-    from popgen.io.reports import Formatted, fmt_g, sample_columns, variant_columns, write_table
+    from popgen.io.reports import Formatted, sample_columns, variant_columns, write_table
 
     k = result.eigenvalues.shape[0]
     pcs = [f"PC{i + 1}" for i in range(k)]

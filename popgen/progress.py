@@ -48,17 +48,23 @@ def compute(*collections: Any, label: str = "computing", progress: bool = True, 
     """
     import dask
 
-    if not (progress and progress_enabled()):
-        return dask.compute(*collections, scheduler=scheduler)
-    display = _Display(label)
+    from popgen.backend import blas_for
+
+    display = _Display(label) if progress and progress_enabled() else None
     try:
         client = _active_client(scheduler)
-        if client is not None:
+        if client is not None:  # its workers' BLAS runs single-threaded already
+            if display is None:
+                return dask.compute(*collections, scheduler=scheduler)
             return _compute_distributed(client, collections, display)
-        with _task_callback(display):
-            return dask.compute(*collections, scheduler=scheduler)
+        with blas_for(scheduler):
+            if display is None:
+                return dask.compute(*collections, scheduler=scheduler)
+            with _task_callback(display):
+                return dask.compute(*collections, scheduler=scheduler)
     finally:
-        display.close()
+        if display is not None:
+            display.close()
 
 
 def _active_client(scheduler):

@@ -15,6 +15,7 @@ import logging
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 log = logging.getLogger(__name__)
@@ -437,11 +438,10 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
         ``compute(*collections)`` used to evaluate (e.g. with a progress bar);
         default :func:`dask.compute`.
     """
-    import dask
 
     from popgen.genotypes import founder_mask
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     report = FilterReport(ds.sizes["samples"], ds.sizes["variants"], {}, 0, 0)
     if filters.mind is not None:
         (called,) = compute(sample_stats(ds, merge=False)["sample_n_called"].data)

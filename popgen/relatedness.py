@@ -139,6 +139,7 @@ from typing import Iterator
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 log = logging.getLogger("popgen")
@@ -509,7 +510,7 @@ def grm(ds, *, samples=None, tile=None, dtype: str = "float32", compute=None):
 
     if dtype not in ("float64", "float32"):
         raise PopgenError(f"unknown GRM precision {dtype!r}: use float64 or float32")
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     tile = _GRM_TILE if tile is None else tile
     alt, sub = _pair_alt(ds, tile, "GRM")
     (af,) = compute(qc.variant_stats(sub, samples=samples, merge=False)["variant_allele_frequency"].data[:, 1])
@@ -674,7 +675,6 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
     """
     import tempfile
 
-    import dask
 
     from popgen.backend import computed_ahead
     from popgen.io.files import atomic_write
@@ -684,7 +684,7 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
         raise PopgenError(f"unknown GRM shape {shape!r}: use square, square0 or triangle")
     if binary not in (False, True, "bin", "bin4"):
         raise PopgenError(f"unknown GRM binary format {binary!r}: use bin or bin4")
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     n = K.shape[0]
     dtype = np.dtype("<f4") if binary == "bin4" else np.dtype("<f8")  # little-endian, as PLINK 2
     path = f"{prefix}.rel.bin" if binary else f"{prefix}.rel"
@@ -732,14 +732,13 @@ def write_grm_zarr(prefix, ds, K, *, compute=None) -> list[str]:
     is two columns (``8 T N`` bytes each), never ``N x N``; the store appears
     under its name only once complete.
     """
-    import dask
     import zarr
 
     from popgen.backend import computed_ahead
     from popgen.io.files import atomic_dir
     from popgen.io.reports import sample_columns, write_table
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     n = K.shape[0]
     bounds = np.cumsum((0,) + K.chunks[0]).tolist()
     nb = len(bounds) - 1
@@ -989,9 +988,8 @@ def iter_king_pairs(ds, *, min_kinship=None, tile=None, method: str = "auto", co
     ------
     KingPairs
     """
-    import dask
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     n = ds.sizes["samples"]
     _check_cohort(ds, "KING")
     tile = _table_tile(tile, n, min_kinship is not None)
@@ -1094,7 +1092,7 @@ def write_king_table(prefix, ds, *, king_table_filter=None, degree_column: bool 
     cols = header + ["NSNP", "HETHET", "IBS0", "KINSHIP"] + (["DEGREE"] if degree_column else [])
     path = f"{prefix}.kin0"
     n = ds.sizes["samples"]
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     id_bytes = [t.encode() for t in id_text.tolist()]
     id_off = np.cumsum([0] + [len(t) for t in id_bytes]).astype(np.int64)
     ids = dask.delayed(np.frombuffer(b"".join(id_bytes), dtype=np.uint8).copy())  # one key, shared by the tasks

@@ -174,3 +174,83 @@ def test_process_setup_tunes_heap_and_hides_cupy_without_driver():
     env["MALLOC_TRIM_THRESHOLD_"] = "1000000"  # the user's own setting wins
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.split()[0] == "False"
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_tasks_of_the_threaded_scheduler_call_blas_single_threaded():
+    """One task per core, each GEMM on its own thread: a BLAS with a thread per core as well
+    put two threads on every core (PCA 2.7x slower).  The BLAS gets its threads back after,
+    and the synchronous scheduler keeps them."""
+    import dask
+    from threadpoolctl import threadpool_limits
+
+    from popgen import progress
+
+    def threads_in_task(_):
+        return _blas_threads()
+
+    tasks = [dask.delayed(threads_in_task)(i) for i in range(4)]
+    with threadpool_limits(2, user_api="blas"):
+        assert _blas_threads() == {2}
+        for compute in (backend.compute, progress.compute,
+                        lambda *c, **k: progress.compute(*c, progress=False, **k)):
+            assert all(t == {1} for t in compute(*tasks, scheduler="threads"))
+            assert _blas_threads() == {2}
+        assert all(t == {2} for t in backend.compute(*tasks, scheduler="sync"))
+
+
+def test_single_threaded_blas_is_shared_by_overlapping_users():
+    """A prefetching thread's compute overlaps the main thread's: the first user sets the
+    limit, the last one gives the threads back, whatever order they leave in."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(2, user_api="blas"):
+        a, b = backend.single_threaded_blas(), backend.single_threaded_blas()
+        a.__enter__()
+        b.__enter__()
+        assert _blas_threads() == {1}
+        a.__exit__(None, None, None)
+        assert _blas_threads() == {1}  # b is still inside
+        b.__exit__(None, None, None)
+        assert _blas_threads() == {2}
+
+
+def test_all_cores_blas_unless_the_user_fixed_the_threads(monkeypatch):
+    from dask.system import cpu_count
+    from threadpoolctl import threadpool_limits
+
+    for v in backend.BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    with threadpool_limits(1, user_api="blas"):
+        with backend.all_cores_blas():
+            assert _blas_threads() == {cpu_count()}
+        assert _blas_threads() == {1}
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the user's choice
+        with backend.all_cores_blas():
+            assert _blas_threads() == {1}
+        monkeypatch.setattr(backend, "_blas_threads_set_here", True)  # popgen's own choice
+        with backend.all_cores_blas():
+            assert _blas_threads() == {cpu_count()}
+
+
+def test_process_setup_loads_blas_single_threaded_unless_set():
+    """What the popgen command does first (cli.entry), in a fresh process: BLAS loads with one
+    thread (no pool spinning between tasks); a user's setting is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from popgen import backend; done = backend.start_blas_single_threaded(); import numpy;"
+            "from threadpoolctl import threadpool_info;"
+            "print(done, sorted({i['num_threads'] for i in threadpool_info()}))")
+    env = {k: v for k, v in os.environ.items() if k not in backend.BLAS_THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split(None, 1) == ["True", "[1]\n"]
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split(None, 1) == ["False", "[2]\n"]

@@ -13,6 +13,7 @@ import types
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 from popgen.federated.bundle import read_bundle, write_bundle
 from popgen.federated.plan import LoadedPlan
@@ -114,11 +115,10 @@ def counts(site: Site, *, compute=None) -> dict:
     Variants with a minor allele count in ``[1, privacy.min_allele_count)``
     are suppressed (all counts 0, ``suppressed`` = 1).
     """
-    import dask
 
     from popgen import qc
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     a = qc.variant_stats(site.ds, merge=False)
     f = qc.variant_stats(site.ds, samples=site.founders(), merge=False)
     vals = compute(a["variant_n_called"].data, a["variant_n_het"].data, a["variant_n_hom_alt"].data,
@@ -212,12 +212,11 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
     minor allele count in ``[1, min_allele_count)`` or a number of missing calls in
     ``[1, min_missing_count)`` among the phenotype's samples.
     """
-    import dask
 
     from popgen import association as assoc
     from popgen.backend import to_cpu
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     g = site.plan.plan.gwas
     values = _site_phenotypes(site, pheno, binary=False)
     P, k = len(g.phenotypes), len(g.covariates)
@@ -418,14 +417,13 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     at the site.  Two streaming passes over the genotypes; with ``final`` (the
     Rayleigh-Ritz round) one, returning ``(Z_s' V)'(Z_s' V)`` (l x l) instead.
     """
-    import dask
     import dask.array as da
 
     from popgen.backend import namespace, to_cpu
     from popgen.genotypes import alt_allele_count
     from popgen.pca import _pass_chunks
 
-    compute = compute or dask.compute
+    compute = compute or _backend.compute
     use = site.plan.pca_mask if use is None else np.asarray(use, dtype=bool)
     sel = np.flatnonzero(use[site.plan_index])
     l = basis.shape[1]  # noqa: E741

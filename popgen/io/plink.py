@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from popgen import backend as _backend
 from popgen.errors import PopgenError
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
@@ -335,7 +336,6 @@ def write_plink(ds, prefix, *, compute=None) -> None:
         ``compute(delayed)`` used to run the write (e.g. with a progress bar);
         default :func:`dask.compute`.
     """
-    import dask
     import dask.array as da
     import pandas as pd
 
@@ -380,7 +380,7 @@ def write_plink(ds, prefix, *, compute=None) -> None:
             f.write(BED_MAGIC)
             f.truncate(3 + n_variants * ((n_samples + 3) // 4))
         writes = da.store(alt, _BedWriter(tmp[".bed"], n_variants, n_samples), lock=False, compute=False)
-        (compute or dask.compute)(writes)
+        (compute or _backend.compute)(writes)
         assert n_samples == len(fam)
         for ext in (".fam", ".bim", ".bed"):
             os.replace(tmp[ext], prefix + ext)
