@@ -153,7 +153,7 @@ HEAP_MMAP_THRESHOLD = 64 * 2**20
 HEAP_TRIM_THRESHOLD = 32 * 2**20
 
 
-def tune_process_heap() -> bool:
+def tune_process_heap(force: bool = False) -> bool:
     """Keep freed blocks of up to 64 MiB in glibc's heap for reuse (``mallopt``).
 
     A streaming pass allocates and frees the same block sizes (decoded chunks,
@@ -165,12 +165,15 @@ def tune_process_heap() -> bool:
     (a 256 MiB threshold saved no more time and kept 35 MB more at the PCA's
     peak).  For the popgen command's process only (not on import); kept as is
     when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` are set, and a
-    no-op without glibc.  Returns whether the settings were applied.
+    no-op without glibc.  ``force``: whatever the environment says (Dask workers: their
+    nanny starts them with ``MALLOC_TRIM_THRESHOLD_=65536``, see :mod:`popgen._worker`).
+    Returns whether the settings were applied.
     """
     import os
 
     mallopt = _libc_function("mallopt")
-    if mallopt is None or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    user_set = any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+    if mallopt is None or (user_set and not force):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
     return bool(mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, HEAP_TRIM_THRESHOLD))

@@ -12,7 +12,8 @@ the choice of scheduler to whoever calls ``.compute()``.  The CLI
 
 =====================  ==========================================================
 ``none``               no distributed client: Dask's in-process threaded scheduler
-``local`` (default)    process-based ``LocalCluster`` sized to this machine
+``local`` (default)    process-based ``LocalCluster`` sized to this machine (one
+                       worker's worth of cores: in-process threads, see below)
 ``local-cuda``         ``dask_cuda.LocalCUDACluster``, one worker per GPU
 ``slurm``              ``dask_jobqueue.SLURMCluster`` from the ``slurm.yaml`` profile
 ``KIND:NAME``          profile ``NAME.yaml`` of that kind, e.g. ``slurm:bigmem``
@@ -28,7 +29,11 @@ to built-in defaults when no such file exists; ``slurm`` needs one.
 
 Sizing of ``local``: about four threads per worker process
 (``n_workers = max(1, round(cores / 4))``, ``threads = cores // n_workers``)
-and the machine's memory split evenly between workers.  Our tasks are NumPy,
+and the machine's memory split evenly between workers.  Where that is one
+worker (up to 5 cores) and no profile or option sets ``n_workers``, the tasks
+run on the in-process threaded scheduler instead: the same threads without a
+scheduler, a worker event loop and every result copied between processes
+(on two cores a LocalCluster doubled QC's time and tripled the PCA's).  Our tasks are NumPy,
 BLAS and Numba kernels that release the GIL, and Dask's nannies pin BLAS to one
 thread per worker thread, so threads use the cores well; the glue around them
 (sgkit/xarray, task bookkeeping, VCF parsing) holds the GIL, which is why a
@@ -424,7 +429,7 @@ def cluster_client(
     ------
     distributed.Client or None
         The client, set as Dask's default scheduler while the block runs; None
-        for ``none`` (Dask's threaded scheduler).
+        for ``none`` and a one-worker ``local`` (Dask's threaded scheduler).
 
     Raises
     ------
@@ -437,16 +442,11 @@ def cluster_client(
     if what == "none":
         if overrides:
             raise PopgenError("--cluster none runs in this process; worker counts apply to a cluster")
-        import dask
-        import dask.threaded
-        from dask.system import cpu_count
-
-        # threads even if a client exists outside; as many threads as cores from any thread
-        # (Dask gives threads other than the main one pools of cores + 4 when unset).  The
-        # scheduler as a function, not "threads": Dask resolves a name by importing distributed
-        # to look for a client (0.2 s and 14 MB in every command)
-        with dask.config.set(scheduler=dask.threaded.get,
-                             num_workers=dask.config.get("num_workers", None) or cpu_count()):
+        with _in_process():
+            yield None
+        return
+    if what == "profile" and (threads := _single_local_worker(arg[0], n_workers, threads_per_worker)):
+        with _in_process(threads):
             yield None
         return
 
@@ -476,6 +476,9 @@ def cluster_client(
         stack.callback(cluster.close)
         client = Client(cluster, set_as_default=True)
         stack.callback(client.close)  # runs before cluster.close
+        from popgen._worker import HeapTuning
+
+        client.register_plugin(HeapTuning())  # also on workers that join later
         if path is not None:
             _SOURCES[client] = os.fspath(path)
         if profile.kind == "slurm":
@@ -494,6 +497,46 @@ def cluster_client(
                         path,
                     ) from None
         yield client
+
+
+@contextlib.contextmanager
+def _in_process(threads: int | None = None):
+    """Dask's threaded scheduler in this process, on ``threads`` threads (default: the
+    configured ``num_workers``, else one per core)."""
+    import dask
+    import dask.threaded
+    from dask.system import cpu_count
+
+    # threads even if a client exists outside; as many threads as cores from any thread
+    # (Dask gives threads other than the main one pools of cores + 4 when unset).  The
+    # scheduler as a function, not "threads": Dask resolves a name by importing distributed
+    # to look for a client (0.2 s and 14 MB in every command)
+    with dask.config.set(scheduler=dask.threaded.get,
+                         num_workers=threads or dask.config.get("num_workers", None) or cpu_count()):
+        yield
+
+
+def _single_local_worker(profile, n_workers, threads_per_worker) -> int | None:
+    """Threads of the one worker a ``local`` profile sizes to this machine, or None.
+
+    A LocalCluster of one worker process runs the same threads as the in-process
+    scheduler plus a scheduler, a worker event loop and a copy of every result between
+    processes: on two cores QC of 10,000 x 100,000 took 10.9 s instead of 5.9 s and the
+    randomized PCA 58 s instead of 18 s.  So when the sizing gives one worker, the tasks
+    run here; a profile or caller asking for ``n_workers`` explicitly still gets the
+    worker process (memory limit, spilling).
+    """
+    if profile.kind != "local" or n_workers is not None or profile.n_workers is not None:
+        return None
+    n, t = local_sizing(None, threads_per_worker if threads_per_worker is not None else profile.threads_per_worker)
+    return t if n == 1 else None
+
+
+def in_process(spec: str) -> str:
+    """The log line's text for a ``spec`` that runs on the in-process scheduler."""
+    import dask
+
+    return f"{spec}: in-process scheduler, {_plural(dask.config.get('num_workers', None) or 1, 'thread')}"
 
 
 def describe(client: distributed.Client | None) -> str:

@@ -106,10 +106,10 @@ def start_run(out, *, device: str = "auto", cluster: str = "local", progress: bo
         log.info("device: %s (requested %s)", dev, device)
         if dev == "gpu" and cluster == "local":
             cluster = "local-cuda"
-        from popgen.cluster import cluster_client, describe
+        from popgen.cluster import cluster_client, describe, in_process
 
         with cluster_client(cluster, threads_per_worker=threads) as client:
-            log.info("cluster: %s", describe(client) if client is not None else f"{cluster}: in-process scheduler")
+            log.info("cluster: %s", describe(client) if client is not None else in_process(cluster))
             run = Run(str(out), dev, client, progress)
             try:
                 yield run

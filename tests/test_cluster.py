@@ -107,6 +107,25 @@ class TestOnLocalCluster:
             progress.compute(da.ones(10, chunks=5).map_blocks(boom, dtype=float), label="fails")
 
 
+    def test_workers_keep_freed_blocks_for_reuse(self, local_client):
+        """The nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (glibc then maps every
+        block above 128 KiB afresh: page faults on each use); popgen's worker plugin sets
+        the command's heap tuning, so a block freed and allocated again faults no page in."""
+
+        def refill_faults():
+            import resource
+
+            import numpy as np
+
+            np.ones(2**20, dtype=np.float32)  # 4 MiB, freed at once
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            np.ones(2**20, dtype=np.float32)
+            return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+        faults = local_client.run(refill_faults)
+        assert len(faults) == 2 and all(f < 64 for f in faults.values()), faults  # a fresh map: 1024
+
+
 @pytest.mark.parametrize("scheduler", [None, "sync", "threads"])
 def test_compute_matches_dask_compute_without_client(expected, scheduler):
     total, mean = _expr()
@@ -151,6 +170,28 @@ def test_plain_lines_when_not_a_terminal():
 )
 def test_local_sizing(cores, n_workers, threads, expected):
     assert local_sizing(n_workers, threads, cores=cores) == expected
+
+
+@pytest.mark.parametrize("cores", [1, 2, 5, 6])
+def test_local_of_one_worker_runs_in_process(tmp_path, monkeypatch, cores):
+    """Where the sizing gives one worker, ``local`` runs Dask's threaded scheduler here with
+    that worker's threads; n_workers set by a profile still starts the worker process."""
+    import dask.system
+
+    from popgen import cluster
+
+    monkeypatch.setattr(dask.system, "cpu_count", lambda: cores)
+    with cluster_client("local", profile_dirs=[tmp_path]) as client:
+        if cores < 6:
+            assert client is None
+            assert dask.config.get("num_workers") == cores
+            assert cluster.in_process("local") == f"local: in-process scheduler, {cores} thread{'s' * (cores > 1)}"
+            assert progress.compute(da.arange(10, chunks=5).sum())[0] == 45
+        else:
+            assert len(client.run(os.getpid)) == 2
+    (tmp_path / "local.yaml").write_text("kind: local\nn_workers: 1\nthreads_per_worker: 1\n")
+    with cluster_client("local", profile_dirs=[tmp_path]) as client:
+        assert len(client.run(os.getpid)) == 1
 
 
 def test_import_is_light():
