@@ -468,6 +468,27 @@ def test_t_test_p_far_in_the_tail(t, df, ln_p):
     assert A._t_lnp(np.array([t]), np.array([float(df)]))[0] == pytest.approx(ln_p, rel=1e-12)
 
 
+@pytest.mark.parametrize("df", [A._HILL_DF, 1500.0, 9816.0, 1e5])
+def test_t_test_p_by_hill_agrees_with_scipy(df):
+    """Where Hill's expansion is used (df >= _HILL_DF, t^2 <= _HILL_T2 df) its ln P is scipy's
+    stdtr's (continued fraction where that underflows) to 1e-11; NaN and infinite t give NaN."""
+    from scipy import special
+
+    t = np.linspace(0.0, np.sqrt(A._HILL_T2 * df), 20001)
+    with np.errstate(divide="ignore"):
+        ref = np.log(2.0 * special.stdtr(df, -t))
+    under = ~np.isfinite(ref)
+    ref[under] = A._ln_betainc(df / 2.0, 0.5, df / (df + t[under] ** 2))
+    d = np.full_like(t, df)
+    np.testing.assert_allclose(A._hill_lnp(t, d), ref, rtol=1e-13, atol=1e-11)
+    mixed = np.concatenate([t[::1000], [np.nan, np.inf, -np.inf, -3.0, 2.0 * t[-1]]])
+    got = A._t_lnp(mixed, np.full_like(mixed, df))
+    assert np.isnan(got[-5:-2]).all()
+    assert got[-2] == pytest.approx(np.log(2.0 * special.stdtr(df, -3.0)), rel=1e-12)
+    assert np.isfinite(got[-1]) and got[-1] < ref[-1]  # beyond the expansion's range: stdtr or the fraction
+    np.testing.assert_allclose(got[:-5], ref[::1000], rtol=1e-13, atol=1e-11)
+
+
 # ------------------------------------------------------------------ phenotypes, covariates, bad input
 
 def _write(path, header, rows):
