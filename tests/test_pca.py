@@ -292,3 +292,22 @@ def test_pass_blocks_in_sub_blocks_equal_oracle(rng, monkeypatch, backend_name):
     xf = np.where((gf >= 0) & (sd > 0)[:, None], (gf - 2 * p[:, None]) / np.where(sd > 0, sd, 1)[:, None], 0.0)
     np.testing.assert_allclose(got[0, :, :3], xf.T @ lo, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got[0, :, 3], (gf >= 0).T.astype(float) @ c, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows, cols, samples", [(1, 5, 7), (3, 10, 33), (4, 5, 100), (9, 25, 17), (66, 20, 1001)])
+def test_pass_product_kernels_equal_numpy(rng, rows, cols, samples):
+    """The numba products of the passes (blocks of 4 rows x 5 columns, remainder rows one at
+    a time) against float64 NumPy; ``ytx_add`` adds to what ``out`` holds."""
+    from popgen._pca_numba import xq, ytx_add
+
+    x = rng.standard_normal((rows, samples)).astype(np.float32)
+    qt = rng.standard_normal((cols, samples)).astype(np.float32)
+    y = np.full((rows, cols), np.nan, dtype=np.float32)
+    xq(x, qt, y)
+    x64 = x.astype(np.float64)
+    ref = x64 @ qt.T.astype(np.float64)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())  # float32 sums
+    out = rng.standard_normal((cols, samples)).astype(np.float32)
+    expected = out.astype(np.float64) + y.astype(np.float64).T @ x64
+    ytx_add(y, x, out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=2e-6 * np.abs(expected).max())
