@@ -2351,15 +2351,22 @@ def _lnp_bytes(lnp) -> np.ndarray:
 
     lnp = np.asarray(lnp, dtype=np.float64)
     out = format_g6(np.exp(lnp))
-    tiny = np.isfinite(lnp) & (lnp < -700.0)
-    for i in np.flatnonzero(tiny):
+    for i, text in _tiny_p_text(lnp).items():
+        out[i] = text
+    return out
+
+
+def _tiny_p_text(lnp) -> dict:
+    """Row -> P text of the rows whose p-value is below double's range (ln P < -700)."""
+    tiny = {}
+    for i in np.flatnonzero(np.isfinite(lnp) & (lnp < -700.0)):
         e10 = lnp[i] / math.log(10.0)
         exp = math.floor(e10)
         mant = 10.0 ** (e10 - exp)
         if f"{mant:.6g}" == "10":
             mant, exp = 1.0, exp + 1
-        out[i] = f"{mant:.6g}e{exp:+03d}".encode()
-    return out
+        tiny[int(i)] = f"{mant:.6g}e{exp:+03d}".encode()
+    return tiny
 
 
 def _meta_bytes(meta) -> dict:
@@ -2385,7 +2392,7 @@ def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
 
 
 def _glm_lines(meta, res, kind, firth) -> str:
-    from popgen.io.textfmt import byte_matrix, glm_rows
+    from popgen.io.textfmt import byte_matrix, glm_rows, row_prefixes
 
     shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
     n = len(shown)
@@ -2397,13 +2404,15 @@ def _glm_lines(meta, res, kind, firth) -> str:
             beta = np.exp(beta)
     mb = _meta_bytes(meta)
     if "glm_meta" not in mb:  # once per chunk, shared by its phenotypes
-        mb["glm_meta"] = byte_matrix([mb[c] for c in ("#CHROM", "POS", "ID", "REF", "ALT")])
-    mat, widths = mb["glm_meta"]
+        fields = [mb[c] for c in ("#CHROM", "POS", "ID", "REF", "ALT")]
+        mb["glm_meta"] = byte_matrix(fields) + (row_prefixes(fields),)
+    mat, widths, prefix = mb["glm_meta"]
     flag = (res["FIRTH"].astype(np.int8) if kind == "logistic" and firth == "fallback"
             else np.full(n, -1, dtype=np.int8))
-    return glm_rows(mat, widths, ref_field=3, alt_field=4, a1_is_ref=res["A1_IS_REF"], firth=flag,
-                    obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown,
-                    p=_lnp_bytes(np.where(shown, res["LNP"], np.nan)), err=res["ERRCODE"], err_text=_ERRCODE_BYTES)
+    lnp = np.where(shown, res["LNP"], np.nan)
+    return glm_rows(prefix, mat, widths, ref_field=3, alt_field=4, a1_is_ref=res["A1_IS_REF"], firth=flag,
+                    obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown, p=np.exp(lnp),
+                    p_text=_tiny_p_text(lnp), err=res["ERRCODE"], err_text=_ERRCODE_BYTES)
 
 
 _ERRCODE_BYTES = np.array([e.encode() for e in ERRCODES])

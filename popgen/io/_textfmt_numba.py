@@ -212,27 +212,44 @@ def put_field(o, pos, src):
 
 
 @numba.njit(nogil=True, cache=True)
-def glm_rows(meta, widths, ref_field, alt_field, a1_is_ref, firth, obs, beta, se, stat, shown, p, err, err_text,
-             out):
-    """PLINK 2 ``.glm`` rows (one pass, no per-column arrays): ``meta`` (n, sum widths) the
-    NUL-padded variant fields ``#CHROM POS ID REF ALT``; A1 is field ``ref_field`` or
-    ``alt_field`` by ``a1_is_ref``; ``firth`` (n,) int8: -1 no FIRTH? column, 0 ``N``, 1 ``Y``;
-    ``TEST`` is ``ADD``; ``beta``/``se``/``stat`` as :func:`put_g6` (``NA`` where not ``shown``
-    or not finite); ``p`` (n, w) NUL-padded P text; ``err_text[err[i]]`` the ERRCODE.  Returns the
-    bytes written."""
-    n_fields = widths.shape[0]
-    starts = np.zeros(n_fields + 1, dtype=np.int64)
-    for f in range(n_fields):
+def prefixes(meta, widths, n_fields, out, offsets):
+    """The first ``n_fields`` NUL-padded fields of each row of ``meta`` (n, sum widths), each
+    followed by a tab, one row after the other in ``out``; row ``i`` is
+    ``out[offsets[i]:offsets[i + 1]]``.  Returns the bytes written."""
+    pos = 0
+    for i in range(meta.shape[0]):
+        offsets[i] = pos
+        row = meta[i]
+        start = 0
+        for f in range(n_fields):
+            pos = put_field(out, pos, row[start:start + widths[f]])
+            out[pos] = 9
+            pos += 1
+            start += widths[f]
+    offsets[meta.shape[0]] = pos
+    return pos
+
+
+@numba.njit(nogil=True, cache=True)
+def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, firth, obs, beta, se, stat, shown,
+             p, p_index, p_text, err, err_text, out):
+    """PLINK 2 ``.glm`` rows (one pass, no per-column arrays): ``prefix[offsets[i]:offsets[i + 1]]``
+    row ``i``'s ``#CHROM POS ID REF ALT`` with their tabs (:func:`prefixes`, once per chunk for all
+    phenotypes); A1 is field ``ref_field`` or ``alt_field`` of ``meta`` (n, sum widths; NUL-padded
+    fields) by ``a1_is_ref``; ``firth`` (n,) int8: -1 no FIRTH? column, 0 ``N``, 1 ``Y``; ``TEST``
+    is ``ADD``; ``beta``/``se``/``stat``/``p`` as :func:`put_g6` (``NA`` where not ``shown`` or not
+    finite), except rows with ``p_index >= 0``, whose P is the text ``p_text[p_index]`` (below
+    double's range); ``err_text[err[i]]`` the ERRCODE.  Returns the bytes written."""
+    starts = np.zeros(widths.shape[0] + 1, dtype=np.int64)
+    for f in range(widths.shape[0]):
         starts[f + 1] = starts[f] + widths[f]
     pos = 0
     for i in range(meta.shape[0]):
-        row = meta[i]
-        for f in range(n_fields):
-            pos = put_field(out, pos, row[starts[f]:starts[f + 1]])
-            out[pos] = 9
-            pos += 1
-        a = ref_field if a1_is_ref[i] else alt_field
-        pos = put_field(out, pos, row[starts[a]:starts[a + 1]])
+        a, b = offsets[i], offsets[i + 1]
+        out[pos:pos + b - a] = prefix[a:b]
+        pos += b - a
+        f = ref_field if a1_is_ref[i] else alt_field
+        pos = put_field(out, pos, meta[i, starts[f]:starts[f + 1]])
         out[pos] = 9
         pos += 1
         if firth[i] >= 0:
@@ -247,7 +264,10 @@ def glm_rows(meta, widths, ref_field, alt_field, a1_is_ref, firth, obs, beta, se
             pos = put_g6(out, pos, v if shown[i] else np.nan, True)
             out[pos] = 9
             pos += 1
-        pos = put_field(out, pos, p[i])
+        if p_index[i] >= 0:
+            pos = put_field(out, pos, p_text[p_index[i]])
+        else:
+            pos = put_g6(out, pos, p[i] if shown[i] else np.nan, True)
         out[pos] = 9
         pos = put_field(out, pos + 1, err_text[err[i]])
         out[pos] = 10

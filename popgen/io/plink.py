@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
 #: default chunk sizes (variants, samples): None = automatic (see :func:`auto_chunks`)
@@ -62,12 +66,12 @@ def _read_table(path: Path, n_cols: int, names: list[str], dtypes: dict):
     return df
 
 
-def read_fam(path) -> "pandas.DataFrame":
+def read_fam(path) -> pandas.DataFrame:
     """Read a .fam: FID IID PAT MAT SEX PHENO (whitespace separated, no header)."""
     return _read_table(Path(path), 6, ["FID", "IID", "PAT", "MAT", "SEX", "PHENO"], {"SEX": "int8"})
 
 
-def read_bim(path) -> "pandas.DataFrame":
+def read_bim(path) -> pandas.DataFrame:
     """Read a .bim: CHR ID CM POS A1 A2 (whitespace separated, no header)."""
     return _read_table(Path(path), 6, ["CHR", "ID", "CM", "POS", "A1", "A2"], {"CM": "float64", "POS": "int64"})
 

@@ -30,9 +30,9 @@ _jitted = None
 
 
 def _jit():
-    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join
+    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join, prefixes
 
-    return g6, join, ints, g9, glm_rows
+    return g6, join, ints, g9, glm_rows, prefixes
 
 
 def _kernels():
@@ -100,25 +100,44 @@ def byte_matrix(columns) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(mats, axis=1), np.array([m.shape[1] for m in mats], dtype=np.int64)
 
 
-def glm_rows(meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs, beta,
-             se, stat, shown, p, err, err_text) -> str:
+def row_prefixes(columns) -> tuple[np.ndarray, np.ndarray]:
+    """``columns`` (``S`` or anything :func:`to_bytes` takes) joined per row, each field followed by
+    a tab: ``(bytes, offsets)``, row ``i`` being ``bytes[offsets[i]:offsets[i + 1]]``."""
+    mat, widths = byte_matrix(columns)
+    n = mat.shape[0]
+    out = np.empty(n * (int(widths.sum()) + len(widths)), dtype=np.uint8)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    end = _kernels()[5](mat, widths, len(widths), out, offsets)
+    return out[:end], offsets
+
+
+def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs,
+             beta, se, stat, shown, p, p_text, err, err_text) -> str:
     """PLINK 2 ``.glm`` rows in one numba pass (:func:`popgen.io._textfmt_numba.glm_rows`):
-    ``meta``/``widths`` from :func:`byte_matrix` of ``#CHROM POS ID REF ALT``; ``firth`` int8
-    (-1: no FIRTH? column); ``p`` and ``err_text`` ``S`` arrays (P text, ERRCODE names)."""
+    ``prefix`` the :func:`row_prefixes` of ``#CHROM POS ID REF ALT``; ``meta``/``widths`` from
+    :func:`byte_matrix` of the same columns (A1 is one of them); ``firth`` int8 (-1: no FIRTH?
+    column); ``p`` float64 P-values, except where ``p_text`` (a dict row -> ``bytes``) has the
+    text; ``err_text`` ``S`` array of ERRCODE names."""
     n = meta.shape[0]
     if not n:
         return ""
-    p = np.ascontiguousarray(to_bytes(p))
-    p = p.view(np.uint8).reshape(n, p.dtype.itemsize)
+    p_index = np.full(n, -1, dtype=np.int64)
+    if p_text:
+        rows = np.fromiter(p_text, dtype=np.int64, count=len(p_text))
+        p_index[rows] = np.arange(len(rows))
+        texts = np.array([p_text[r] for r in rows.tolist()])
+    else:
+        texts = np.zeros(1, dtype="S1")
+    texts = texts.view(np.uint8).reshape(len(texts), texts.dtype.itemsize)
     err_text = np.ascontiguousarray(to_bytes(err_text))
     err_text = err_text.view(np.uint8).reshape(len(err_text), err_text.dtype.itemsize)
-    row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 4 * _WIDTH + 20 + 8 + \
-        p.shape[1] + err_text.shape[1] + 16
+    row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 5 * _WIDTH + 20 + 8 + \
+        texts.shape[1] + err_text.shape[1] + 16
     out = np.empty(n * row, dtype=np.uint8)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-    end = _kernels()[4](np.ascontiguousarray(meta), widths, ref_field, alt_field,
+    end = _kernels()[4](prefix[0], prefix[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), np.ascontiguousarray(firth, dtype=np.int8),
                         np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
-                        np.ascontiguousarray(shown, dtype=np.bool_), p, np.ascontiguousarray(err, dtype=np.int64),
-                        err_text, out)
+                        np.ascontiguousarray(shown, dtype=np.bool_), f64(p), p_index, texts,
+                        np.ascontiguousarray(err, dtype=np.int64), err_text, out)
     return out[:end].tobytes().decode("utf-8")
