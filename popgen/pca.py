@@ -61,10 +61,6 @@ Missing = Literal["pairwise", "meanimpute"]
 
 #: bytes of float32 standardized genotypes one task may hold in the streaming passes
 _PASS_BYTES = 64 * 2**20
-#: most bytes of the randomized passes' float32 ``X Q`` products kept for the loadings (M l (q + 1) x 4:
-#: 72 MB at 100,000 variants with the defaults); beyond, the loadings take a pass of their own, so
-#: memory stays flat in the number of variants
-_KEEP_XQ_BYTES = 256 * 2**20
 #: bytes of float32 standardized genotypes multiplied at a time within a pass chunk (64 variants
 #: of 10,000 samples: 2 threads run at 0.95x one thread's rate each, where 8 MiB ran at 0.7x)
 _SUB_BYTES = 5 * 2**19
@@ -169,68 +165,51 @@ def _standardized_sub_blocks(alt, alt_freq):
         yield _standardize_with(alt[r:e, :], table[r:e, :])
 
 
-def pass_block(alt, alt_freq, q, height: int):
-    """One variant chunk's share of a randomized-PCA pass: (1, N + height, l) float64.
+def pass_block(alt, alt_freq, q):
+    """One variant chunk's share of a randomized-PCA pass, ``X_c'(X_c Q)``: (1, N, l) float64
+    (summed over chunks: ``X'XQ``).  ``alt`` holds all samples.
 
-    Rows ``[0, N)``: ``X_c'(X_c Q)`` (summed over chunks: ``X'XQ``); rows ``N ..
-    N + v_c``: ``X_c Q`` (this chunk's variants, for the loadings), zero-padded to
-    ``height`` >= v_c rows, so that every chunk's output has one shape (none when
-    ``height`` is 0).  ``alt`` holds all samples.
-
-    Standardized ``_SUB_BYTES`` of variants at a time, so that ``X_s`` of the
-    second product is read from cache where ``X_s Q`` left it, and summed as
-    ``(X_s Q)' X_s`` (l, N): on two cores this shape takes 0.6x the time of
-    ``X_s' (X_s Q)`` (N, l), whose GEMM contends for memory bandwidth.
+    Standardized ``_SUB_BYTES`` of variants at a time, so that ``X_s`` of the second product
+    is read from cache where ``X_s Q`` left it, and summed as ``(X_s Q)' X_s`` (l, N): on two
+    cores this shape takes 0.6x the time of ``X_s' (X_s Q)`` (N, l), whose GEMM contends for
+    memory bandwidth.  NumPy blocks: :mod:`popgen._pca_numba`'s products.
     """
     from popgen.backend import namespace
 
     xp = namespace(alt)
     if isinstance(alt, np.ndarray):
-        out, ys = _pass_products_numba(alt, alt_freq, q, height)
+        out = _pass_products_numba(alt, alt_freq, q)
     else:
         qd = xp.asarray(q, dtype=xp.float32)
         # summed in place in float32 within the chunk (each product is a float32 GEMM over its
         # sub-block already), in float64 across chunks
         out = xp.zeros((q.shape[1], alt.shape[1]), dtype=xp.float32)
-        ys = []
         for x in _standardized_sub_blocks(alt, alt_freq):
-            y = xp.matmul(x, qd)
-            if height:
-                ys.append(xp.astype(y, xp.float64))
-            out += xp.matmul(xp.matrix_transpose(y), x)
-    out = xp.astype(out, xp.float64)
-    if not height:
-        return xp.matrix_transpose(out)[None, ...]
-    pad = xp.zeros((height - alt.shape[0], q.shape[1]), dtype=xp.float64)
-    return xp.concat([xp.matrix_transpose(out)] + ys + [pad], axis=0)[None, ...]
+            out += xp.matmul(xp.matrix_transpose(xp.matmul(x, qd)), x)
+    return xp.matrix_transpose(xp.astype(out, xp.float64))[None, ...]
 
 
-def _pass_products_numba(alt, alt_freq, q, height: int):
-    """:func:`pass_block`'s products on NumPy blocks by :mod:`popgen._pca_numba` (1.6x
-    OpenBLAS's rate on these shapes): ``((X'XQ)' float32 (l, N), [X_s Q float64 per sub-block])``.
-    The basis is padded with zero columns to a multiple of 5 (the kernels' block)."""
+def _padded_transpose(m, n_cols: int):
+    """``m.T`` (n, c) as float32 rows, zero-padded to ``n_cols`` rows (the numba products' blocks of 5)."""
+    t = np.zeros((n_cols, m.shape[0]), dtype=np.float32)
+    t[:m.shape[1]] = np.asarray(m).T
+    return t
+
+
+def _pass_products_numba(alt, alt_freq, q):
+    """:func:`pass_block`'s ``(X'XQ)'`` (l, N) float32 on NumPy blocks by :mod:`popgen._pca_numba`
+    (1.6x OpenBLAS's rate on these shapes).  The basis is padded with zero columns to a
+    multiple of 5 (the kernels' block)."""
     from popgen._pca_numba import xq, ytx_add
 
-    n_cols = q.shape[1]
-    padded = -(-n_cols // 5) * 5
-    qt = np.zeros((padded, alt.shape[1]), dtype=np.float32)
-    qt[:n_cols] = np.asarray(q).T
+    padded = -(-q.shape[1] // 5) * 5
+    qt = _padded_transpose(q, padded)
     out = np.zeros((padded, alt.shape[1]), dtype=np.float32)
-    ys = []
     for x in _standardized_sub_blocks(alt, alt_freq):
         y = np.empty((x.shape[0], padded), dtype=np.float32)
         xq(x, qt, y)
-        if height:
-            ys.append(y[:, :n_cols].astype(np.float64))
         ytx_add(y, x, out)
-    return out[:n_cols], ys
-
-
-def _rows_copy(block, start: int):
-    """``block[:, start:, :]`` as a new array (not a view holding ``block``)."""
-    from popgen.backend import namespace
-
-    return namespace(block).asarray(block[:, start:, :], copy=True)
+    return out[:q.shape[1]]
 
 
 def loadings_block(alt, alt_freq, v):
@@ -240,8 +219,19 @@ def loadings_block(alt, alt_freq, v):
     from popgen.backend import namespace
 
     xp = namespace(alt)
-    vd = xp.asarray(v, dtype=xp.float32)
-    parts = [xp.astype(xp.matmul(x, vd), xp.float64) for x in _standardized_sub_blocks(alt, alt_freq)]
+    if isinstance(alt, np.ndarray):  # popgen._pca_numba's product
+        from popgen._pca_numba import xq
+
+        padded = -(-v.shape[1] // 5) * 5
+        vt = _padded_transpose(v, padded)
+        parts = []
+        for x in _standardized_sub_blocks(alt, alt_freq):
+            y = np.empty((x.shape[0], padded), dtype=np.float32)
+            xq(x, vt, y)
+            parts.append(y[:, :v.shape[1]].astype(np.float64))
+    else:
+        vd = xp.asarray(v, dtype=xp.float32)
+        parts = [xp.astype(xp.matmul(x, vd), xp.float64) for x in _standardized_sub_blocks(alt, alt_freq)]
     return xp.concat(parts, axis=0) if parts else xp.zeros((0, v.shape[1]), dtype=xp.float64)
 
 
@@ -395,10 +385,10 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
         loadings = _loadings(alt, af, vectors, compute)
         meta = {}
     else:  # the frequencies are computed with the first pass, from the chunks it decodes
-        vectors, values, loadings, meta, (af, rate) = _randomized(alt, freq, k, n_variants, n_oversamples, n_iter,
-                                                                  seed, compute)
-        vectors, signs = _sign_fix(vectors)
-        loadings = _loadings(alt, af, vectors, compute) if loadings is None else loadings * signs
+        vectors, values, meta, (af, rate) = _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed,
+                                                        compute)
+        vectors, _ = _sign_fix(vectors)
+        loadings = _loadings(alt, af, vectors, compute)
     return PCAResult(vectors, values, loadings, af, rate, n_variants, solver, missing, meta)
 
 
@@ -443,7 +433,9 @@ def _exact(alt, af, k, missing, n_variants, compute):
 
 
 def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
-    """Block Krylov PCA (see below): ``(vectors, values, loadings or None, meta, (af, rate))``.
+    """Block Krylov PCA (see below): ``(vectors, values, meta, (af, rate))``; the loadings take a
+    pass of their own (:func:`_loadings`), so that memory does not grow with the variants by the
+    passes' ``X Q`` products (72 MB per 100,000 variants at the defaults).
 
     ``freq``: the lazy ``(af, rate)`` of :func:`_freq_and_callrate_lazy`, computed in one
     graph with the first pass: where the passes' chunks are the cohort's (the default),
@@ -462,26 +454,15 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     q = rng.standard_normal((n_samples, l))  # drawn on the host: identical start on every device
     q, _ = np.linalg.qr(q)
 
-    # the passes' X Q products give the loadings without a pass of their own, while they fit the budget
-    keep = 4 * alt.shape[0] * l * (max(0, int(n_iter)) + 1) <= _KEEP_XQ_BYTES
-    height = max(alt.chunks[0]) if keep else 0
-
     def xtxq(q_host, *extra):
-        """``(X'X Q / M, X Q or None, extra computed)``: one pass over the genotypes (all samples (j)
-        in one chunk), computing the collections ``extra`` in the same graph."""
+        """``(X'X Q / M, extra computed)``: one pass over the genotypes (all samples (j) in one
+        chunk), computing the collections ``extra`` in the same graph."""
         qd = xp.asarray(q_host, dtype=xp.float32)
-        parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, height, None, dtype=np.float64,
-                             new_axes={"i": n_samples + height, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
+        parts = da.blockwise(pass_block, "cil", alt, "cj", p, "c", qd, None, dtype=np.float64,
+                             new_axes={"i": n_samples, "l": q_host.shape[1]}, adjust_chunks={"c": 1},
                              meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
-        if not keep:
-            z, *more = compute(parts.sum(axis=0), *extra)
-            return np.asarray(to_cpu(z)) / n_variants, None, more
-        # copies, not views: a view of each chunk's rows of X Q would keep its whole output alive
-        y = parts.map_blocks(_rows_copy, n_samples, chunks=(1, height, q_host.shape[1]), dtype=np.float64)
-        z, y, *more = compute(parts[:, :n_samples, :].sum(axis=0), y, *extra)
-        y = np.asarray(to_cpu(y), dtype=np.float32)  # (chunks, height, l): each chunk's X_c Q, padded
-        y = np.concatenate([y[c, :rows] for c, rows in enumerate(alt.chunks[0])], axis=0)
-        return np.asarray(to_cpu(z)) / n_variants, y, more
+        z, *more = compute(parts.sum(axis=0), *extra)
+        return np.asarray(to_cpu(z)) / n_variants, more
 
     # block Krylov subspace (Musco & Musco 2015; the "blanczos" of Galinsky et al. 2016): keep every
     # block, so that flat spectra beyond the top PCs converge in few passes.  Each new block is
@@ -489,15 +470,14 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     # basis C = [Q_0 .. Q_q] is orthonormal as built and the Rayleigh-Ritz matrix C'KC comes from
     # the passes already made (C'[KQ_0 .. KQ_q]): one pass of width l per block, where
     # orthogonalizing the concatenated blocks afterwards needs a pass over a basis of width l(q+1).
-    blocks, images, xq = [q], [], []
+    blocks, images = [q], []
     for i in range(max(0, int(n_iter)) + 1):
-        z, y, more = xtxq(blocks[-1], *(freq if i == 0 else ()))
+        z, more = xtxq(blocks[-1], *(freq if i == 0 else ()))
         if i == 0:
             af, rate = _host_f64(*more)
             _check_polymorphic(af)
             p = da.from_array(af, chunks=(alt.chunks[0],))
         images.append(z)
-        xq.append(y)
         if i == n_iter:
             break
         nxt = _orthonormal_complement(images[-1], np.concatenate(blocks, axis=1))
@@ -510,14 +490,8 @@ def _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed, compute):
     values, u = np.linalg.eigh(t)
     order = np.argsort(values)[::-1][:k]
     vectors = basis @ u[:, order]
-    # loadings X V = [X Q_0 .. X Q_q] u from the passes' products: no pass of their own
-    # (block by block: one float64 copy of a block at a time, not of all of them)
-    loadings = None
-    if keep:
-        starts = np.cumsum([0] + [y.shape[1] for y in xq])
-        loadings = sum(y.astype(np.float64) @ u[a:b, order] for y, a, b in zip(xq, starts[:-1], starts[1:]))
     meta = {"n_iter": int(n_iter), "n_oversamples": int(l - k), "seed": int(seed)}
-    return vectors, values[order], loadings, meta, (af, rate)
+    return vectors, values[order], meta, (af, rate)
 
 
 def _orthonormal_complement(z, basis):
