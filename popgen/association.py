@@ -698,11 +698,15 @@ def _grouped_design(design: _Design, groups):
     per group of ``groups`` (phenotype indices sharing a sample set) and ``y`` (s, P') the groups'
     phenotypes in group order, centred as in :func:`linear_design`."""
     order = np.concatenate(groups)
-    sub = dataclasses.replace(design, names=[design.names[j] for j in order], y=design.y[:, order],
-                              mask=design.mask[:, order])
-    c, y, founders, _ = linear_design(sub, totals=False)
-    first = np.cumsum([0] + [len(g) for g in groups[:-1]])
-    return np.ascontiguousarray(c[:, first, :]), y, [len(g) for g in groups], founders
+    first = np.array([g[0] for g in groups], dtype=np.int64)  # one phenotype per sample set gives c
+    sub = dataclasses.replace(design, names=[design.names[j] for j in first], y=design.y[:, first],
+                              mask=design.mask[:, first])
+    c, _, founders, _ = linear_design(sub, totals=False)
+    y = np.zeros((design.y.shape[0], len(order)))
+    for i, j in enumerate(order):  # m (y - mean), as linear_design
+        m = design.mask[:, j]
+        y[m, i] = design.y[m, j] - design.y[m, j].mean()
+    return np.ascontiguousarray(c), y, [len(g) for g in groups], founders
 
 
 # ------------------------------------------------------------------ linear regression, mean imputation: block math
