@@ -41,13 +41,15 @@ def randomized_gemm_flops(n_samples: int, n_variants: int, k: int = N_PCS, n_ite
     Each streaming pass computes ``X'(X Q)`` for Q of width w: ``X Q`` and
     ``X' (XQ)`` are 2 M N w flops each.  ``_randomized`` makes ``n_iter + 1``
     passes of width ``l = k + oversamples`` (block Lanczos: the Rayleigh-Ritz
-    matrix and the loadings come from the passes' products).  Host-side QRs,
-    eigendecompositions and the (M x l(q+1)) loadings product are not counted.
+    matrix comes from the passes' products; the allele frequencies from the first
+    pass's chunks), then the loadings ``X V`` take one pass of width k (2 M N k).
+    Host-side QRs and eigendecompositions are not counted.
     """
     m, n = n_variants, n_samples
     l = min(k + n_oversamples, n - 1)  # noqa: E741
     iterations = (n_iter + 1) * 4 * m * n * l
-    return {"iterations": iterations, "total": iterations, "passes": n_iter + 2}
+    loadings = 2 * m * n * k
+    return {"iterations": iterations, "loadings": loadings, "total": iterations + loadings, "passes": n_iter + 2}
 
 
 def _eigenvalues(path):
@@ -291,7 +293,7 @@ def main(argv=None) -> int:
         f = randomized_gemm_flops(args.n_samples, args.n_variants)
         notes.append(f"GEMM flops counted from popgen.pca._randomized: {N_ITER + 1} passes of width "
                      f"{N_PCS + N_OVERSAMPLES} ({f['iterations'] / 1e9:.1f} GFLOP), 4 M N w per pass of width w, "
-                     f"and a pass for the allele frequencies (no GEMM).")
+                     f"and the loadings pass X V of width {N_PCS} ({f['loadings'] / 1e9:.1f} GFLOP).")
 
     if args.exact:
         ex = run_pair(args, prefix, args.n_variants, exact=True, clusters=clusters)
