@@ -2446,31 +2446,30 @@ def _ssf_chrom(c):
 
 
 def _ssf_lines(meta, res, kind) -> str:
-    from popgen.io.textfmt import format_g6, format_int, join_rows, to_bytes
+    from popgen.io.textfmt import byte_matrix, row_prefixes, ssf_rows, to_bytes
 
     keep = ((res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)) & np.isfinite(res["SE"])
     if not keep.any():
         return ""
     mb = _meta_bytes(meta)
-    if "ssf_chrom" not in mb:  # once per chunk
+    if "ssf" not in mb:  # once per chunk, shared by its phenotypes
         chrom = np.array([_ssf_chrom(c) for c in meta["#CHROM"]], dtype=object)
-        ids = meta["ID"]
-        mb["ssf_chrom"] = to_bytes(chrom)
-        mb["rsid"] = to_bytes(np.array([i if (str(i).startswith("rs") and str(i)[2:].isdigit()) else "#NA"
-                                        for i in ids], dtype=object))
-        mb["vid"] = to_bytes(np.array([f"{c}_{p}_{r}_{a}" for c, p, r, a in
-                                       zip(chrom, meta["POS"].tolist(), meta["REF"], meta["ALT"])], dtype=object))
+        rsid = to_bytes(np.array([i if (str(i).startswith("rs") and str(i)[2:].isdigit()) else "#NA"
+                                  for i in meta["ID"]], dtype=object))
+        vid = to_bytes(np.array([f"{c}_{p}_{r}_{a}" for c, p, r, a in
+                                 zip(chrom, meta["POS"].tolist(), meta["REF"], meta["ALT"])], dtype=object))
+        mb["ssf"] = (row_prefixes([to_bytes(chrom), mb["POS"]]), row_prefixes([vid, rsid]),
+                     *byte_matrix([mb["REF"], mb["ALT"]]))
+    head, tail, alleles, widths = mb["ssf"]
     idx = np.flatnonzero(keep)
-    a1_ref = res["A1_IS_REF"][idx]
-    ref, alt = mb["REF"][idx], mb["ALT"][idx]
     beta = res["BETA"][idx]
     if kind == "logistic":
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
-    cols = [mb["ssf_chrom"][idx], mb["POS"][idx], np.where(a1_ref, ref, alt), np.where(a1_ref, alt, ref),
-            format_g6(beta), format_g6(res["SE"][idx]), format_g6(res["A1_FREQ"][idx]), _lnp_bytes(res["LNP"][idx]),
-            mb["vid"][idx], mb["rsid"][idx], format_int(res["OBS_CT"][idx]), np.where(a1_ref, b"EA", b"OA")]
-    return join_rows(cols)
+    lnp = res["LNP"][idx]
+    return ssf_rows(idx, head, tail, alleles, widths, ref_field=0, alt_field=1, a1_is_ref=res["A1_IS_REF"][idx],
+                    beta=beta, se=res["SE"][idx], freq=res["A1_FREQ"][idx], p=np.exp(lnp), p_text=_tiny_p_text(lnp),
+                    obs=res["OBS_CT"][idx])
 
 
 def lambda_gc(p) -> float:

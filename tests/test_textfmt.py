@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from popgen.io.reports import fmt_9g, fmt_g
-from popgen.io.textfmt import format_g6, format_g9, format_int, join_rows
+from popgen.io.textfmt import format_g6, format_g9, format_int, join_rows, to_bytes
 
 
 def test_format_g6_equals_fmt_g(rng):
@@ -58,8 +58,29 @@ def _glm_lines_reference(meta, res, kind, firth):
     return join_rows(cols)
 
 
+def _ssf_lines_reference(meta, res, kind):
+    """The GWAS-SSF rows as the column-by-column formatter wrote them."""
+    from popgen.association import E_OK, E_UNFINISHED, _lnp_bytes, _meta_bytes, _ssf_chrom
+
+    keep = ((res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)) & np.isfinite(res["SE"])
+    mb = _meta_bytes(dict(meta))
+    chrom = np.array([_ssf_chrom(c) for c in meta["#CHROM"]], dtype=object)
+    rsid = np.array([i if (str(i).startswith("rs") and str(i)[2:].isdigit()) else "#NA" for i in meta["ID"]],
+                    dtype=object)
+    vid = np.array([f"{c}_{p}_{r}_{a}" for c, p, r, a in zip(chrom, meta["POS"].tolist(), meta["REF"], meta["ALT"])],
+                   dtype=object)
+    idx = np.flatnonzero(keep)
+    a1_ref = res["A1_IS_REF"][idx]
+    ref, alt = mb["REF"][idx], mb["ALT"][idx]
+    beta = np.exp(res["BETA"][idx]) if kind == "logistic" else res["BETA"][idx]
+    return join_rows([to_bytes(chrom)[idx], mb["POS"][idx], np.where(a1_ref, ref, alt), np.where(a1_ref, alt, ref),
+                      format_g6(beta), format_g6(res["SE"][idx]), format_g6(res["A1_FREQ"][idx]),
+                      _lnp_bytes(res["LNP"][idx]), to_bytes(vid)[idx], to_bytes(rsid)[idx],
+                      format_int(res["OBS_CT"][idx]), np.where(a1_ref, b"EA", b"OA")])
+
+
 def test_glm_rows_equal_column_by_column_formatting(rng):
-    from popgen.association import ERRCODES, _glm_lines
+    from popgen.association import ERRCODES, _glm_lines, _ssf_lines
 
     n = 500
     meta = {"#CHROM": np.array(["1", "X", "22"] * 166 + ["MT", "2"], dtype=object),
@@ -78,3 +99,11 @@ def test_glm_rows_equal_column_by_column_formatting(rng):
         got = _glm_lines(dict(meta), res, kind, firth)
         assert got == _glm_lines_reference(meta, res, kind, firth)
         assert got.count("\n") == n
+    res["A1_FREQ"] = rng.random(n)
+    res["A1_FREQ"][9] = np.nan
+    res["SE"][10] = np.inf  # not finite: no GWAS-SSF row
+    meta["#CHROM"][:4] = ["chrX", "MT", "chr7", "XY"]  # GWAS-SSF codes
+    for kind in ("linear", "logistic"):
+        got = _ssf_lines(dict(meta), res, kind)
+        assert got == _ssf_lines_reference(meta, res, kind)
+        assert 0 < got.count("\n") < n

@@ -273,3 +273,50 @@ def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, fir
         out[pos] = 10
         pos += 1
     return pos
+
+
+@numba.njit(nogil=True, cache=True)
+def ssf_rows(rows, head, head_off, meta, widths, ref_field, alt_field, a1_is_ref, beta, se, freq, p, p_index,
+             p_text, tail, tail_off, obs, out):
+    """GWAS-SSF rows of the variants ``rows`` in one pass: ``head[head_off[v]:head_off[v + 1]]``
+    variant ``v``'s ``chromosome base_pair_location`` with tabs, then effect (A1) and other
+    allele (fields ``ref_field`` / ``alt_field`` of ``meta`` by ``a1_is_ref``), ``beta`` /
+    ``se`` / ``freq`` / ``p`` as :func:`put_g6` (``p_text[p_index[i]]`` where ``p_index[i] >= 0``),
+    ``tail[tail_off[v]:tail_off[v + 1]]`` (``variant_id rsid`` with tabs), ``obs`` and
+    ``EA`` / ``OA`` (the reference allele's role).  Per-row arrays are indexed by row ``i``,
+    per-variant ones by ``v = rows[i]``.  Returns the bytes written."""
+    starts = np.zeros(widths.shape[0] + 1, dtype=np.int64)
+    for f in range(widths.shape[0]):
+        starts[f + 1] = starts[f] + widths[f]
+    pos = 0
+    for i in range(rows.shape[0]):
+        v = rows[i]
+        a, b = head_off[v], head_off[v + 1]
+        out[pos:pos + b - a] = head[a:b]
+        pos += b - a
+        ea, oa = (ref_field, alt_field) if a1_is_ref[i] else (alt_field, ref_field)
+        pos = put_field(out, pos, meta[v, starts[ea]:starts[ea + 1]])
+        out[pos] = 9
+        pos = put_field(out, pos + 1, meta[v, starts[oa]:starts[oa + 1]])
+        out[pos] = 9
+        pos += 1
+        for x in (beta[i], se[i], freq[i]):
+            pos = put_g6(out, pos, x, True)
+            out[pos] = 9
+            pos += 1
+        if p_index[i] >= 0:
+            pos = put_field(out, pos, p_text[p_index[i]])
+        else:
+            pos = put_g6(out, pos, p[i], True)
+        out[pos] = 9
+        pos += 1
+        a, b = tail_off[v], tail_off[v + 1]
+        out[pos:pos + b - a] = tail[a:b]
+        pos += b - a
+        pos = put_int(out, pos, obs[i])
+        out[pos] = 9
+        out[pos + 1] = 69 if a1_is_ref[i] else 79  # EA / OA
+        out[pos + 2] = 65
+        out[pos + 3] = 10
+        pos += 4
+    return pos

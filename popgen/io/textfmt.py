@@ -30,9 +30,9 @@ _jitted = None
 
 
 def _jit():
-    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join, prefixes
+    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join, prefixes, ssf_rows
 
-    return g6, join, ints, g9, glm_rows, prefixes
+    return g6, join, ints, g9, glm_rows, prefixes, ssf_rows
 
 
 def _kernels():
@@ -111,6 +111,40 @@ def row_prefixes(columns) -> tuple[np.ndarray, np.ndarray]:
     return out[:end], offsets
 
 
+def _p_texts(n: int, p_text: dict):
+    """``(p_index, texts)`` for the numba row writers: row -> index into ``texts`` (-1: none)."""
+    p_index = np.full(n, -1, dtype=np.int64)
+    if p_text:
+        rows = np.fromiter(p_text, dtype=np.int64, count=len(p_text))
+        p_index[rows] = np.arange(len(rows))
+        texts = np.array([p_text[r] for r in rows.tolist()])
+    else:
+        texts = np.zeros(1, dtype="S1")
+    return p_index, texts.view(np.uint8).reshape(len(texts), texts.dtype.itemsize)
+
+
+def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref,
+             beta, se, freq, p, p_text, obs) -> str:
+    """GWAS-SSF rows of the variants ``rows`` (indices) in one numba pass
+    (:func:`popgen.io._textfmt_numba.ssf_rows`): ``head`` / ``tail`` the :func:`row_prefixes` of
+    ``chromosome base_pair_location`` and of ``variant_id rsid``; ``meta``/``widths`` the
+    :func:`byte_matrix` holding REF and ALT; per-row ``a1_is_ref``, ``beta``, ``se``, ``freq``,
+    ``p`` (float, except rows in ``p_text``: row -> ``bytes``), ``obs``."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    n = rows.shape[0]
+    if not n:
+        return ""
+    p_index, texts = _p_texts(n, p_text)
+    f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    row = int(np.diff(head[1]).max()) + int(np.diff(tail[1]).max()) + int(widths[ref_field] + widths[alt_field]) + \
+        4 * _WIDTH + texts.shape[1] + 20 + 16
+    out = np.empty(n * row, dtype=np.uint8)
+    end = _kernels()[6](rows, head[0], head[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
+                        np.ascontiguousarray(a1_is_ref, dtype=np.bool_), f64(beta), f64(se), f64(freq), f64(p),
+                        p_index, texts, tail[0], tail[1], np.ascontiguousarray(obs, dtype=np.int64), out)
+    return out[:end].tobytes().decode("utf-8")
+
+
 def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs,
              beta, se, stat, shown, p, p_text, err, err_text) -> str:
     """PLINK 2 ``.glm`` rows in one numba pass (:func:`popgen.io._textfmt_numba.glm_rows`):
@@ -121,14 +155,7 @@ def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, al
     n = meta.shape[0]
     if not n:
         return ""
-    p_index = np.full(n, -1, dtype=np.int64)
-    if p_text:
-        rows = np.fromiter(p_text, dtype=np.int64, count=len(p_text))
-        p_index[rows] = np.arange(len(rows))
-        texts = np.array([p_text[r] for r in rows.tolist()])
-    else:
-        texts = np.zeros(1, dtype="S1")
-    texts = texts.view(np.uint8).reshape(len(texts), texts.dtype.itemsize)
+    p_index, texts = _p_texts(n, p_text)
     err_text = np.ascontiguousarray(to_bytes(err_text))
     err_text = err_text.view(np.uint8).reshape(len(err_text), err_text.dtype.itemsize)
     row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 5 * _WIDTH + 20 + 8 + \
