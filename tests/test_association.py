@@ -454,6 +454,22 @@ def test_lambda_gc_and_p_formatting(tmp_path, rng):
     assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("q.png", "m.png"))
 
 
+def test_plots_of_many_phenotypes_drawn_by_a_process_pool(tmp_path, rng, monkeypatch):
+    """From PLOT_POOL_FROM phenotypes on the plots are drawn by spawned processes (each needs
+    the module importable there): the same files as drawn here."""
+    from dask.system import cpu_count
+
+    monkeypatch.setattr("dask.system.cpu_count", lambda: max(2, cpu_count()))
+    chrom, pos = np.repeat(["1", "2"], 500), np.tile(np.arange(500) * 100, 2)
+    jobs = [(str(tmp_path / f"m{i}.png"), str(tmp_path / f"q{i}.png"), chrom, pos, rng.uniform(size=1000), f"P{i}",
+             1.0) for i in range(A.PLOT_POOL_FROM)]
+    A._draw_plots(jobs)
+    for man, qq, *_ in jobs:
+        assert open(man, "rb").read(4) == b"\x89PNG" and open(qq, "rb").read(4) == b"\x89PNG"
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(  # no temporary file left
+        [f"m{i}.png" for i in range(A.PLOT_POOL_FROM)] + [f"q{i}.png" for i in range(A.PLOT_POOL_FROM)])
+
+
 @pytest.mark.parametrize("t, df, ln_p", [
     # ln of the two-sided p = I_x(df/2, 1/2), x = df/(df + t^2), from mpmath at 60 digits:
     # mp.log(mp.betainc(mp.mpf(df)/2, mp.mpf(1)/2, 0, x, regularized=True))
