@@ -523,10 +523,12 @@ def _single_local_worker(profile, n_workers, threads_per_worker) -> int | None:
     scheduler plus a scheduler, a worker event loop and a copy of every result between
     processes: on two cores QC of 10,000 x 100,000 took 10.9 s instead of 5.9 s and the
     randomized PCA 58 s instead of 18 s.  So when the sizing gives one worker, the tasks
-    run here; a profile or caller asking for ``n_workers`` explicitly still gets the
-    worker process (memory limit, spilling).
+    run here; a profile or caller setting ``n_workers``, or a profile setting what only a
+    worker process has (``memory_limit``, ``local_directory`` for spilling), still gets it.
     """
     if profile.kind != "local" or n_workers is not None or profile.n_workers is not None:
+        return None
+    if profile.memory_limit is not None or profile.local_directory is not None:
         return None
     n, t = local_sizing(None, threads_per_worker if threads_per_worker is not None else profile.threads_per_worker)
     return t if n == 1 else None

@@ -189,9 +189,11 @@ def test_local_of_one_worker_runs_in_process(tmp_path, monkeypatch, cores):
             assert progress.compute(da.arange(10, chunks=5).sum())[0] == 45
         else:
             assert len(client.run(os.getpid)) == 2
-    (tmp_path / "local.yaml").write_text("kind: local\nn_workers: 1\nthreads_per_worker: 1\n")
-    with cluster_client("local", profile_dirs=[tmp_path]) as client:
-        assert len(client.run(os.getpid)) == 1
+    for extra in ("n_workers: 1", "memory_limit: 2GB"):  # what only a worker process has
+        (tmp_path / "local.yaml").write_text(f"kind: local\n{extra}\n")
+        with cluster_client("local", profile_dirs=[tmp_path]) as client:
+            n = 1 if extra.startswith("n_workers") else local_sizing(cores=cores)[0]
+            assert client is not None and len(client.run(os.getpid)) == n
 
 
 def test_import_is_light():
