@@ -28,8 +28,11 @@ Solvers (explicit; no silent switching):
     O((N + chunk) x (k + oversamples)), never O(N x M).
 
 Everything is written against the array namespace, so the same code runs on
-NumPy and CuPy blocks (standardization and GEMMs on the device); only
-``(k + p) x (k + p)`` matrices and the final eigenvectors come to the host.
+NumPy and CuPy blocks (decoding, standardization and products on the device; on
+NumPy blocks the passes' products are :mod:`popgen._pca_numba`'s).  What comes to
+the host, explicitly: each pass's summed ``X'XQ`` (samples x (k + p), 1.6 MB at
+10,000 samples; orthogonalized there against the basis), the allele frequencies
+and call rates once, and the loadings (variants x k) at the end.
 
 Projection (:func:`project`) places new samples onto a fitted PCA with the
 reference's frequencies and loadings (``O.eigenvec.var``)::
