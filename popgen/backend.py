@@ -299,9 +299,11 @@ def blas_for(scheduler=None):
     """:func:`single_threaded_blas` where the local ``scheduler`` (None: Dask's configured
     one) runs tasks on threads; a no-op context for the synchronous and process schedulers."""
     import dask
+    import dask.local
 
     name = scheduler if scheduler is not None else dask.config.get("scheduler", None)
-    if name in ("sync", "synchronous", "single-threaded", "processes", "multiprocessing"):
+    if name is dask.local.get_sync or name in ("sync", "synchronous", "single-threaded", "processes",
+                                               "multiprocessing"):
         return contextlib.nullcontext()
     return single_threaded_blas()
 

@@ -30,7 +30,8 @@ to built-in defaults when no such file exists; ``slurm`` needs one.
 Sizing of ``local``: about four threads per worker process
 (``n_workers = max(1, round(cores / 4))``, ``threads = cores // n_workers``)
 and the machine's memory split evenly between workers.  Where that is one
-worker (up to 5 cores) and no profile or option sets ``n_workers``, the tasks
+worker (up to 5 cores) and no profile or option sets ``n_workers`` (nor a
+profile ``memory_limit`` or ``local_directory``, which only a worker has), the tasks
 run on the in-process threaded scheduler instead: the same threads without a
 scheduler, a worker event loop and every result copied between processes
 (on two cores a LocalCluster doubled QC's time and tripled the PCA's).  Our tasks are NumPy,

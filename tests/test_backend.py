@@ -202,6 +202,10 @@ def test_tasks_of_the_threaded_scheduler_call_blas_single_threaded():
             assert all(t == {1} for t in compute(*tasks, scheduler="threads"))
             assert _blas_threads() == {2}
         assert all(t == {2} for t in backend.compute(*tasks, scheduler="sync"))
+        import dask.local
+
+        with dask.config.set(scheduler=dask.local.get_sync):
+            assert all(t == {2} for t in backend.compute(*tasks))
 
 
 def test_single_threaded_blas_is_shared_by_overlapping_users():
