@@ -1743,8 +1743,9 @@ class PhenoData:
 
 def _parse_numbers(tokens, missing):
     """Float values of string tokens (missing tokens and non-strings -- None, the NaN of
-    samples absent from the file -- NaN); (None, token) at the first token that is not a number.  One list comprehension (0.15 us per token, half the time of a loop
-    filling an array: 10^6 tokens for 100 phenotypes)."""
+    samples absent from the file -- NaN); (None, token) at the first token that is not a
+    number.  One list comprehension (0.15 us per token, half the time of a loop filling an
+    array: 10^6 tokens for 100 phenotypes)."""
     try:
         return np.array([math.nan if t.__class__ is not str or t in missing else float(t) for t in tokens],
                         dtype=np.float64), None
@@ -2600,17 +2601,27 @@ def plot_qq(path, p, *, title: str = "", lambda_=None) -> None:
 PLOT_POOL_FROM = 4
 
 
+_plot_genome: tuple = (None, None)  # (chrom, pos) of the plots drawn in this process (_draw_plots)
+
+
+def _set_plot_genome(chrom, pos) -> None:
+    global _plot_genome
+    _plot_genome = (chrom, pos)
+
+
 def _plot_pair(job) -> None:
-    man, qq, chrom, pos, p, name, lam = job
-    plot_manhattan(man, chrom, pos, p, title=name)
+    man, qq, p, name, lam = job
+    plot_manhattan(man, *_plot_genome, p, title=name)
     plot_qq(qq, p, title=name, lambda_=lam)
 
 
-def _draw_plots(jobs) -> None:
-    """Each phenotype's Manhattan and QQ plots; from :data:`PLOT_POOL_FROM` phenotypes on, by a
-    pool of processes, one per core: matplotlib holds the GIL, and after the scan the cores
-    are free (100 phenotypes: 200 plots of ~0.1 s each).  Started with ``spawn`` (no fork of
-    a large process that has threads); where no process can be started, one after the other."""
+def _draw_plots(jobs, chrom, pos) -> None:
+    """Each phenotype's Manhattan and QQ plots (``jobs``: Manhattan path, QQ path, p-values, name,
+    lambda_GC; the variants' ``chrom`` and ``pos`` shared by all); from :data:`PLOT_POOL_FROM`
+    phenotypes on, by a pool of processes, one per core, each given ``chrom`` and ``pos`` once:
+    matplotlib holds the GIL, and after the scan the cores are free (100 phenotypes: 200 plots
+    of ~0.1 s each).  Started with ``spawn`` (no fork of a large process that has threads);
+    where no process can be started, one after the other."""
     from dask.system import cpu_count
 
     workers = min(cpu_count(), len(jobs))
@@ -2621,16 +2632,20 @@ def _draw_plots(jobs) -> None:
         from popgen.backend import release_host_memory
 
         release_host_memory()  # the scan's freed heap back to the OS before the workers add theirs
-
         try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_set_plot_genome, initargs=(chrom, pos)) as pool:
                 for _ in pool.map(_plot_pair, jobs):
                     pass
             return
         except OSError as e:  # no process can be started here (limits, sandbox)
             log.info("plots: no process pool (%s); drawing them here", e)
-    for job in jobs:
-        _plot_pair(job)
+    _set_plot_genome(chrom, pos)
+    try:
+        for job in jobs:
+            _plot_pair(job)
+    finally:
+        _set_plot_genome(None, None)  # not kept alive by this module
 
 
 def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = True, plots: bool = True,
@@ -2659,7 +2674,7 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
     ensure_parent(prefix)
     kind, firth = scan.kind, scan.firth
     report = {}
-    keep = {name: {"p": []} for name in scan.phenotypes}
+    p_parts = {name: [] for name in scan.phenotypes}
     chroms, positions = [], []  # the same variants, in the same order, for every phenotype
     counts = {name: np.zeros(len(ERRCODES), dtype=np.int64) for name in scan.phenotypes}
     n_firth = dict.fromkeys(scan.phenotypes, 0)
@@ -2682,7 +2697,7 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
                 glm[name][1].write(_glm_lines(meta, res, kind, firth))
                 if ssf:
                     ssf_f[name][1].write(_ssf_lines(meta, res, kind))
-                keep[name]["p"].append(res["P"])
+                p_parts[name].append(res["P"])
                 counts[name] += np.bincount(res["ERRCODE"], minlength=len(ERRCODES))
                 n_firth[name] += int(res["FIRTH"].sum())
     plot_jobs = []
@@ -2690,12 +2705,12 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
     pos = np.concatenate(positions) if positions else np.zeros(0)
     del chroms, positions
     for name in scan.phenotypes:
-        p = np.concatenate(keep[name]["p"]) if keep[name]["p"] else np.zeros(0)
+        p = np.concatenate(p_parts[name]) if p_parts[name] else np.zeros(0)
         lam = lambda_gc(p)
         files = [glm[name][0]] + ([ssf_f[name][0]] if ssf else [])
         if plots:
             man, qq = f"{prefix}.{name}.manhattan.png", f"{prefix}.{name}.qq.png"
-            plot_jobs.append((man, qq, chrom, pos, p, name, lam))
+            plot_jobs.append((man, qq, p, name, lam))
             files += [man, qq]
         c = counts[name]
         finite = p[np.isfinite(p)]
@@ -2706,7 +2721,7 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
             "lambda_gc": lam, "min_p": float(finite.min()) if finite.size else float("nan"),
             "errcodes": {ERRCODES[i]: int(v) for i, v in enumerate(c) if v},
         }
-    _draw_plots(plot_jobs)
+    _draw_plots(plot_jobs, chrom, pos)
     return report
 
 

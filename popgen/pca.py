@@ -192,25 +192,32 @@ def pass_block(alt, alt_freq, q):
     return xp.matrix_transpose(xp.astype(out, xp.float64))[None, ...]
 
 
-def _padded_transpose(m, n_cols: int):
-    """``m.T`` (n, c) as float32 rows, zero-padded to ``n_cols`` rows (the numba products' blocks of 5)."""
-    t = np.zeros((n_cols, m.shape[0]), dtype=np.float32)
-    t[:m.shape[1]] = np.asarray(m).T
-    return t
+def _padded5(n_cols: int) -> int:
+    """``n_cols`` rounded up to a multiple of 5: the column block of :mod:`popgen._pca_numba`."""
+    return -(-n_cols // 5) * 5
+
+
+def _numba_products(alt, alt_freq, m):
+    """``(X_s, X_s M)`` for each standardized sub-block ``X_s`` of ``alt`` (NumPy), the product
+    by :func:`popgen._pca_numba.xq`; ``M`` (samples, c) padded with zero columns to
+    :func:`_padded5` ``(c)``, and so ``X_s M``."""
+    from popgen._pca_numba import xq
+
+    mt = np.zeros((_padded5(m.shape[1]), m.shape[0]), dtype=np.float32)
+    mt[:m.shape[1]] = np.asarray(m).T
+    for x in _standardized_sub_blocks(alt, alt_freq):
+        y = np.empty((x.shape[0], mt.shape[0]), dtype=np.float32)
+        xq(x, mt, y)
+        yield x, y
 
 
 def _pass_products_numba(alt, alt_freq, q):
     """:func:`pass_block`'s ``(X'XQ)'`` (l, N) float32 on NumPy blocks by :mod:`popgen._pca_numba`
-    (1.6x OpenBLAS's rate on these shapes).  The basis is padded with zero columns to a
-    multiple of 5 (the kernels' block)."""
-    from popgen._pca_numba import xq, ytx_add
+    (1.6x OpenBLAS's rate on these shapes)."""
+    from popgen._pca_numba import ytx_add
 
-    padded = -(-q.shape[1] // 5) * 5
-    qt = _padded_transpose(q, padded)
-    out = np.zeros((padded, alt.shape[1]), dtype=np.float32)
-    for x in _standardized_sub_blocks(alt, alt_freq):
-        y = np.empty((x.shape[0], padded), dtype=np.float32)
-        xq(x, qt, y)
+    out = np.zeros((_padded5(q.shape[1]), alt.shape[1]), dtype=np.float32)
+    for x, y in _numba_products(alt, alt_freq, q):
         ytx_add(y, x, out)
     return out[:q.shape[1]]
 
@@ -223,15 +230,7 @@ def loadings_block(alt, alt_freq, v):
 
     xp = namespace(alt)
     if isinstance(alt, np.ndarray):  # popgen._pca_numba's product
-        from popgen._pca_numba import xq
-
-        padded = -(-v.shape[1] // 5) * 5
-        vt = _padded_transpose(v, padded)
-        parts = []
-        for x in _standardized_sub_blocks(alt, alt_freq):
-            y = np.empty((x.shape[0], padded), dtype=np.float32)
-            xq(x, vt, y)
-            parts.append(y[:, :v.shape[1]].astype(np.float64))
+        parts = [y[:, :v.shape[1]].astype(np.float64) for _, y in _numba_products(alt, alt_freq, v)]
     else:
         vd = xp.asarray(v, dtype=xp.float32)
         parts = [xp.astype(xp.matmul(x, vd), xp.float64) for x in _standardized_sub_blocks(alt, alt_freq)]
@@ -321,7 +320,7 @@ def _sign_fix(vectors):
     idx = np.argmax(np.abs(vectors), axis=0)
     signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
     signs[signs == 0] = 1
-    return vectors * signs, signs
+    return vectors * signs
 
 
 def _pass_chunks(alt, n_samples):
@@ -357,7 +356,6 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
     -------
     PCAResult
     """
-
     from popgen.genotypes import alt_allele_count
 
     compute = compute or _backend.compute
@@ -384,13 +382,13 @@ def pca(ds, *, n_components: int = 10, solver: Solver = "exact", missing: Missin
         af, rate = _host_f64(*compute(*freq))
         _check_polymorphic(af)
         vectors, values = _exact(alt, af, k, missing, n_variants, compute)
-        vectors, _ = _sign_fix(vectors)
+        vectors = _sign_fix(vectors)
         loadings = _loadings(alt, af, vectors, compute)
         meta = {}
     else:  # the frequencies are computed with the first pass, from the chunks it decodes
         vectors, values, meta, (af, rate) = _randomized(alt, freq, k, n_variants, n_oversamples, n_iter, seed,
                                                         compute)
-        vectors, _ = _sign_fix(vectors)
+        vectors = _sign_fix(vectors)
         loadings = _loadings(alt, af, vectors, compute)
     return PCAResult(vectors, values, loadings, af, rate, n_variants, solver, missing, meta)
 
@@ -426,10 +424,8 @@ def _exact(alt, af, k, missing, n_variants, compute):
     else:
         import scipy.linalg
 
-        from popgen.backend import all_cores_blas
-
         n = kmat.shape[0]
-        with all_cores_blas():
+        with _backend.all_cores_blas():
             values, vectors = scipy.linalg.eigh(np.asarray(kmat), subset_by_index=[n - k, n - 1], driver="evr")
     order = np.argsort(values)[::-1]
     return np.asarray(vectors)[:, order], np.asarray(values)[order]

@@ -461,9 +461,9 @@ def test_plots_of_many_phenotypes_drawn_by_a_process_pool(tmp_path, rng, monkeyp
 
     monkeypatch.setattr("dask.system.cpu_count", lambda: max(2, cpu_count()))
     chrom, pos = np.repeat(["1", "2"], 500), np.tile(np.arange(500) * 100, 2)
-    jobs = [(str(tmp_path / f"m{i}.png"), str(tmp_path / f"q{i}.png"), chrom, pos, rng.uniform(size=1000), f"P{i}",
-             1.0) for i in range(A.PLOT_POOL_FROM)]
-    A._draw_plots(jobs)
+    jobs = [(str(tmp_path / f"m{i}.png"), str(tmp_path / f"q{i}.png"), rng.uniform(size=1000), f"P{i}", 1.0)
+            for i in range(A.PLOT_POOL_FROM)]
+    A._draw_plots(jobs, chrom, pos)
     for man, qq, *_ in jobs:
         assert open(man, "rb").read(4) == b"\x89PNG" and open(qq, "rb").read(4) == b"\x89PNG"
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted(  # no temporary file left

@@ -37,9 +37,6 @@ def _rows(n_variants: int, n_columns: int) -> int:
     return max(1, min(n_variants, 32 if n_columns < 32 else _ROWS))
 
 
-_decode = None
-
-
 def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.ndarray) -> np.ndarray:
     """``[G @ wg, G^2 @ wg2, Missing @ wo]`` of a genotype block (CPU twin).
 
@@ -58,11 +55,7 @@ def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.nda
     -------
     ndarray, float64, shape (n_variants, a + b + c)
     """
-    global _decode
-    if _decode is None:
-        from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_sums
-
-        _decode = decode_and_missing_sums
+    from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_sums
     alt = np.ascontiguousarray(alt, dtype=np.int8)
     wg, wg2, wo = (np.ascontiguousarray(w, dtype=np.float64) for w in (wg, wg2, wo))
     _check(alt.shape, wg.shape, wg2.shape, wo.shape)
@@ -75,13 +68,10 @@ def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.nda
     for r0 in range(0, n_variants, rows):
         r1 = min(n_variants, r0 + rows)
         k = r1 - r0
-        _decode(alt[r0:r1], wo, g[:k], g2[:k], out[r0:r1, a + b:], idx)
+        decode_and_missing_sums(alt[r0:r1], wo, g[:k], g2[:k], out[r0:r1, a + b:], idx)
         out[r0:r1, :a] = g[:k] @ wg
         out[r0:r1, a:a + b] = g2[:k] @ wg2
     return out
-
-
-_products = None
 
 
 def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
@@ -89,11 +79,7 @@ def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
     founder)[2]`` never formed: the missing calls' products are computed from ``c`` (s, G, K),
     ``y`` (s, P) and ``founder`` (s,), which stay in cache where ``wo`` (K(K+1)/2 + P(K+1)
     columns per group) does not.  Same result (up to the order of additions)."""
-    global _products
-    if _products is None:
-        from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_products
-
-        _products = decode_and_missing_products
+    from popgen.kernels.assoc._linear_sums_numba import decode_and_missing_products
     alt = np.ascontiguousarray(alt, dtype=np.int8)
     wg, wg2, c, y, founder = (np.ascontiguousarray(w, dtype=np.float64) for w in (wg, wg2, c, y, founder))
     n_variants, n_samples = alt.shape
@@ -112,7 +98,8 @@ def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
     for r0 in range(0, n_variants, rows):
         r1 = min(n_variants, r0 + rows)
         n = r1 - r0
-        _products(alt[r0:r1], c, y, starts, founder, w2t, g[:n], out[r0:r1, a:a + b], out[r0:r1, a + b:], idx)
+        decode_and_missing_products(alt[r0:r1], c, y, starts, founder, w2t, g[:n], out[r0:r1, a:a + b],
+                                    out[r0:r1, a + b:], idx)
         out[r0:r1, :a] = g[:n] @ wg
     return out
 

@@ -212,6 +212,24 @@ def put_field(o, pos, src):
 
 
 @numba.njit(nogil=True, cache=True)
+def field_starts(widths):
+    """Offsets of the NUL-padded fields of widths ``widths`` in a row (and the row's end)."""
+    starts = np.zeros(widths.shape[0] + 1, dtype=np.int64)
+    for f in range(widths.shape[0]):
+        starts[f + 1] = starts[f] + widths[f]
+    return starts
+
+
+@numba.njit(nogil=True, cache=True)
+def put_p(o, pos, p, text_index, texts):
+    """Write a P-value: the text ``texts[text_index]`` where ``text_index >= 0`` (below
+    double's range), else :func:`put_g6` of ``p``; return the new position."""
+    if text_index >= 0:
+        return put_field(o, pos, texts[text_index])
+    return put_g6(o, pos, p, True)
+
+
+@numba.njit(nogil=True, cache=True)
 def prefixes(meta, widths, n_fields, out, offsets):
     """The first ``n_fields`` NUL-padded fields of each row of ``meta`` (n, sum widths), each
     followed by a tab, one row after the other in ``out``; row ``i`` is
@@ -240,9 +258,7 @@ def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, fir
     is ``ADD``; ``beta``/``se``/``stat``/``p`` as :func:`put_g6` (``NA`` where not ``shown`` or not
     finite), except rows with ``p_index >= 0``, whose P is the text ``p_text[p_index]`` (below
     double's range); ``err_text[err[i]]`` the ERRCODE.  Returns the bytes written."""
-    starts = np.zeros(widths.shape[0] + 1, dtype=np.int64)
-    for f in range(widths.shape[0]):
-        starts[f + 1] = starts[f] + widths[f]
+    starts = field_starts(widths)
     pos = 0
     for i in range(meta.shape[0]):
         a, b = offsets[i], offsets[i + 1]
@@ -264,10 +280,7 @@ def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, fir
             pos = put_g6(out, pos, v if shown[i] else np.nan, True)
             out[pos] = 9
             pos += 1
-        if p_index[i] >= 0:
-            pos = put_field(out, pos, p_text[p_index[i]])
-        else:
-            pos = put_g6(out, pos, p[i] if shown[i] else np.nan, True)
+        pos = put_p(out, pos, p[i] if shown[i] else np.nan, p_index[i], p_text)
         out[pos] = 9
         pos = put_field(out, pos + 1, err_text[err[i]])
         out[pos] = 10
@@ -285,9 +298,7 @@ def ssf_rows(rows, head, head_off, meta, widths, ref_field, alt_field, a1_is_ref
     ``tail[tail_off[v]:tail_off[v + 1]]`` (``variant_id rsid`` with tabs), ``obs`` and
     ``EA`` / ``OA`` (the reference allele's role).  Per-row arrays are indexed by row ``i``,
     per-variant ones by ``v = rows[i]``.  Returns the bytes written."""
-    starts = np.zeros(widths.shape[0] + 1, dtype=np.int64)
-    for f in range(widths.shape[0]):
-        starts[f + 1] = starts[f] + widths[f]
+    starts = field_starts(widths)
     pos = 0
     for i in range(rows.shape[0]):
         v = rows[i]
@@ -304,10 +315,7 @@ def ssf_rows(rows, head, head_off, meta, widths, ref_field, alt_field, a1_is_ref
             pos = put_g6(out, pos, x, True)
             out[pos] = 9
             pos += 1
-        if p_index[i] >= 0:
-            pos = put_field(out, pos, p_text[p_index[i]])
-        else:
-            pos = put_g6(out, pos, p[i], True)
+        pos = put_p(out, pos, p[i], p_index[i], p_text)
         out[pos] = 9
         pos += 1
         a, b = tail_off[v], tail_off[v + 1]

@@ -26,27 +26,18 @@ import numpy as np
 #: bytes of one formatted number: sign, 6 digits, point, "e-308" fits
 _WIDTH = 16
 
-_jitted = None
-
-
-def _jit():
-    from popgen.io._textfmt_numba import g6, g9, glm_rows, ints, join, prefixes, ssf_rows
-
-    return g6, join, ints, g9, glm_rows, prefixes, ssf_rows
-
-
 def _kernels():
-    global _jitted
-    if _jitted is None:
-        _jitted = _jit()
-    return _jitted
+    """:mod:`popgen.io._textfmt_numba`, imported on first use (numba loads lazily)."""
+    from popgen.io import _textfmt_numba
+
+    return _textfmt_numba
 
 
 def format_g6(x) -> np.ndarray:
     """Floats as PLINK 2 prints them (``reports.fmt_g``): an ``S16`` array, ``NA`` for NaN and infinities."""
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.zeros((x.shape[0], _WIDTH), dtype=np.uint8)
-    _kernels()[0](x, out)
+    _kernels().g6(x, out)
     return out.view(f"S{_WIDTH}").reshape(-1)
 
 
@@ -55,7 +46,7 @@ def format_g9(x) -> np.ndarray:
     exactly rounded one near a tie): an ``S16`` array, ``NA`` for NaN and infinities."""
     x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
     out = np.zeros((x.shape[0], _WIDTH), dtype=np.uint8)
-    _kernels()[3](x, out)
+    _kernels().g9(x, out)
     return out.view(f"S{_WIDTH}").reshape(-1)
 
 
@@ -63,7 +54,7 @@ def format_int(x) -> np.ndarray:
     """Integers as decimal ``S20`` byte strings."""
     x = np.ascontiguousarray(x, dtype=np.int64).reshape(-1)
     out = np.zeros((x.shape[0], 20), dtype=np.uint8)
-    _kernels()[2](x, out)
+    _kernels().ints(x, out)
     return out.view("S20").reshape(-1)
 
 
@@ -88,7 +79,7 @@ def join_rows(columns) -> str:
     mat, widths = byte_matrix(columns)
     n = mat.shape[0]
     out = np.empty(n * (int(widths.sum()) + len(columns)), dtype=np.uint8)
-    end = _kernels()[1](mat, widths, out)
+    end = _kernels().join(mat, widths, out)
     return out[:end].tobytes().decode("utf-8")
 
 
@@ -107,7 +98,7 @@ def row_prefixes(columns) -> tuple[np.ndarray, np.ndarray]:
     n = mat.shape[0]
     out = np.empty(n * (int(widths.sum()) + len(widths)), dtype=np.uint8)
     offsets = np.empty(n + 1, dtype=np.int64)
-    end = _kernels()[5](mat, widths, len(widths), out, offsets)
+    end = _kernels().prefixes(mat, widths, len(widths), out, offsets)
     return out[:end], offsets
 
 
@@ -139,7 +130,7 @@ def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_fiel
     row = int(np.diff(head[1]).max()) + int(np.diff(tail[1]).max()) + int(widths[ref_field] + widths[alt_field]) + \
         4 * _WIDTH + texts.shape[1] + 20 + 16
     out = np.empty(n * row, dtype=np.uint8)
-    end = _kernels()[6](rows, head[0], head[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
+    end = _kernels().ssf_rows(rows, head[0], head[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), f64(beta), f64(se), f64(freq), f64(p),
                         p_index, texts, tail[0], tail[1], np.ascontiguousarray(obs, dtype=np.int64), out)
     return out[:end].tobytes().decode("utf-8")
@@ -162,7 +153,7 @@ def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, al
         texts.shape[1] + err_text.shape[1] + 16
     out = np.empty(n * row, dtype=np.uint8)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
-    end = _kernels()[4](prefix[0], prefix[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
+    end = _kernels().glm_rows(prefix[0], prefix[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), np.ascontiguousarray(firth, dtype=np.int8),
                         np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
                         np.ascontiguousarray(shown, dtype=np.bool_), f64(p), p_index, texts,
