@@ -742,3 +742,80 @@ def test_chord_iterations_equal_plink2_newton_path(rng, backend_name, monkeypatc
     np.testing.assert_allclose(chord[0][ok], newton[0][ok], rtol=0, atol=2e-6)
     se = [np.sqrt(np.linalg.inv(h[ok])[:, 1, 1]) for h in (chord[1], newton[1])]
     np.testing.assert_allclose(se[0], se[1], rtol=2e-5)
+
+
+def _rare_firth_case(rng, n=800, nv=40):
+    """Rare variants (a few carriers, some only among cases: separation), one without carriers,
+    missing calls, and a null model: ``(g, w, y, cov, start)``."""
+    import array_api_compat.numpy as xnp
+
+    cov = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-0.8 + cov @ np.array([0.4, -0.2, 0.1]))))).astype(float)
+    g = np.zeros((nv, n))
+    for v in range(nv):
+        carriers = rng.choice(n, size=rng.integers(1, 12), replace=False)
+        g[v, carriers] = rng.integers(1, 3, size=carriers.size)
+    cases = np.flatnonzero(y == 1)
+    g[1], g[1, cases[:4]] = 0.0, 1.0  # carriers only among cases
+    g[2] = 0.0                        # no carrier
+    w = (rng.random((nv, n)) > 0.02).astype(float)
+    g = g * w
+    start = A._null_logistic(xnp, y, np.ones(n), cov)
+    return g, w, y, cov, start
+
+
+def test_firth_start_numba_equals_namespace_code_and_maximizes_1d_objective(rng):
+    """The carrier-only 1-D start of Firth's iterations: the numba loop equals the array-namespace
+    code (NumPy and array-api-strict), and each coefficient is the maximum of the 1-D penalized
+    log-likelihood (scipy's bounded scalar optimizer as the oracle)."""
+    import array_api_compat.numpy as xnp
+    from scipy.optimize import minimize_scalar
+
+    xs = pytest.importorskip("array_api_strict")
+    g, w, y, cov, start = _rare_firth_case(rng)
+    cp = A._pair_products(xnp, cov)
+    got = A._firth_start(A._Model(xnp, g, w, y, cov, cp), start)
+    assert got.shape == (g.shape[0], 5)
+    np.testing.assert_array_equal(got[:, [0, 2, 3, 4]], np.broadcast_to(start[[0, 2, 3, 4]], (g.shape[0], 4)))
+    b = got[:, 1]
+    eta0 = start[0] + cov @ start[2:]
+    for name, xp in (("numpy", xnp), ("array_api_strict", xs)):
+        dense = np.asarray(A._firth_start_dense(xp, *(xp.asarray(a) for a in (eta0, g, w, y))))
+        np.testing.assert_allclose(dense, b, rtol=0, atol=1e-6, err_msg=name)  # steps end below 1e-6
+    assert b[2] == 0.0 and b[1] > 2.0  # no carrier: stays at the null; separated: large, finite
+
+    def objective(beta, v):
+        c = (g[v] != 0) & (w[v] != 0)
+        eta = eta0[c] + beta * g[v, c]
+        mu = 1 / (1 + np.exp(-eta))
+        return -(np.sum(y[c] * eta - np.logaddexp(0, eta)) + 0.5 * np.log(np.sum(mu * (1 - mu) * g[v, c] ** 2)))
+
+    for v in np.flatnonzero(b != 0):
+        best = minimize_scalar(objective, bounds=(b[v] - 3, b[v] + 3), args=(v,), method="bounded",
+                               options={"xatol": 1e-10})
+        assert abs(best.x - b[v]) < 1e-4, v
+        assert objective(b[v], v) <= best.fun + 1e-9
+
+
+def test_firth_from_the_1d_start_equals_firth_from_the_null(rng, monkeypatch):
+    """Firth's iterations from the 1-D start end at the estimates they reach from the null model
+    (within the 1e-4 convergence criteria), in fewer iterations."""
+    import array_api_compat.numpy as xnp
+
+    g, w, y, cov, start = _rare_firth_case(rng)
+    cp = A._pair_products(xnp, cov)
+    model = A._Model(xnp, g, w, y, cov, cp)
+    keep = np.flatnonzero(g.any(axis=1))
+    model = model.take(keep)
+    scores = []
+    score = A._Model.firth_score
+    monkeypatch.setattr(A._Model, "firth_score", lambda self, mu, h: scores.append(h.shape[0]) or score(self, mu, h))
+    null = A._firth_fit(model, start)
+    n_null, scores[:] = sum(scores), []
+    fast = A._firth_fit(model, A._firth_start(model, start))
+    assert sum(scores) < 0.7 * n_null
+    np.testing.assert_array_equal(fast[2], null[2])
+    ok = ~null[2]
+    assert ok.sum() > 30
+    np.testing.assert_allclose(fast[0][ok], null[0][ok], rtol=0, atol=5e-4)
+    np.testing.assert_allclose(np.sqrt(fast[1][ok][:, 1, 1]), np.sqrt(null[1][ok][:, 1, 1]), rtol=1e-4)
