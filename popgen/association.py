@@ -493,12 +493,36 @@ def _grouped_finalize_block(sums, totals, *, sizes, inverse, n_cov: int, n_found
     design's order by ``inverse`` (None: already in order)."""
     from popgen.backend import namespace
 
-    st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
-    out = _grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes, max_corr=max_corr, vif=vif)
+    if isinstance(sums, np.ndarray):
+        out = _grouped_solve_numba(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders, max_corr=max_corr,
+                                   vif=vif)
+    else:
+        st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
+        out = _grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes, max_corr=max_corr, vif=vif)
     if inverse is None:
         return out
     xp = namespace(out)
     return xp.take(out, xp.asarray(inverse), axis=1)
+
+
+def _grouped_solve_numba(sums, totals, sizes, *, n_cov: int, n_founders: int, max_corr: float, vif: float):
+    """:func:`_grouped_stats` then :func:`_grouped_solve` on NumPy blocks, their per-phenotype part
+    (``beta = (X'X)^-1 X'y``, the residual variance, the checks and fields) in one numba loop
+    (:func:`~popgen.kernels.assoc._linear_solve_numba.phenotype_fields`) that reads each
+    phenotype's ``X'y`` from the sums where it is: with 100 phenotypes the array code's
+    (v, P, p) temporaries were most of the finalization (250 ns per variant and phenotype)."""
+    from popgen.backend import namespace
+    from popgen.kernels.assoc._linear_solve_numba import phenotype_fields
+
+    xp = namespace(sums)
+    st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders, phenotypes=False)
+    n, err, inv, d, corr_bad, d_min, d_finite, a1 = _group_terms(xp, st["xtx"], st["flip"], max_corr=max_corr,
+                                                                 vif=vif)
+    out = np.empty((sums.shape[0], int(sum(sizes)), N_FIELDS))
+    f = np.ascontiguousarray
+    phenotype_fields(f(st["a"]), f(st["stat"]), *_phenotype_columns(sizes, n_cov), f(inv), f(n), f(err),
+                     f(d[..., -1]), f(d_min), f(d_finite), f(corr_bad), f(a1), f(st["flip"]), float(E_INVALID), out)
+    return out
 
 
 def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> dict:
@@ -522,9 +546,11 @@ def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> 
     return _grouped_stats(sums, totals, [1] * n_pheno, n_cov=n_cov, n_founders=n_founders)
 
 
-def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: int) -> dict:
+def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: int, phenotypes: bool = True) -> dict:
     """:func:`linear_stats` for the layout of :func:`_grouped_columns`: ``xtx`` is (v, G, K+1, K+1),
-    one per group of phenotypes sharing a sample set; ``xty`` (v, P, K+1), ``yy`` (v, P) per phenotype."""
+    one per group of phenotypes sharing a sample set; ``xty`` (v, P, K+1), ``yy`` (v, P) per phenotype.
+    Without ``phenotypes``: ``xtx`` and the founder counts only, plus ``a`` and ``stat``, the
+    sums the per-phenotype terms are read from (:func:`_phenotype_columns`)."""
     from popgen.backend import namespace
 
     xp = namespace(sums)
@@ -548,17 +574,41 @@ def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: int) -> dict:
         g_c, g_y = a[:, oa:oa + K], a[:, oa + K:oa + K + size]         # sum g c~ (first: sum g), sum g y~
         oa += K + size
         cc = _unpack_sym(xp, stat[:, oc:oc + npairs], K)
-        c_y = xp.reshape(stat[:, oc + npairs:oc + npairs + size * K], (nv, size, K))
-        y_y = stat[:, oc + npairs + size * K:oc + npairs + size * (K + 1)]
+        if phenotypes:
+            c_y = xp.reshape(stat[:, oc + npairs:oc + npairs + size * K], (nv, size, K))
+            xty.append(xp.concat([c_y, _c(xp, g_y)], axis=-1))
+            yy.append(stat[:, oc + npairs + size * K:oc + npairs + size * (K + 1)])
         oc += npairs + size * (K + 1)
         g_g = b[:, g:g + 1]                                            # sum g^2
         top = xp.concat([cc, _c(xp, g_c)], axis=-1)
         bottom = _r(xp, xp.concat([g_c, g_g], axis=-1))
         xtx.append(xp.concat([top, bottom], axis=-2))
-        xty.append(xp.concat([c_y, _c(xp, g_y)], axis=-1))
-        yy.append(y_y)
-    return {"xtx": xp.stack(xtx, axis=1), "xty": xp.concat(xty, axis=1), "yy": xp.concat(yy, axis=1),
-            "founder_alt": f_g, "founder_called": f_called, "flip": flip}
+    out = {"xtx": xp.stack(xtx, axis=1), "founder_alt": f_g, "founder_called": f_called, "flip": flip}
+    if phenotypes:
+        out.update(xty=xp.concat(xty, axis=1), yy=xp.concat(yy, axis=1))
+    else:
+        out.update(a=a, stat=stat)
+    return out
+
+
+def _phenotype_columns(sizes, n_cov: int):
+    """Where :func:`_grouped_stats`' ``a`` and ``stat`` hold each group's per-phenotype terms
+    (int64 arrays of G + 1 / G): ``starts`` (its phenotypes are ``starts[g]`` to
+    ``starts[g + 1]``), and for its first phenotype the column of ``sum g y~`` in ``a``, the first
+    of its ``K`` columns ``sum c~ y~`` in ``stat`` and the column of its ``sum y~^2`` there (the
+    next phenotypes' follow, ``1``, ``K`` and ``1`` columns on)."""
+    K = n_cov + 1
+    npairs = K * (K + 1) // 2
+    gy, cy, yy = [], [], []
+    oa, oc = 1, 0
+    for size in sizes:
+        gy.append(oa + K)
+        cy.append(oc + npairs)
+        yy.append(oc + npairs + size * K)
+        oa += K + size
+        oc += npairs + size * (K + 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return tuple(np.asarray(x, dtype=np.int64) for x in (starts, gy, cy, yy))
 
 
 def linear_solve(xtx, xty, yy, flip, *, max_corr: float = MAX_CORR, vif: float = VIF):
@@ -570,6 +620,36 @@ def linear_solve(xtx, xty, yy, flip, *, max_corr: float = MAX_CORR, vif: float =
     2's checks and ERRCODEs.
     """
     return _grouped_solve(xtx, xty, yy, flip, [1] * xtx.shape[1], max_corr=max_corr, vif=vif)
+
+
+def _group_terms(xp, xtx, flip, *, max_corr: float, vif: float):
+    """What the linear solve takes from ``X'X`` (v, G, p, p) alone, per variant and group:
+    ``n`` (sample count), ``err`` (PLINK 2's checks: sample count, constant genotype,
+    correlation and VIF, rank), ``inv`` (``(X'X)^-1``, identity where ``err`` is set) and
+    its diagonal ``d``, ``corr_bad`` (estimates correlated above 0.99999: PLINK 2's
+    validParameters(), scale-free on the inverse), ``d_min`` and ``d_finite`` (the smallest
+    and the finiteness of the non-intercept diagonal: the variance check is per phenotype)
+    and ``a1`` (the A1 allele count; ``flip`` (v,): A1 is REF)."""
+    f64 = xp.float64
+    nv, G, npred = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
+    K = npred - 1
+    n = xtx[..., 0, 0]
+    g_sum = xtx[..., 0, K]
+    g_g = xtx[..., K, K]
+    err = xp.zeros((nv, G), dtype=f64)
+    err = _set_err(xp, err, n <= npred, E_SAMPLE_CT)
+    err = _set_err(xp, err, n * g_g - g_sum * g_sum <= 0, E_CONST)     # integer sums: exact
+    err = _corr_vif_check(xp, xtx, n, err, max_corr, vif)
+    eye = xp.eye(npred, dtype=f64)
+    inv, _, ok = _sym_inverse(xp, xp.where(_c(xp, _c(xp, err == 0)), xtx, eye))
+    err = _set_err(xp, err, ~ok, E_RANK)
+    d = xp.linalg.diagonal(inv)
+    sd = xp.sqrt(xp.where(d > 0, d, xp.zeros_like(d)))
+    corr_bad = xp.any((inv > 0.99999 * _c(xp, sd) * _r(xp, sd)) & (eye == 0), axis=(-2, -1))
+    d_min = xp.min(d[..., 1:], axis=-1)
+    d_finite = xp.all(xp.isfinite(d[..., 1:]), axis=-1)
+    a1 = xp.where(_c(xp, flip), 2.0 * n - g_sum, g_sum)
+    return n, err, inv, d, corr_bad, d_min, d_finite, a1
 
 
 def _grouped_solve(xtx, xty, yy, flip, sizes, *, max_corr: float = MAX_CORR, vif: float = VIF):
@@ -584,29 +664,10 @@ def _grouped_solve(xtx, xty, yy, flip, sizes, *, max_corr: float = MAX_CORR, vif
     from popgen.backend import namespace
 
     xp = namespace(xtx)
-    f64 = xp.float64
     nv, G, npred = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
     K = npred - 1
-    n = xtx[..., 0, 0]
-    g_sum = xtx[..., 0, K]
-    g_g = xtx[..., K, K]
-
-    err = xp.zeros((nv, G), dtype=f64)
-    err = _set_err(xp, err, n <= npred, E_SAMPLE_CT)
-    err = _set_err(xp, err, n * g_g - g_sum * g_sum <= 0, E_CONST)     # integer sums: exact
-    err = _corr_vif_check(xp, xtx, n, err, max_corr, vif)
-    eye = xp.eye(npred, dtype=f64)
-    inv, _, ok = _sym_inverse(xp, xp.where(_c(xp, _c(xp, err == 0)), xtx, eye))
-    err = _set_err(xp, err, ~ok, E_RANK)
-    # PLINK 2's validParameters(): estimates correlated above 0.99999 (scale-free: on the inverse);
-    # variances below 1e-20 are checked per phenotype below
-    d = xp.linalg.diagonal(inv)
-    sd = xp.sqrt(xp.where(d > 0, d, xp.zeros_like(d)))
-    corr_bad = xp.any((inv > 0.99999 * _c(xp, sd) * _r(xp, sd)) & (eye == 0), axis=(-2, -1))
-    d_min = xp.min(d[..., 1:], axis=-1)
-    d_finite = xp.all(xp.isfinite(d[..., 1:]), axis=-1)
+    n, err, inv, d, corr_bad, d_min, d_finite, a1 = _group_terms(xp, xtx, flip, max_corr=max_corr, vif=vif)
     flip2 = _c(xp, flip) & xp.ones((nv, G), dtype=xp.bool)
-    a1 = xp.where(flip2, 2.0 * n - g_sum, g_sum)
 
     if all(size == 1 for size in sizes):
         idx = None
