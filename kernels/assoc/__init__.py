@@ -37,6 +37,15 @@ def _rows(n_variants: int, n_columns: int) -> int:
     return max(1, min(n_variants, 32 if n_columns < 32 else _ROWS))
 
 
+def _gemm_into(out, g, wt, tmp):
+    """``out = g @ wt.T`` (``wt``: the weights transposed, (columns, samples) contiguous) computed
+    as ``wt @ g.T`` into ``tmp`` (columns, rows) and copied: OpenBLAS runs the products of a
+    sub-block of variants with few weight columns faster this way round (15 columns, 32
+    variants x 10,000 samples: 29 against 22 GFLOP/s; 114 columns, 256 variants: 44 against 41)."""
+    np.matmul(wt, g.T, out=tmp)
+    out[...] = tmp.T
+
+
 def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.ndarray) -> np.ndarray:
     """``[G @ wg, G^2 @ wg2, Missing @ wo]`` of a genotype block (CPU twin).
 
@@ -64,13 +73,15 @@ def linear_sums_cpu(alt: np.ndarray, wg: np.ndarray, wg2: np.ndarray, wo: np.nda
     out = np.empty((n_variants, a + b + c), dtype=np.float64)
     rows = _rows(n_variants, a)
     g, g2 = np.empty((rows, n_samples)), np.empty((rows, n_samples))
+    wgt, wg2t = np.ascontiguousarray(wg.T), np.ascontiguousarray(wg2.T)
+    tmp, tmp2 = np.empty((a, rows)), np.empty((b, rows))
     idx = np.empty(n_samples, dtype=np.int64)
     for r0 in range(0, n_variants, rows):
         r1 = min(n_variants, r0 + rows)
         k = r1 - r0
         decode_and_missing_sums(alt[r0:r1], wo, g[:k], g2[:k], out[r0:r1, a + b:], idx)
-        out[r0:r1, :a] = g[:k] @ wg
-        out[r0:r1, a:a + b] = g2[:k] @ wg2
+        _gemm_into(out[r0:r1, :a], g[:k], wgt, tmp[:, :k])
+        _gemm_into(out[r0:r1, a:a + b], g2[:k], wg2t, tmp2[:, :k])
     return out
 
 
@@ -93,14 +104,14 @@ def linear_sums_grouped_cpu(alt, wg, wg2, c, y, founder, sizes) -> np.ndarray:
     out = np.empty((n_variants, a + b + n_o), dtype=np.float64)
     rows = _rows(n_variants, a)
     g = np.empty((rows, n_samples))
-    w2t = np.ascontiguousarray(wg2.T)
+    w2t, wgt, tmp = np.ascontiguousarray(wg2.T), np.ascontiguousarray(wg.T), np.empty((a, rows))
     idx = np.empty(n_samples, dtype=np.int64)
     for r0 in range(0, n_variants, rows):
         r1 = min(n_variants, r0 + rows)
         n = r1 - r0
         decode_and_missing_products(alt[r0:r1], c, y, starts, founder, w2t, g[:n], out[r0:r1, a:a + b],
                                     out[r0:r1, a + b:], idx)
-        out[r0:r1, :a] = g[:n] @ wg
+        _gemm_into(out[r0:r1, :a], g[:n], wgt, tmp[:, :n])
     return out
 
 
