@@ -1001,13 +1001,13 @@ class _Model:
         nv, k = hinv.shape[0], self.k
         ww, sums = self._scratch("ww"), np.empty((nv, 2))
         if k:
-            ac = np.concatenate([2.0 * hinv[:, 0, 2:], self._pair_coefs(hinv)], axis=1) @ self._covcp().T
+            ac = np.concatenate([2.0 * hinv[:, 0, 2:], self._pair_coefs(hinv)], axis=1) @ self._covcp_t()
             b = hinv[:, 1, 2:] @ self.cov_t
         else:
             ac = b = np.zeros(self.g.shape)
         firth_score_pass(ac, b, *(np.ascontiguousarray(hinv[:, i, j]) for i, j in ((0, 0), (0, 1), (1, 1))),
                          self.g, self.w, self.y, np.ascontiguousarray(mu), ww, sums)
-        return np.concatenate([sums, ww @ self.cov], axis=1) if k else sums
+        return np.concatenate([sums, self._by_cov(ww).T], axis=1) if k else sums
 
     def quad(self, h):
         """``x_i' h x_i`` per variant and sample: (V, s)."""
@@ -1033,12 +1033,19 @@ class _Model:
             buf = self._buffers[name] = np.empty(self.g.shape if shape is None else shape)
         return buf
 
-    def _covcp(self):
-        """``[cov, cp]`` (s, k + k(k+1)/2), contiguous: one GEMM for ``X'VX``'s covariate blocks."""
-        covcp = self._shared.get("covcp")
-        if covcp is None:
-            covcp = self._shared["covcp"] = np.concatenate([self.cov, self.cp], axis=1)
-        return covcp
+    def _covcp_t(self):
+        """``[cov, cp]'`` (k + k(k+1)/2, s), contiguous: one GEMM for ``X'VX``'s covariate blocks."""
+        covcp_t = self._shared.get("covcp_t")
+        if covcp_t is None:
+            covcp_t = self._shared["covcp_t"] = np.ascontiguousarray(np.concatenate([self.cov, self.cp], axis=1).T)
+        return covcp_t
+
+    def _by_cov(self, x, pairs: bool = False):
+        """``x @ cov`` (``pairs``: ``x @ [cov, cp]``) of per-sample rows ``x`` (V, s) (CPU path), as
+        ``(cov' x')'``: OpenBLAS runs these products with few columns faster that way round
+        (12 columns, 200 rows x 10,000 samples: 25 against 17 GFLOP/s; 90 columns: 41 against 37)."""
+        cols = self._covcp_t()
+        return (cols if pairs else cols[:self.k]) @ x.T
 
     def _cov_eta(self, beta, out=None):
         """``beta_cov @ cov'`` into ``out`` (default: the first rows of a scratch buffer; CPU path)."""
@@ -1076,8 +1083,8 @@ class _Model:
         s1, sg, sgg = sums[:, 0], sums[:, 1], sums[:, 2]
         if not k:
             return self._assemble(s1, sg, sgg), sums[:, 3:]
-        vvc = vv @ self._covcp()
-        vgrr = flat[:2 * nv * ns].reshape(2 * nv, ns) @ self.cov
+        vvc = self._by_cov(vv, pairs=True).T
+        vgrr = self._by_cov(flat[:2 * nv * ns].reshape(2 * nv, ns)).T
         h = self._assemble(s1, sg, sgg, vvc[:, :k], vgrr[:nv], vvc[:, k:])
         return h, np.concatenate([sums[:, 3:], vgrr[nv:]], axis=1)
 
@@ -1095,7 +1102,7 @@ class _Model:
         rr = self._cov_eta(beta)
         sums = np.empty((beta.shape[0], 2))
         residual_pass(rr, beta[:, 0], beta[:, 1], self.g, self.w, self.y, sums, rows)
-        return np.concatenate([sums, rr @ self.cov], axis=1) if self.k else sums
+        return np.concatenate([sums, self._by_cov(rr).T], axis=1) if self.k else sums
 
     def chord_hessian(self, v0, a0, parts=None):
         """``X' diag(v0) X`` per variant with the ``[1, cov]`` block ``a0`` shared: (V, p, p).
@@ -1138,8 +1145,8 @@ class _Model:
                           self._scratch("lu"), mu, vv, vg, sums)
             wc = ()
             if self.k:
-                vvc = vv @ self._covcp()
-                wc = (vvc[:, :self.k], vg @ self.cov, vvc[:, self.k:])
+                vvc = self._by_cov(vv, pairs=True).T
+                wc = (vvc[:, :self.k], self._by_cov(vg).T, vvc[:, self.k:])
             return mu, self._assemble(sums[:, 0], sums[:, 1], sums[:, 2], *wc), sums[:, 3] if loglik else None
         eta = self.eta(beta)
         mu, softplus = _sigmoid_softplus(xp, eta, loglik)
