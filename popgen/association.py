@@ -506,22 +506,30 @@ def _grouped_finalize_block(sums, totals, *, sizes, inverse, n_cov: int, n_found
 
 
 def _grouped_solve_numba(sums, totals, sizes, *, n_cov: int, n_founders: int, max_corr: float, vif: float):
-    """:func:`_grouped_stats` then :func:`_grouped_solve` on NumPy blocks, their per-phenotype part
-    (``beta = (X'X)^-1 X'y``, the residual variance, the checks and fields) in one numba loop
-    (:func:`~popgen.kernels.assoc._linear_solve_numba.phenotype_fields`) that reads each
-    phenotype's ``X'y`` from the sums where it is: with 100 phenotypes the array code's
-    (v, P, p) temporaries were most of the finalization (250 ns per variant and phenotype)."""
+    """:func:`_grouped_stats` then :func:`_grouped_solve` on NumPy blocks as two numba loops: the
+    group terms (:func:`~popgen.kernels.assoc._linear_solve_numba.group_terms`: the array code's
+    checks and inverses took ~9 us per variant in small-array overhead) and the per-phenotype
+    part (``beta = (X'X)^-1 X'y``, the residual variance, the checks and fields:
+    :func:`~popgen.kernels.assoc._linear_solve_numba.phenotype_fields`), which reads each
+    phenotype's ``X'y`` from the sums where it is (with 100 phenotypes the array code's (v, P, p)
+    temporaries were most of the finalization: 250 ns per variant and phenotype)."""
     from popgen.backend import namespace
-    from popgen.kernels.assoc._linear_solve_numba import phenotype_fields
+    from popgen.kernels.assoc._linear_solve_numba import group_terms, phenotype_fields
 
     xp = namespace(sums)
     st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders, phenotypes=False)
-    n, err, inv, d, corr_bad, d_min, d_finite, a1 = _group_terms(xp, st["xtx"], st["flip"], max_corr=max_corr,
-                                                                 vif=vif)
-    out = np.empty((sums.shape[0], int(sum(sizes)), N_FIELDS))
+    xtx = np.ascontiguousarray(st["xtx"])
+    nv, G, p = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
+    n, err, d_k, d_min, a1 = (np.empty((nv, G)) for _ in range(5))
+    d_finite, corr_bad = np.empty((nv, G), dtype=bool), np.empty((nv, G), dtype=bool)
+    inv = np.empty((nv, G, p, p))
+    flip = np.ascontiguousarray(st["flip"])
+    codes = np.array([E_SAMPLE_CT, E_CONST, E_CORR, E_VIF_INF, E_VIF, E_RANK], dtype=np.float64)
+    group_terms(xtx, flip, float(max_corr), float(vif), codes, n, err, inv, d_k, d_min, d_finite, corr_bad, a1)
+    out = np.empty((nv, int(sum(sizes)), N_FIELDS))
     f = np.ascontiguousarray
-    phenotype_fields(f(st["a"]), f(st["stat"]), *_phenotype_columns(sizes, n_cov), f(inv), f(n), f(err),
-                     f(d[..., -1]), f(d_min), f(d_finite), f(corr_bad), f(a1), f(st["flip"]), float(E_INVALID), out)
+    phenotype_fields(f(st["a"]), f(st["stat"]), *_phenotype_columns(sizes, n_cov), inv, n, err, d_k, d_min,
+                     d_finite, corr_bad, a1, flip, float(E_INVALID), out)
     return out
 
 

@@ -854,3 +854,54 @@ def test_grouped_solve_numba_equals_array_code(rng, monkeypatch):
         errs = np.asarray(res["ERRCODE"]).astype(str)
         assert (errs == "INVALID_RESULT").sum() >= 10
         assert np.nanmax(np.abs(res["T_STAT"][errs == "."])) < 1e-5
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "array_api_strict"])
+def test_group_terms_numba_equals_array_code(rng, backend_name):
+    """The numba group terms of the linear solve (PLINK 2's sample-count, constant-genotype,
+    correlation, VIF and rank checks, the inverse and its diagonal) equal the array code's."""
+    import array_api_compat.numpy as xnp
+    from popgen.kernels.assoc._linear_solve_numba import group_terms
+
+    xp = xnp if backend_name == "numpy" else pytest.importorskip("array_api_strict")
+    n, k = 60, 4
+    mats = []
+    for case in range(14):
+        c = rng.normal(size=(n, k))
+        g = rng.integers(0, 3, n).astype(float)
+        rows = n
+        if case == 1:
+            g[:] = 1.0                                    # constant genotype
+        elif case == 2:
+            rows = 5                                      # fewer samples than predictors
+        elif case == 3:
+            c[:, 1] = c[:, 0] * 2.0 + 1e-9 * rng.normal(size=n)  # correlated covariates
+        elif case == 4:
+            c[:, 3] = c[:, 0] + c[:, 1] + c[:, 2] + 0.02 * rng.normal(size=n)  # high VIF
+        elif case == 5:
+            g = c[:, 0] - c[:, 1]                         # genotype in the covariates' span
+        elif case == 6:
+            c[:, 2] = 0.0                                 # constant covariate
+        x = np.column_stack([np.ones(rows), c[:rows], g[:rows]])
+        mats.append(x.T @ x)
+    xtx = np.stack(mats).reshape(7, 2, k + 2, k + 2)
+    xtx[6, 1, 2, 3] = np.nan                              # non-finite
+    flip = np.array([True, False] * 3 + [True])
+    ref = [np.asarray(a) for a in A._group_terms(xp, xp.asarray(xtx), xp.asarray(flip), max_corr=0.999, vif=50.0)]
+    ref_n, ref_err, ref_inv, ref_d, ref_corr_bad, ref_d_min, ref_d_finite, ref_a1 = ref
+    out = [np.empty((7, 2)) for _ in range(5)]
+    d_finite, corr_bad, inv = np.empty((7, 2), bool), np.empty((7, 2), bool), np.empty_like(xtx)
+    codes = np.array([A.E_SAMPLE_CT, A.E_CONST, A.E_CORR, A.E_VIF_INF, A.E_VIF, A.E_RANK], dtype=float)
+    group_terms(xtx, flip, 0.999, 50.0, codes, out[0], out[1], inv, out[2], out[3], d_finite, corr_bad, out[4])
+    nn, err, d_k, d_min, a1 = out
+    errs = {A.ERRCODES[int(e)] for e in ref_err.ravel()}
+    assert {".", "CONST_OMITTED_ALLELE", "SAMPLE_CT<=PREDICTOR_CT", "CORR_TOO_HIGH", "VIF_TOO_HIGH"} <= errs, errs
+    np.testing.assert_array_equal(err, ref_err)
+    np.testing.assert_array_equal(nn, ref_n)
+    np.testing.assert_array_equal(a1, ref_a1)
+    np.testing.assert_array_equal(corr_bad, ref_corr_bad)
+    np.testing.assert_array_equal(d_finite, ref_d_finite)
+    ok = err == 0
+    np.testing.assert_allclose(inv[ok], ref_inv[ok], rtol=1e-12)
+    np.testing.assert_allclose(d_k[ok], ref_d[..., -1][ok], rtol=1e-12)
+    np.testing.assert_allclose(d_min[ok], ref_d_min[ok], rtol=1e-12)

@@ -9,6 +9,8 @@ import math
 import numba
 import numpy as np
 
+from ._cholesky_numba import sym_inverse_one
+
 
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"}, error_model="numpy")
 def phenotype_fields(a, stat, starts, gy, cy, yy, inv, n, err, d_k, d_min, d_finite, corr_bad, a1, flip,
@@ -79,3 +81,99 @@ def phenotype_fields(a, stat, starts, gy, cy, yy, inv, n, err, d_k, d_min, d_fin
                 o[4] = e
                 o[5] = 0.0
                 o[6] = 1.0 if flip[v] else 0.0
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def group_terms(xtx, flip, max_corr, vif, codes, n, err, inv, d_k, d_min, d_finite, corr_bad, a1):
+    """``popgen.association._group_terms`` (with its ``_corr_vif_check``) per variant ``v`` and group
+    ``g`` of ``xtx`` (v, G, p, p), in the same operations and order (the same bits).
+
+    ``codes``: the ERRCODE indices SAMPLE_CT, CONST, CORR, VIF_INF, VIF, RANK.  Outputs (v, G):
+    ``n``, ``err``, ``inv`` (v, G, p, p), ``d_k`` (the genotype's diagonal entry of ``inv``),
+    ``d_min``, ``d_finite``, ``corr_bad``, ``a1``.
+    """
+    e_sample, e_const, e_corr, e_vif_inf, e_vif, e_rank = codes[0], codes[1], codes[2], codes[3], codes[4], codes[5]
+    n_variants, n_groups, p = xtx.shape[0], xtx.shape[1], xtx.shape[2]
+    k = p - 1
+    q = p - 1
+    a = np.empty((p, p))
+    ai = np.empty((p, p))
+    c = np.empty((q, q))
+    ci = np.empty((q, q))
+    sdv = np.empty(q)
+    s_, scaled, L, M = np.empty(p), np.empty((p, p)), np.zeros((p, p)), np.zeros((p, p))
+    for v in range(n_variants):
+        for g in range(n_groups):
+            s = xtx[v, g]
+            nn = s[0, 0]
+            g_sum = s[0, k]
+            e = 0.0
+            if nn <= p:
+                e = e_sample
+            elif nn * s[k, k] - g_sum * g_sum <= 0:
+                e = e_const
+            if p > 2:  # PLINK 2's correlation and VIF checks on the predictors but the intercept
+                m = nn if nn > 1 else 2.0
+                valid = e == 0.0
+                for i in range(q):
+                    for j in range(q):
+                        c[i, j] = (s[i + 1, j + 1] - s[0, i + 1] * s[0, j + 1] / m) / (m - 1.0)
+                    if not (c[i, i] > 0):
+                        valid = False
+                for i in range(q):
+                    dd = c[i, i]
+                    sdv[i] = 1.0 / np.sqrt(dd if dd > 0 else 1.0)
+                too_high = False
+                for i in range(q):
+                    for j in range(q):
+                        if valid:
+                            c[i, j] = c[i, j] * sdv[i] * sdv[j]
+                        else:
+                            c[i, j] = 1.0 if i == j else 0.0
+                        if i != j and abs(c[i, j]) > max_corr:
+                            too_high = True
+                if e == 0.0 and valid and too_high:
+                    e = e_corr
+                if e != 0.0:
+                    for i in range(q):
+                        for j in range(q):
+                            c[i, j] = 1.0 if i == j else 0.0
+                _, ok = sym_inverse_one(c, ci, s_[:q], scaled[:q, :q], L[:q, :q], M[:q, :q])
+                if e == 0.0 and not ok:
+                    e = e_vif_inf
+                if e == 0.0:
+                    for i in range(q):
+                        if ci[i, i] > vif:
+                            e = e_vif
+                            break
+            for i in range(p):
+                for j in range(p):
+                    a[i, j] = s[i, j] if e == 0.0 else (1.0 if i == j else 0.0)
+            _, ok = sym_inverse_one(a, ai, s_, scaled, L, M)
+            if e == 0.0 and not ok:
+                e = e_rank
+            out = inv[v, g]
+            bad = False
+            dmin = np.inf
+            finite = True
+            for i in range(p):
+                di = ai[i, i]
+                sdi = np.sqrt(di if di > 0 else 0.0)
+                for j in range(p):
+                    x = ai[i, j]
+                    out[i, j] = x
+                    if i != j:
+                        dj = ai[j, j]
+                        if x > 0.99999 * sdi * np.sqrt(dj if dj > 0 else 0.0):
+                            bad = True
+                if i > 0:
+                    dmin = min(dmin, di)
+                    if not np.isfinite(di):
+                        finite = False
+            n[v, g] = nn
+            err[v, g] = e
+            d_k[v, g] = ai[k, k]
+            d_min[v, g] = dmin
+            d_finite[v, g] = finite
+            corr_bad[v, g] = bad
+            a1[v, g] = 2.0 * nn - g_sum if flip[v] else g_sum
