@@ -513,10 +513,8 @@ def _grouped_solve_numba(sums, totals, sizes, *, n_cov: int, n_founders: int, ma
     :func:`~popgen.kernels.assoc._linear_solve_numba.phenotype_fields`), which reads each
     phenotype's ``X'y`` from the sums where it is (with 100 phenotypes the array code's (v, P, p)
     temporaries were most of the finalization: 250 ns per variant and phenotype)."""
-    from popgen.backend import namespace
     from popgen.kernels.assoc._linear_solve_numba import group_terms, phenotype_fields
 
-    xp = namespace(sums)
     st = _grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders, phenotypes=False)
     xtx = np.ascontiguousarray(st["xtx"])
     nv, G, p = xtx.shape[0], xtx.shape[1], xtx.shape[-1]
