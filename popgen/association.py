@@ -49,12 +49,16 @@ Fast linear scan (``missing="mean"``)
 Logistic regression
     Newton/IRLS in float64, vectorized over a block of variants (each
     iteration is a handful of GEMMs with per-variant sample weights that drop
-    missing calls), with PLINK 2's start (all coefficients 0), step and
-    convergence rules (``sum |delta| < 1e-4``; failure when the step grows or
-    stalls; ``UNFINISHED`` after 15 iterations).  Standard errors come from
-    the Hessian of the last iteration.  Small ``(p+1) x (p+1)`` systems are
-    solved with a batched Cholesky written against the namespace (LAPACK's
-    per-matrix overhead dominates at this size).
+    missing calls), to PLINK 2's estimates: every variant starts at the
+    covariates-only (null) model and takes chord steps with the null model's
+    Hessian (its covariate block is shared, so a step costs a gradient), then
+    Newton steps until one is below PLINK 2's ``sum |delta| < 1e-4``
+    (:func:`_logistic_chord`); variants that do not converge so run PLINK 2's
+    own iteration from zero, with its failure rules (the step grows or
+    stalls; ``UNFINISHED`` after 15 iterations), so error classes stay
+    PLINK 2's.  Standard errors come from the Hessian of the last iteration.
+    Small ``(p+1) x (p+1)`` systems are solved with a batched Cholesky written
+    against the namespace (LAPACK's per-matrix overhead dominates at this size).
 
 Firth fallback (``firth="fallback"``, PLINK 2's default, ``--glm firth-fallback``)
     Firth's penalized likelihood (Firth 1993; Heinze & Schemper 2002; PLINK 2
@@ -72,7 +76,10 @@ Firth fallback (``firth="fallback"``, PLINK 2's default, ``--glm firth-fallback`
     Fisher information at the estimate.  Two additions make it converge in
     double precision where the scoring map oscillates (very rare variants): a
     step is accepted only if it improves the penalized log-likelihood, and a
-    secant step length damps oscillating steps.  The estimate -- the
+    secant step length damps oscillating steps.  And where PLINK 2 starts at
+    zero, each variant starts at the null model with the genotype coefficient
+    of a 1-D penalized fit over its carriers (:func:`_firth_start`; 3 instead
+    of 8 scoring iterations on most rare variants).  The estimate -- the
     penalized MLE -- is unchanged; PLINK 2 a3.5 fits in single precision and
     stops these cases early, which leaves its Firth estimates up to ~1e-3 off
     the penalized MLE (popgen's agree with an exact solver to ~3e-6).
