@@ -8,14 +8,39 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+#: "00" .. "99": two digits per division
+_DIGITS2 = np.frombuffer("".join(f"{i:02d}" for i in range(100)).encode(), dtype=np.uint8).copy()
+#: 10^k as integers, k = 0 .. 18
+_IPOW10 = np.array([10 ** k for k in range(19)], dtype=np.int64)
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The bits of the float64 ``x`` as an int64 (LLVM bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
 
 
 @numba.njit(nogil=True, cache=True)
 def put_digits(out, pos, value, n_digits):
-    """Write the ``n_digits`` decimal digits of ``value`` (zero padded) at ``pos``."""
-    for k in range(n_digits - 1, -1, -1):
-        out[pos + k] = 48 + value % 10
-        value //= 10
+    """Write the ``n_digits`` decimal digits of ``value`` (>= 0, zero padded) at ``pos``, two at a
+    time (unsigned: no sign fix-ups in the divisions)."""
+    v = np.uint64(value)
+    k = pos + n_digits
+    while k - pos >= 2:
+        q = v // np.uint64(100)
+        r = v - q * np.uint64(100)
+        out[k - 2] = _DIGITS2[2 * r]
+        out[k - 1] = _DIGITS2[2 * r + 1]
+        v = q
+        k -= 2
+    if k > pos:
+        out[pos] = 48 + np.uint8(v)
     return pos + n_digits
 
 
@@ -66,13 +91,13 @@ def put_g(o, pos, v, na, n_digits, plink_ties):
         o[pos] = 48
         return pos + 1
     shift = 0
-    lo = 10 ** (n_digits - 1)
+    lo = _IPOW10[n_digits - 1]
     if v < 1e-290:  # subnormal range: keep 10^(n_digits - 1 - e) finite
         v *= 1e100
         shift = 100
     # decimal exponent from the binary one (within 1 below; corrected next) and powers of ten
-    # from a table: log10 and pow were half of the time per value
-    e = int(math.floor((math.frexp(v)[1] - 1) * _LOG10_2))
+    # from a table: log10 and pow were half of the time per value, frexp a tenth
+    e = int(math.floor((((_f64_bits(v) >> 52) & 0x7FF) - 1023) * _LOG10_2))
     scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
     if scaled < lo:
         e -= 1
@@ -81,32 +106,33 @@ def put_g(o, pos, v, na, n_digits, plink_ties):
         e += 1
         scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
     whole = np.floor(scaled)
-    m = int(whole)
+    m = np.uint64(whole)
     if plink_ties:  # reports.round_plink2
-        up = (scaled - whole) + (0.4999995 if m % 2 == 0 else 0.5000005) >= 1.0
+        up = (scaled - whole) + (0.4999995 if m % np.uint64(2) == np.uint64(0) else 0.5000005) >= 1.0
     else:
         up = scaled - whole >= 0.5
     if up:
-        m += 1
-    if m >= 10 * lo:
-        m //= 10
+        m += np.uint64(1)
+    if m >= np.uint64(10 * lo):
+        m //= np.uint64(10)
         e += 1
     e -= shift
     n_sig = n_digits  # significant digits left after stripping trailing zeros
-    while n_sig > 1 and m % 10 == 0:
-        m //= 10
+    while n_sig > 1:
+        q = m // np.uint64(10)
+        if m - q * np.uint64(10) != np.uint64(0):
+            break
+        m = q
         n_sig -= 1
     if e < -4 or e >= n_digits:  # d.ddddde+XX
-        lead = m
-        for _ in range(n_sig - 1):
-            lead //= 10
-        o[pos] = 48 + lead
+        scale = np.uint64(_IPOW10[n_sig - 1])
+        lead = m // scale
+        o[pos] = 48 + np.uint8(lead)
         pos += 1
         if n_sig > 1:
             o[pos] = 46
             pos += 1
-            rest = m - lead * 10 ** (n_sig - 1)
-            pos = put_digits(o, pos, rest, n_sig - 1)
+            pos = put_digits(o, pos, m - lead * scale, n_sig - 1)
         o[pos] = 101
         pos += 1
         o[pos] = 45 if e < 0 else 43
@@ -115,11 +141,12 @@ def put_g(o, pos, v, na, n_digits, plink_ties):
         return put_digits(o, pos, ae, 3 if ae >= 100 else 2)
     if e >= 0:  # integer part of e + 1 digits
         if n_sig <= e + 1:
-            return put_digits(o, pos, m * 10 ** (e + 1 - n_sig), e + 1)
-        scale = 10 ** (n_sig - e - 1)
-        pos = put_digits(o, pos, m // scale, e + 1)
+            return put_digits(o, pos, m * np.uint64(_IPOW10[e + 1 - n_sig]), e + 1)
+        scale = np.uint64(_IPOW10[n_sig - e - 1])
+        q = m // scale
+        pos = put_digits(o, pos, q, e + 1)
         o[pos] = 46
-        return put_digits(o, pos + 1, m % scale, n_sig - e - 1)
+        return put_digits(o, pos + 1, m - q * scale, n_sig - e - 1)
     o[pos] = 48  # 0.000ddd
     o[pos + 1] = 46
     pos += 2
