@@ -1975,7 +1975,7 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
     case/control phenotype with one class, no sample ID in common with the
     cohort, an all-missing phenotype when it is the only one requested.
     """
-    from popgen.io.pheno import MISSING, match_samples, read_table
+    from popgen.io.pheno import MISSING, match_samples, read_table, sample_rows
 
     missing = set(MISSING)
     n = ds.sizes["samples"]
@@ -1983,14 +1983,20 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
     cols = _select_columns(table, names, pheno_path, "phenotype")
     if not cols:
         raise PopgenError("no phenotype column", pheno_path)
-    aligned = match_samples(table, ds, pheno_path, what="phenotype")
+    rows = sample_rows(table, ds, pheno_path, what="phenotype")  # each column read in the table's order
+    absent = rows < 0
+    take = np.where(absent, 0, rows)
     values, binary, skipped = {}, {}, {}
     for col in cols:
-        y, bad = _parse_numbers(aligned[col].tolist(), missing)
+        y, bad = _parse_numbers(table[col].tolist(), missing)
         if y is None:
             raise PopgenError(f"phenotype {col} is not numeric (value {bad!r})", pheno_path)
+        y = np.where(absent, np.nan, y[take])
         present = np.isfinite(y)
-        vals = set(np.unique(y[present]).tolist())
+        v = y[present]
+        # the set of values only where it can be a case/control coding (a set of 10,000 floats per
+        # column was a fifth of reading 100 phenotypes)
+        vals = set(np.unique(v).tolist()) if ((v == 0.0) | (v == 1.0) | (v == 2.0)).all() else {math.nan}
         if case_control_01:
             is_cc = bool(vals) and vals <= {0.0, 1.0}
             yy = y

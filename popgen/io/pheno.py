@@ -99,6 +99,25 @@ def match_samples(table, ds, path, *, what: str = "table"):
     matches a cohort sample; rows for samples not in the cohort are dropped
     with a warning.
     """
+    cohort, cohort_key, key = _sample_keys(table, ds, path, what)
+    aligned = table.assign(_key=key.values).set_index("_key").reindex(cohort_key)
+    aligned.index.name = None
+    aligned["IID"] = cohort
+    return aligned.reset_index(drop=True)
+
+
+def sample_rows(table, ds, path, *, what: str = "table"):
+    """The row of ``table`` holding each cohort sample (int64, -1 where the table lacks it), with
+    :func:`match_samples`' checks: for reading columns without re-indexing the whole table."""
+    import pandas as pd
+
+    _, cohort_key, key = _sample_keys(table, ds, path, what)
+    return pd.Index(key).get_indexer(cohort_key).astype(np.int64)
+
+
+def _sample_keys(table, ds, path, what):
+    """The cohort's sample IDs, its matching keys (``FID<tab>IID`` when both sides have family
+    IDs) and the table's; errors when no row matches, warns about rows outside the cohort."""
     cohort = np.asarray(ds["sample_id"].values).astype(str)
     key = table["IID"].astype(str)
     if "FID" in table and "sample_family_id" in ds:
@@ -114,10 +133,7 @@ def match_samples(table, ds, path, *, what: str = "table"):
         )
     if not in_cohort.all():
         log.warning("%s: %d of %d sample IDs are not in the cohort and are ignored", path, (~in_cohort).sum(), len(table))
-    aligned = table.assign(_key=key.values).set_index("_key").reindex(cohort_key)
-    aligned.index.name = None
-    aligned["IID"] = cohort
-    return aligned.reset_index(drop=True)
+    return cohort, cohort_key, key
 
 
 def read_sample_list(path, ds):
