@@ -2566,13 +2566,14 @@ def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
     return cols + ["P", "ERRCODE"]
 
 
-def _glm_lines(meta, res, kind, firth) -> str:
+def _glm_lines(meta, res, kind, firth) -> bytes:
+    """A chunk's ``.glm`` rows of one phenotype (ASCII bytes)."""
     from popgen.io.textfmt import byte_matrix, glm_rows, row_prefixes
 
     shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
     n = len(shown)
     if not n:
-        return ""
+        return b""
     beta = res["BETA"]
     if kind == "logistic":
         with np.errstate(over="ignore"):
@@ -2612,12 +2613,13 @@ def _ssf_chrom(c):
     return _SSF_CHROM.get(s.upper(), s)
 
 
-def _ssf_lines(meta, res, kind) -> str:
+def _ssf_lines(meta, res, kind) -> bytes:
+    """A chunk's GWAS-SSF rows of one phenotype (ASCII bytes)."""
     from popgen.io.textfmt import byte_matrix, row_prefixes, ssf_rows, to_bytes
 
     keep = ((res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)) & np.isfinite(res["SE"])
     if not keep.any():
-        return ""
+        return b""
     mb = _meta_bytes(meta)
     if "ssf" not in mb:  # once per chunk, shared by its phenotypes
         chrom = np.array([_ssf_chrom(c) for c in meta["#CHROM"]], dtype=object)
@@ -2848,12 +2850,12 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
         glm, ssf_f = {}, {}
         for name in scan.phenotypes:
             path = f"{prefix}.{name}.{scan.extension}"
-            glm[name] = (path, stack.enter_context(atomic_write(path)))
-            glm[name][1].write("\t".join(glm_header(kind, firth)) + "\n")
+            glm[name] = (path, stack.enter_context(atomic_write(path, "wb")))  # rows come as ASCII bytes
+            glm[name][1].write(("\t".join(glm_header(kind, firth)) + "\n").encode())
             if ssf:
                 spath = f"{prefix}.{name}.ssf.tsv"
-                ssf_f[name] = (spath, stack.enter_context(atomic_write(spath)))
-                ssf_f[name][1].write("\t".join(ssf_header(kind)) + "\n")
+                ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")))
+                ssf_f[name][1].write(("\t".join(ssf_header(kind)) + "\n").encode())
         for chunk in scan.iter_chunks(compute, batch):
             meta = _variant_meta(scan.ds, chunk.start, chunk.stop)
             chroms.append(meta["#CHROM"])
@@ -2920,8 +2922,8 @@ def write_glm(prefix, pheno_name: str, table, kind: str, firth: str | None = "fa
                                                  "always": "glm.firth"}[firth]
     path = f"{prefix}.{pheno_name}.{ext}"
     meta, res = _columns_from_table(table, kind)
-    with atomic_write(path) as f:
-        f.write("\t".join(glm_header(kind, firth)) + "\n")
+    with atomic_write(path, "wb") as f:
+        f.write(("\t".join(glm_header(kind, firth)) + "\n").encode())
         f.write(_glm_lines(meta, res, kind, firth))
     return path
 
@@ -2931,8 +2933,8 @@ def write_ssf(path, table, kind: str) -> str:
     from popgen.io.files import atomic_write
 
     meta, res = _columns_from_table(table, kind)
-    with atomic_write(path) as f:
-        f.write("\t".join(ssf_header(kind)) + "\n")
+    with atomic_write(path, "wb") as f:
+        f.write(("\t".join(ssf_header(kind)) + "\n").encode())
         f.write(_ssf_lines(meta, res, kind))
     return str(path)
 

@@ -96,7 +96,7 @@ def test_glm_rows_equal_column_by_column_formatting(rng):
            "FIRTH": rng.random(n) < 0.3}
     res["STAT"] = res["BETA"] / res["SE"]
     for kind, firth in (("linear", None), ("logistic", "fallback"), ("logistic", "never")):
-        got = _glm_lines(dict(meta), res, kind, firth)
+        got = _glm_lines(dict(meta), res, kind, firth).decode()
         assert got == _glm_lines_reference(meta, res, kind, firth)
         assert got.count("\n") == n
     res["A1_FREQ"] = rng.random(n)
@@ -104,6 +104,6 @@ def test_glm_rows_equal_column_by_column_formatting(rng):
     res["SE"][10] = np.inf  # not finite: no GWAS-SSF row
     meta["#CHROM"][:4] = ["chrX", "MT", "chr7", "XY"]  # GWAS-SSF codes
     for kind in ("linear", "logistic"):
-        got = _ssf_lines(dict(meta), res, kind)
+        got = _ssf_lines(dict(meta), res, kind).decode()
         assert got == _ssf_lines_reference(meta, res, kind)
         assert 0 < got.count("\n") < n

@@ -115,16 +115,17 @@ def _p_texts(n: int, p_text: dict):
 
 
 def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref,
-             beta, se, freq, p, p_text, obs) -> str:
+             beta, se, freq, p, p_text, obs) -> bytes:
     """GWAS-SSF rows of the variants ``rows`` (indices) in one numba pass
     (:func:`popgen.io._textfmt_numba.ssf_rows`): ``head`` / ``tail`` the :func:`row_prefixes` of
     ``chromosome base_pair_location`` and of ``variant_id rsid``; ``meta``/``widths`` the
     :func:`byte_matrix` holding REF and ALT; per-row ``a1_is_ref``, ``beta``, ``se``, ``freq``,
-    ``p`` (float, except rows in ``p_text``: row -> ``bytes``), ``obs``."""
+    ``p`` (float, except rows in ``p_text``: row -> ``bytes``), ``obs``.  ASCII ``bytes``, for a
+    file opened in binary mode (no decoding and re-encoding of ~80 bytes per row)."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     n = rows.shape[0]
     if not n:
-        return ""
+        return b""
     p_index, texts = _p_texts(n, p_text)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     row = int(np.diff(head[1]).max()) + int(np.diff(tail[1]).max()) + int(widths[ref_field] + widths[alt_field]) + \
@@ -133,19 +134,19 @@ def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_fiel
     end = _kernels().ssf_rows(rows, head[0], head[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), f64(beta), f64(se), f64(freq), f64(p),
                         p_index, texts, tail[0], tail[1], np.ascontiguousarray(obs, dtype=np.int64), out)
-    return out[:end].tobytes().decode("utf-8")
+    return out[:end].tobytes()
 
 
 def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs,
-             beta, se, stat, shown, p, p_text, err, err_text) -> str:
+             beta, se, stat, shown, p, p_text, err, err_text) -> bytes:
     """PLINK 2 ``.glm`` rows in one numba pass (:func:`popgen.io._textfmt_numba.glm_rows`):
     ``prefix`` the :func:`row_prefixes` of ``#CHROM POS ID REF ALT``; ``meta``/``widths`` from
     :func:`byte_matrix` of the same columns (A1 is one of them); ``firth`` int8 (-1: no FIRTH?
     column); ``p`` float64 P-values, except where ``p_text`` (a dict row -> ``bytes``) has the
-    text; ``err_text`` ``S`` array of ERRCODE names."""
+    text; ``err_text`` ``S`` array of ERRCODE names.  ASCII ``bytes`` (as :func:`ssf_rows`)."""
     n = meta.shape[0]
     if not n:
-        return ""
+        return b""
     p_index, texts = _p_texts(n, p_text)
     err_text = np.ascontiguousarray(to_bytes(err_text))
     err_text = err_text.view(np.uint8).reshape(len(err_text), err_text.dtype.itemsize)
@@ -158,4 +159,4 @@ def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, al
                         np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
                         np.ascontiguousarray(shown, dtype=np.bool_), f64(p), p_index, texts,
                         np.ascontiguousarray(err, dtype=np.int64), err_text, out)
-    return out[:end].tobytes().decode("utf-8")
+    return out[:end].tobytes()
