@@ -1364,7 +1364,8 @@ def _firth_start(model: _Model, start):
     within the 1e-4 criteria.
     """
     xp = model.xp
-    eta0 = start[0] + (_matvec(xp, model.cov, start[2:]) if model.k else 0.0)
+    eta0 = start[0] + (_matvec(xp, model.cov, start[2:]) if model.k
+                       else xp.zeros((model.g.shape[1],), dtype=xp.float64))  # (s,) without covariates too
     if isinstance(model.g, np.ndarray):
         from popgen.kernels.assoc._irls_numba import firth_start
 

@@ -797,6 +797,20 @@ def test_firth_start_numba_equals_namespace_code_and_maximizes_1d_objective(rng)
         assert objective(b[v], v) <= best.fun + 1e-9
 
 
+def test_firth_start_without_covariates(rng):
+    """Without covariates the null linear predictor is the intercept for every sample: the numba
+    start equals the array code's (and reads no sample beyond the cohort)."""
+    import array_api_compat.numpy as xnp
+
+    g, w, y, cov, _ = _rare_firth_case(rng)
+    cov = np.zeros((y.shape[0], 0))
+    start = A._null_logistic(xnp, y, np.ones(y.shape[0]), cov)
+    got = A._firth_start(A._Model(xnp, g, w, y, cov, A._pair_products(xnp, cov)), start)
+    dense = A._firth_start_dense(xnp, np.full(y.shape[0], start[0]), g, w, y)
+    np.testing.assert_allclose(got[:, 1], dense, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got[:, 0], start[0])
+
+
 def test_firth_from_the_1d_start_equals_firth_from_the_null(rng, monkeypatch):
     """Firth's iterations from the 1-D start end at the estimates they reach from the null model
     (within the 1e-4 convergence criteria), in fewer iterations."""
