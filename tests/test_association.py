@@ -454,6 +454,35 @@ def test_lambda_gc_and_p_formatting(tmp_path, rng):
     assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("q.png", "m.png"))
 
 
+def test_plots_redrawn_on_a_kept_figure_equal_fresh_ones(tmp_path, rng):
+    """A Manhattan / QQ plot drawn on the figure kept from the previous phenotype has the pixels
+    of one drawn on a new figure (nothing of the previous phenotype left: points, limits,
+    title); a plot of another genome gets its own figure, and at most one per kind is kept."""
+    import matplotlib.pyplot as plt
+    from matplotlib.image import imread
+
+    chrom, pos = np.repeat(["1", "2", "3"], 400), np.tile(np.arange(400) * 1000 + 1, 3)
+    a, b = rng.uniform(size=1200), rng.uniform(size=1200)
+    a[:3] = 1e-40  # a taller first plot
+    b[:5], b[7] = 1e-12, np.nan
+    A.release_plot_figures()
+    for name, p in (("a", a), ("b_after", b)):
+        A.plot_manhattan(tmp_path / f"m_{name}.png", chrom, pos, p, title=name[0].upper())
+        A.plot_qq(tmp_path / f"q_{name}.png", p, title=name[0].upper())
+    assert len(plt.get_fignums()) == 2
+    other = np.repeat(["7"], 1200)
+    A.plot_manhattan(tmp_path / "m_other.png", other, pos, b, title="B")  # another genome: a new figure
+    assert len(plt.get_fignums()) == 2
+    A.release_plot_figures()
+    assert not plt.get_fignums()
+    A.plot_manhattan(tmp_path / "m_b_alone.png", chrom, pos, b, title="B")
+    A.plot_qq(tmp_path / "q_b_alone.png", b, title="B")
+    A.release_plot_figures()
+    for kind in ("m", "q"):
+        np.testing.assert_array_equal(imread(tmp_path / f"{kind}_b_after.png"), imread(tmp_path / f"{kind}_b_alone.png"))
+        assert not np.array_equal(imread(tmp_path / f"{kind}_a.png"), imread(tmp_path / f"{kind}_b_alone.png"))
+
+
 def test_plots_of_many_phenotypes_drawn_by_a_process_pool(tmp_path, rng, monkeypatch):
     """From PLOT_POOL_FROM phenotypes on the plots are drawn by spawned processes (each needs
     the module importable there): the same files as drawn here."""
