@@ -864,6 +864,13 @@ def test_firth_from_the_1d_start_equals_firth_from_the_null(rng, monkeypatch):
     np.testing.assert_allclose(np.sqrt(fast[1][ok][:, 1, 1]), np.sqrt(null[1][ok][:, 1, 1]), rtol=1e-4)
 
 
+def _grouped_solve_array_code(sums, totals, sizes, *, n_cov, n_founders, max_corr, vif):
+    """The linear solve of a NumPy block by the array code (what CuPy blocks run)."""
+    st = A._grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
+    return np.asarray(A._grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes,
+                                       max_corr=max_corr, vif=vif))
+
+
 def test_grouped_solve_numba_equals_array_code(rng, monkeypatch):
     """The per-phenotype solve of the grouped linear scan on NumPy blocks (numba loop) gives the
     array code's fields: phenotype groups of several sizes, a constant variant, A1 = REF, a
@@ -879,12 +886,7 @@ def test_grouped_solve_numba_equals_array_code(rng, monkeypatch):
     cov = np.column_stack([cov, np.where(g[3] >= 0, g[3], 0) + 0.0])  # variant 3 ~ this covariate
     fast = A.linear_scan(ds, phenos, cov).collect()
 
-    def array_code(sums, totals, sizes, *, n_cov, n_founders, max_corr, vif):
-        st = A._grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
-        return np.asarray(A._grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes,
-                                           max_corr=max_corr, vif=vif))
-
-    monkeypatch.setattr(A, "_grouped_solve_numba", array_code)
+    monkeypatch.setattr(A, "_grouped_solve_numba", _grouped_solve_array_code)
     slow = A.linear_scan(ds, phenos, cov).collect()
     codes = set()
     for name in phenos:
@@ -959,12 +961,7 @@ def test_grouped_solve_numba_equals_array_code_without_covariates(rng, monkeypat
     phenos = {"a": rng.normal(size=120), "b": np.where(np.arange(120) % 5 == 0, np.nan, rng.normal(size=120))}
     fast = A.linear_scan(ds, phenos, None).collect()
 
-    def array_code(sums, totals, sizes, *, n_cov, n_founders, max_corr, vif):
-        st = A._grouped_stats(sums, totals, sizes, n_cov=n_cov, n_founders=n_founders)
-        return np.asarray(A._grouped_solve(st["xtx"], st["xty"], st["yy"], st["flip"], sizes,
-                                           max_corr=max_corr, vif=vif))
-
-    monkeypatch.setattr(A, "_grouped_solve_numba", array_code)
+    monkeypatch.setattr(A, "_grouped_solve_numba", _grouped_solve_array_code)
     slow = A.linear_scan(ds, phenos, None).collect()
     for name in phenos:
         pd.testing.assert_frame_equal(fast[name], slow[name], rtol=1e-10)
