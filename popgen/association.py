@@ -1392,7 +1392,7 @@ def _firth_start_dense(xp, eta0, g, w, y):
         e = xp.exp(-xp.abs(eta))
         ll = xp.sum(c * (y * eta - (xp.where(eta > 0, eta, xp.zeros_like(eta)) + xp.log1p(e))), axis=1)
         info = xp.sum(cg2 * (e / ((1.0 + e) * (1.0 + e))), axis=1)
-        return ll + 0.5 * xp.log(xp.where(info > 0, info, one * math.nan))
+        return ll + 0.5 * xp.log(xp.where(info > 0, info, xp.full_like(info, math.nan)))
 
     b = zero
     f = penalized(b)
@@ -2586,10 +2586,10 @@ def _glm_lines(meta, res, kind, firth) -> bytes:
     mat, widths, prefix = mb["glm_meta"]
     flag = (res["FIRTH"].astype(np.int8) if kind == "logistic" and firth == "fallback"
             else np.full(n, -1, dtype=np.int8))
-    lnp = np.where(shown, res["LNP"], np.nan)
     return glm_rows(prefix, mat, widths, ref_field=3, alt_field=4, a1_is_ref=res["A1_IS_REF"], firth=flag,
-                    obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown, p=np.exp(lnp),
-                    p_text=_tiny_p_text(lnp), err=res["ERRCODE"], err_text=_ERRCODE_BYTES)
+                    obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown, p=res["P"],
+                    p_text=_tiny_p_text(np.where(shown, res["LNP"], np.nan)), err=res["ERRCODE"],
+                    err_text=_ERRCODE_BYTES)
 
 
 _ERRCODE_BYTES = np.array([e.encode() for e in ERRCODES])
@@ -2636,10 +2636,9 @@ def _ssf_lines(meta, res, kind) -> bytes:
     if kind == "logistic":
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
-    lnp = res["LNP"][idx]
     return ssf_rows(idx, head, tail, alleles, widths, ref_field=0, alt_field=1, a1_is_ref=res["A1_IS_REF"][idx],
-                    beta=beta, se=res["SE"][idx], freq=res["A1_FREQ"][idx], p=np.exp(lnp), p_text=_tiny_p_text(lnp),
-                    obs=res["OBS_CT"][idx])
+                    beta=beta, se=res["SE"][idx], freq=res["A1_FREQ"][idx], p=res["P"][idx],
+                    p_text=_tiny_p_text(res["LNP"][idx]), obs=res["OBS_CT"][idx])
 
 
 def lambda_gc(p) -> float:
@@ -2699,6 +2698,9 @@ _CANVASES: dict = {}
 
 def _canvas(kind: str, key, make):
     """The kept figure of ``kind`` for ``key`` (``make()`` builds it; another key's is closed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kept = _CANVASES.get(kind)
@@ -2760,10 +2762,7 @@ def plot_manhattan(path, chrom, pos, p, *, title: str = "", threshold: float = 5
     """Manhattan plot (PNG): -log10 p along the genome, contigs in order of appearance.  The
     figure is kept for the next plot of the same ``chrom`` and ``pos`` arrays in this process
     (:func:`release_plot_figures` closes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    c = _canvas("manhattan", (id(chrom), id(pos), len(pos), bool(title), threshold),
+    c = _canvas("manhattan", (id(chrom), id(pos), bool(title), threshold),
                 lambda: _manhattan_canvas(chrom, pos, titled=bool(title), threshold=threshold))
     p = np.asarray(p, dtype=np.float64)
     ok = np.flatnonzero(np.isfinite(p) & (p > 0))
@@ -2794,9 +2793,6 @@ def _qq_canvas():
 def plot_qq(path, p, *, title: str = "", lambda_=None) -> None:
     """QQ plot (PNG) of observed against expected -log10 p under the null, with lambda_GC.  The
     figure is kept for the next QQ plot in this process (:func:`release_plot_figures`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     c = _canvas("qq", None, _qq_canvas)
     p = np.asarray(p, dtype=np.float64)
     p = np.sort(p[np.isfinite(p) & (p > 0) & (p <= 1)])
@@ -2841,8 +2837,8 @@ def _draw_plots(jobs, chrom, pos) -> None:
     lambda_GC; the variants' ``chrom`` and ``pos`` shared by all); from :data:`PLOT_POOL_FROM`
     phenotypes on, by a pool of processes, one per core, each given ``chrom`` and ``pos`` once:
     matplotlib holds the GIL, and after the scan the cores are free (100 phenotypes: 200 plots
-    of ~0.05 s each, each process redrawing its two figures).  Started with ``spawn`` (no fork of a large process that has threads);
-    where no process can be started, one after the other."""
+    of ~0.05 s each, each process redrawing its two figures).  Started with ``spawn`` (no fork
+    of a large process that has threads); where no process can be started, one after the other."""
     from dask.system import cpu_count
 
     workers = min(cpu_count(), len(jobs))
@@ -2959,7 +2955,7 @@ def _columns_from_table(table, kind) -> tuple[dict, dict]:
         lnp = np.where(np.isfinite(t["LOG10_P"].astype(np.float64)),
                        -t["LOG10_P"].astype(np.float64) * math.log(10.0), lnp)
     res = {"BETA": t["BETA"].astype(np.float64), "SE": se,
-           "STAT": t["T_STAT" if kind == "linear" else "Z_STAT"].astype(np.float64), "LNP": lnp,
+           "STAT": t["T_STAT" if kind == "linear" else "Z_STAT"].astype(np.float64), "LNP": lnp, "P": np.exp(lnp),
            "OBS_CT": t["OBS_CT"].astype(np.int64), "A1_FREQ": t["A1_FREQ"].astype(np.float64),
            "A1_IS_REF": (t["A1"] == t["REF"]) & (t["A1"] != t["ALT"]),
            "ERRCODE": np.array([code[str(e)] for e in t["ERRCODE"]], dtype=np.int64),

@@ -95,6 +95,7 @@ def test_glm_rows_equal_column_by_column_formatting(rng):
            "A1_IS_REF": rng.random(n) < 0.5, "ERRCODE": rng.integers(0, len(ERRCODES), n),
            "FIRTH": rng.random(n) < 0.3}
     res["STAT"] = res["BETA"] / res["SE"]
+    res["P"] = np.exp(lnp)  # as ChunkResult holds it
     for kind, firth in (("linear", None), ("logistic", "fallback"), ("logistic", "never")):
         got = _glm_lines(dict(meta), res, kind, firth).decode()
         assert got == _glm_lines_reference(meta, res, kind, firth)

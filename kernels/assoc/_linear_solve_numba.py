@@ -94,13 +94,12 @@ def group_terms(xtx, flip, max_corr, vif, codes, n, err, inv, d_k, d_min, d_fini
     """
     e_sample, e_const, e_corr, e_vif_inf, e_vif, e_rank = codes[0], codes[1], codes[2], codes[3], codes[4], codes[5]
     n_variants, n_groups, p = xtx.shape[0], xtx.shape[1], xtx.shape[2]
-    k = p - 1
-    q = p - 1
+    k = p - 1  # the genotype's index; also the predictors but the intercept
     a = np.empty((p, p))
     ai = np.empty((p, p))
-    c = np.empty((q, q))
-    ci = np.empty((q, q))
-    sdv = np.empty(q)
+    c = np.empty((k, k))
+    ci = np.empty((k, k))
+    sdv = np.empty(k)
     s_, scaled, L, M = np.empty(p), np.empty((p, p)), np.zeros((p, p)), np.zeros((p, p))
     for v in range(n_variants):
         for g in range(n_groups):
@@ -115,17 +114,17 @@ def group_terms(xtx, flip, max_corr, vif, codes, n, err, inv, d_k, d_min, d_fini
             if p > 2:  # PLINK 2's correlation and VIF checks on the predictors but the intercept
                 m = nn if nn > 1 else 2.0
                 valid = e == 0.0
-                for i in range(q):
-                    for j in range(q):
+                for i in range(k):
+                    for j in range(k):
                         c[i, j] = (s[i + 1, j + 1] - s[0, i + 1] * s[0, j + 1] / m) / (m - 1.0)
                     if not (c[i, i] > 0):
                         valid = False
-                for i in range(q):
+                for i in range(k):
                     dd = c[i, i]
                     sdv[i] = 1.0 / np.sqrt(dd if dd > 0 else 1.0)
                 too_high = False
-                for i in range(q):
-                    for j in range(q):
+                for i in range(k):
+                    for j in range(k):
                         if valid:
                             c[i, j] = c[i, j] * sdv[i] * sdv[j]
                         else:
@@ -135,14 +134,14 @@ def group_terms(xtx, flip, max_corr, vif, codes, n, err, inv, d_k, d_min, d_fini
                 if e == 0.0 and valid and too_high:
                     e = e_corr
                 if e != 0.0:
-                    for i in range(q):
-                        for j in range(q):
+                    for i in range(k):
+                        for j in range(k):
                             c[i, j] = 1.0 if i == j else 0.0
-                _, ok = sym_inverse_one(c, ci, s_[:q], scaled[:q, :q], L[:q, :q], M[:q, :q])
+                _, ok = sym_inverse_one(c, ci, s_[:k], scaled[:k, :k], L[:k, :k], M[:k, :k])
                 if e == 0.0 and not ok:
                     e = e_vif_inf
                 if e == 0.0:
-                    for i in range(q):
+                    for i in range(k):
                         if ci[i, i] > vif:
                             e = e_vif
                             break

@@ -261,16 +261,15 @@ def prefixes(meta, widths, n_fields, out, offsets):
     """The first ``n_fields`` NUL-padded fields of each row of ``meta`` (n, sum widths), each
     followed by a tab, one row after the other in ``out``; row ``i`` is
     ``out[offsets[i]:offsets[i + 1]]``.  Returns the bytes written."""
+    starts = field_starts(widths)
     pos = 0
     for i in range(meta.shape[0]):
         offsets[i] = pos
         row = meta[i]
-        start = 0
         for f in range(n_fields):
-            pos = put_field(out, pos, row[start:start + widths[f]])
+            pos = put_field(out, pos, row[starts[f]:starts[f + 1]])
             out[pos] = 9
             pos += 1
-            start += widths[f]
     offsets[meta.shape[0]] = pos
     return pos
 
