@@ -63,6 +63,12 @@ def test_no_matching_ids_is_an_error(tmp_path, ds):
     [
         ("#IID QT\ns1 abc\n", "column QT is not numeric"),
         ("#IID QT\ns1 1 2\n", "line 2 has 3 columns"),
+        ("#IID QT BT\ns1 1 2\ns2 1 2 3\n", "line 3 has 4 columns"),
+        ("#IID QT BT\ns1 1 2\ns2 1\ns3 1 2\n", "line 3 has fewer than 3 columns"),
+        ("#IID QT BT\ns1 1\ns2 1 2\n", "line 2 has 2 columns"),
+        ("#IID QT BT\ns1 NA 2\ns2 1\n", "line 3 has fewer than 3 columns"),
+        ("#IID QT BT\ns1 1 TRUE\ns2 1 FALSE\n", "column BT is not numeric .value 'TRUE'"),
+        ("#IID QT\nbad\xff 1\n", "undecodable"),
         ("#IID QT\ns1 1\ns1 2\n", "duplicate sample ID"),
         ("#SAMPLE QT\ns1 1\n", "header must start with"),
         ("", "empty"),
@@ -70,7 +76,7 @@ def test_no_matching_ids_is_an_error(tmp_path, ds):
 )
 def test_bad_tables(tmp_path, text, match):
     path = tmp_path / "p.txt"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))
     with pytest.raises(PopgenError, match=match) as e:
         read_table(path)
     assert str(path) in str(e.value)
@@ -85,3 +91,32 @@ def test_sample_lists(tmp_path, ds):
     path.write_text("nobody\n")
     with pytest.raises(PopgenError, match="none of the 1 sample IDs"):
         read_sample_list(path, ds)
+
+
+def test_numbers_read_as_python_reads_them(tmp_path, rng):
+    """The C parser's numbers are Python's float() of each token (17 significant digits,
+    exponents, signs), and tokens only Python reads (NAN, 1e400, Infinity) still read."""
+    x = rng.standard_normal(2000) * 10.0 ** rng.integers(-30, 30, 2000)
+    tokens = [repr(v) for v in x] + [f"{v:.17e}" for v in x[:50]] + ["+1.5", "-0", "1E5", "NAN", "1e400", "Infinity"]
+    path = tmp_path / "p.txt"
+    path.write_text("#IID A B\n" + "".join(f"s{i} {t} {t}\n" for i, t in enumerate(tokens)))
+    table = read_table(path)
+    want = np.array([float(t) if t != "NAN" else np.nan for t in tokens])
+    for col in ("A", "B"):  # B, the last column, takes the text path
+        got = table[col].to_numpy()
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got.view(np.int64)[~np.isnan(want)], want.view(np.int64)[~np.isnan(want)])
+        assert np.isnan(got[np.isnan(want)]).all()
+
+
+def test_auto_columns_and_text(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("#FID IID SEX AGE SITE\n007 s1 M 50 a\n008 s2 F NA -9\n009 s3 . 61.5 b\n")
+    auto = read_table(path, numeric="auto")
+    assert auto["FID"].tolist() == ["007", "008", "009"]  # IDs stay text
+    assert auto["SEX"].tolist() == ["M", "F", None] and auto["SITE"].tolist() == ["a", None, "b"]
+    np.testing.assert_array_equal(auto["AGE"].to_numpy(), [50.0, np.nan, 61.5])
+    text = read_table(path, numeric=False)
+    assert text["AGE"].tolist() == ["50", "NA", "61.5"] and text["SITE"].tolist() == ["a", "-9", "b"]
+    with pytest.raises(PopgenError, match="column SEX is not numeric .value 'M'"):
+        read_table(path)
