@@ -1902,11 +1902,34 @@ class PhenoData:
         return {k: v for k, v in self.values.items() if self.binary[k]}
 
 
+def column_list(names, columns, path=None) -> list[str]:
+    """PLINK's column lists (``--pheno-name``, ``--covar-name``): names separated by commas or
+    whitespace, ``FIRST-LAST`` for the columns from FIRST to LAST in ``columns``' order (e.g.
+    ``SEX,PC1-PC10``).  A name that is itself a column is that column; names that are neither
+    are kept (the caller's error names them); a range whose LAST comes before FIRST is an error."""
+    names = [names] if isinstance(names, str) else list(names)
+    out = []
+    for name in (part for n in names for part in n.replace(",", " ").split()):
+        if name in columns:
+            out.append(name)
+            continue
+        ends = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "-"]
+        ends = [(a, b) for a, b in ends if a in columns and b in columns]
+        if len(ends) != 1:  # not a range of these columns (or ambiguous): the caller names it
+            out.append(name)
+            continue
+        first, last = columns.index(ends[0][0]), columns.index(ends[0][1])
+        if last < first:
+            raise PopgenError(f"column range {name}: {ends[0][1]} comes before {ends[0][0]}", path)
+        out.extend(columns[first:last + 1])
+    return out
+
+
 def _select_columns(table, names, path, what):
     cols = [c for c in table.columns if c not in ("FID", "IID")]
     if names is None:
         return cols
-    names = [names] if isinstance(names, str) else list(names)
+    names = column_list(names, cols, path)
     for name in names:
         if name not in cols:
             raise PopgenError(f"no {what} column {name!r} (columns: {', '.join(cols) or 'none'})", path)
@@ -1931,14 +1954,16 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
     pheno_path : path
         Phenotype table (``#FID IID ...``, ``#IID ...`` or headerless, see
         :func:`popgen.io.read_table`); ``NA``, ``nan``, ``-9``, ``.`` missing.
-    names : list of str, optional
-        Phenotype columns (default: all).
+    names : str or list of str, optional
+        Phenotype columns (default: all), as PLINK 2's ``--pheno-name``: separated by commas
+        or spaces, ``FIRST-LAST`` ranges in file order (:func:`column_list`).
     covar_path : path or list of paths, optional
         Covariate table(s), e.g. ``popgen pca``'s ``OUT.eigenvec`` (``#FID IID
         PC1 ...``) as it is, or a table of SEX, AGE, ... and the eigenvec
         together (several files are joined by sample ID; PLINK 2 takes one).
-    covar_names : list of str, optional
-        Covariate columns (default: all columns of all covariate files).
+    covar_names : str or list of str, optional
+        Covariate columns (default: all columns of all covariate files), as PLINK 2's
+        ``--covar-name`` (e.g. ``SEX,AGE,PC1-PC10``; ranges in the files' column order).
     case_control_01 : bool
         PLINK 2's ``--1``: case/control phenotypes coded 0 = control, 1 = case.
         Default: PLINK's 1 = control, 2 = case, 0 missing.  A phenotype is
@@ -2020,8 +2045,7 @@ def load_phenotypes(ds, pheno_path, names=None, covar_path=None, covar_names=Non
                 if col in available:
                     raise PopgenError(f"covariate column {col} is in both {available[col]} and {path}", path)
                 available[col] = path
-        wanted = list(available) if covar_names is None else (
-            [covar_names] if isinstance(covar_names, str) else list(covar_names))
+        wanted = list(available) if covar_names is None else column_list(covar_names, list(available), covar_paths[0])
         for col in wanted:
             if col not in available:
                 where = covar_paths[0] if len(covar_paths) == 1 else ", ".join(map(str, covar_paths))

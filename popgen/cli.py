@@ -224,9 +224,10 @@ class _ListOptions(click.Command):
 @cli.command(context_settings=CONTEXT, cls=_ListOptions)
 @input_options
 @click.option("--pheno", required=True, metavar="FILE", help="phenotype table (#FID IID ... as PLINK 2)")
-@click.option("--pheno-name", multiple=True, metavar="NAME", help="phenotype column(s); repeat or space-separate")
+@click.option("--pheno-name", multiple=True, metavar="NAME", help="phenotype column(s): repeat, or separate by spaces or commas; FIRST-LAST ranges (as PLINK 2)")
 @click.option("--covar", multiple=True, metavar="FILE", help="covariate table(s), e.g. also OUT.eigenvec of popgen pca")
-@click.option("--covar-name", multiple=True, metavar="NAME", help="covariate column(s)")
+@click.option("--covar-name", multiple=True, metavar="NAME",
+              help="covariate column(s), as --pheno-name (e.g. SEX,AGE,PC1-PC10)")
 @click.option("--1", "case_control_01", is_flag=True, help="binary phenotypes coded 0/1 (default 1/2, as PLINK 2)")
 @click.option("--logistic", "model", flag_value="logistic",
               help="every phenotype is case/control: logistic regression (error naming any that is not)")

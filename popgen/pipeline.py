@@ -372,9 +372,9 @@ def gwas_step(run, state: State, out: str, params: GWASParams):
         if names is not None:
             names += [f"PC{i + 1}" for i in range(params.pcs)]
     if params.pcs and names is None:  # all covariates of the other files, and only k PCs
-        from popgen.io.pheno import read_table
+        from popgen.io.pheno import column_names
 
-        names = [c for path in covar[:-1] for c in read_table(path, numeric=False).columns if c not in ("FID", "IID")]
+        names = [c for path in covar[:-1] for c in column_names(path) if c not in ("FID", "IID")]
         names += [f"PC{i + 1}" for i in range(params.pcs)]
     with run.step("gwas"):
         pheno = association.load_phenotypes(ds, params.pheno, params.pheno_name, covar or None, names,

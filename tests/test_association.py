@@ -574,6 +574,31 @@ def test_covariate_tables_categorical_and_pcs(tmp_path, rng):
         A.load_phenotypes(ds, ph, ["QT"], [pcs, pcs])
 
 
+def test_plink_column_lists():
+    """--pheno-name / --covar-name as PLINK 2 reads them (checked against plink2 --covar-name
+    SEX,PC1-PC3: the same 4 covariates and .glm rows)."""
+    cols = ["SEX", "AGE", "PC1", "PC2", "PC3", "HDL-C", "LDL-C", "A-B", "A", "B"]
+    assert A.column_list("SEX,PC1-PC3", cols) == ["SEX", "PC1", "PC2", "PC3"]
+    assert A.column_list(["AGE PC2", "PC3-LDL-C"], cols) == ["AGE", "PC2", "PC3", "HDL-C", "LDL-C"]
+    assert A.column_list("A-B,HDL-C", cols) == ["A-B", "HDL-C"]  # a column's own name first
+    assert A.column_list("PC1-PC9", cols) == ["PC1-PC9"]  # not a range of these columns: named by the caller
+    with pytest.raises(PopgenError, match="column range PC3-PC1: PC1 comes before PC3"):
+        A.column_list("PC3-PC1", cols)
+
+
+def test_column_ranges_in_tables(tmp_path, rng):
+    g = random_alt(rng, 6, 30)
+    ds = make_dataset(g, chunks=(6, 30))
+    ids = [f"s{j}" for j in range(30)]
+    ph = _write(tmp_path / "p.txt", ["#IID", "Q1", "Q2", "Q3"], [[i, *rng.normal(size=3)] for i in ids])
+    cv = _write(tmp_path / "c.txt", ["#IID", "AGE"], [[i, j] for j, i in enumerate(ids)])
+    pcs = _write(tmp_path / "pca.eigenvec", ["#FID", "IID", "PC1", "PC2", "PC3"], [[i, i, *rng.normal(size=3)] for i in ids])
+    data = A.load_phenotypes(ds, ph, "Q2-Q3", [cv, pcs], "AGE,PC1-PC2")
+    assert list(data.values) == ["Q2", "Q3"] and data.covariate_names == ["AGE", "PC1", "PC2"]
+    with pytest.raises(PopgenError, match=r"pca\.eigenvec: no covariate column 'PC1-PC9'"):
+        A.load_phenotypes(ds, ph, "Q1", [cv, pcs], "AGE,PC1-PC9")
+
+
 def test_pcs_as_covariates_reduce_inflation(example, linear):
     pcs = [f"PC{i}" for i in range(1, 5)]
     data = A.load_phenotypes(example, f"{EXAMPLE}.pheno", ["QT"], [f"{EXAMPLE}.covar", REF / "example.pca.eigenvec"],

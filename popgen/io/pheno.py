@@ -83,6 +83,15 @@ def _header(path: Path) -> tuple[list[str], int]:
     return names, n_lines
 
 
+def column_names(path) -> list[str]:
+    """The columns of a phenotype/covariate table (``FID``, ``IID``, then its value columns),
+    from its header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise PopgenError("file not found", path)
+    return _header(path)[0]
+
+
 def read_table(path, *, missing=MISSING, numeric=True):
     """Read a PLINK 2 style phenotype/covariate table.
 
@@ -110,9 +119,8 @@ def read_table(path, *, missing=MISSING, numeric=True):
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    names, skip = _header(path)
+    names = column_names(path)
+    _, skip = _header(path)
     ids = names[:names.index("IID") + 1]
     values = names[len(ids):]
     # the last column is read as text: a short row leaves it empty ('' is no token of a
