@@ -2719,6 +2719,8 @@ def _canvas(kind: str, key, make):
 
 def release_plot_figures() -> None:
     """Close the figures this process keeps for its next plots."""
+    if not _CANVASES:  # none drawn: no pyplot import (0.2-0.3 s)
+        return
     import matplotlib.pyplot as plt
 
     for _, canvas in _CANVASES.values():
@@ -2843,6 +2845,8 @@ def _draw_plots(jobs, chrom, pos) -> None:
     matplotlib holds the GIL, and after the scan the cores are free (100 phenotypes: 200 plots
     of ~0.05 s each, each process redrawing its two figures).  Started with ``spawn`` (no fork
     of a large process that has threads); where no process can be started, one after the other."""
+    if not jobs:
+        return
     from dask.system import cpu_count
 
     workers = min(cpu_count(), len(jobs))
