@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from popgen.io.reports import fmt_9g, fmt_g
 from popgen.io.textfmt import format_g6, format_g9, format_int, join_rows, to_bytes
@@ -108,3 +109,21 @@ def test_glm_rows_equal_column_by_column_formatting(rng):
         got = _ssf_lines(dict(meta), res, kind).decode()
         assert got == _ssf_lines_reference(meta, res, kind)
         assert 0 < got.count("\n") < n
+
+
+def test_atomic_write_replaces_and_keeps_old_on_error(tmp_path):
+    """An output is renamed into place whole: an older file is replaced (removed just before the
+    rename), and an error while writing leaves the older file as it was and no temporary file."""
+    from popgen.io.files import atomic_write
+
+    path = tmp_path / "o.glm"
+    path.write_text("old\n")
+    with atomic_write(path, "wb") as f:
+        f.write(b"new\n")
+    assert path.read_text() == "new\n"
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write("partial")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.glm"]
