@@ -117,8 +117,17 @@ Outputs (:func:`write_results`)
     ``PREFIX.PHENO.ssf.tsv`` (GWAS Catalog format v1.0), the genomic inflation
     factor and Manhattan / QQ plots (PNG).
 
-Not covered: chrX/chrY models (PLINK 2 adds sex as a covariate on chrX and
-codes male genotypes 0/1); every contig is treated as an autosome.
+Sex chromosomes and mitochondria (:func:`gwas`, as ``plink2 --glm`` by default)
+    Each run of variants on chrX, chrY or MT is its own scan (:func:`model_runs`,
+    :func:`sex_chromosome_inputs`), written in variant order into the same files: chrX
+    with the .fam sex added as a covariate (samples of unknown sex left out; not added
+    where the covariates hold it already, which PLINK 2 needs ``no-x-sex`` for), males'
+    0/2 codes as they are and A1 chosen with each male call counted as one allele;
+    chrY on males only and MT on everyone, both as haploid 0/1 dosages (the 0/2 fit with
+    BETA and SE doubled).  XY (pseudo-autosomal) is diploid.  Checked against PLINK 2
+    on a cohort with all of them (``tests/data/sexchrom``).  The scans of
+    :func:`linear_scan` / :func:`logistic_scan` themselves, and the federated GWAS, treat
+    every contig as an autosome.
 """
 
 from __future__ import annotations
@@ -559,7 +568,7 @@ def linear_stats(sums, totals, *, n_pheno: int, n_cov: int, n_founders: int) -> 
     return _grouped_stats(sums, totals, [1] * n_pheno, n_cov=n_cov, n_founders=n_founders)
 
 
-def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: int, phenotypes: bool = True) -> dict:
+def _grouped_stats(sums, totals, sizes, *, n_cov: int, n_founders: float, phenotypes: bool = True) -> dict:
     """:func:`linear_stats` for the layout of :func:`_grouped_columns`: ``xtx`` is (v, G, K+1, K+1),
     one per group of phenotypes sharing a sample set; ``xty`` (v, P, K+1), ``yy`` (v, P) per phenotype.
     Without ``phenotypes``: ``xtx`` and the founder counts only, plus ``a`` and ``stat``, the
@@ -1752,7 +1761,8 @@ def _a1_design(xp, alt, fmask, m, y, cc, mcc, r, v) -> dict:
         g, w = np.empty((nv, ns)), np.empty((nv, ns))
         flip, gsum = np.empty(nv, dtype=bool), np.empty((nv, 6))
         wcc = np.repeat(np.asarray(mcc, dtype=np.float64)[None, :], nv, axis=0)
-        a1_design(alt, np.ascontiguousarray(fmask > 0, dtype=np.int32), *(np.ascontiguousarray(a, dtype=np.float64)
+        weights = np.rint(2.0 * np.asarray(fmask, dtype=np.float64)).astype(np.int32)  # founder weights: 0, 1/2, 1
+        a1_design(alt, weights, *(np.ascontiguousarray(a, dtype=np.float64)
                                                           for a in (m, y, r, v, cc)), g, w, flip, gsum, wcc)
         return dict(g=g, w=w, flip=flip, gsum=gsum, wcc=wcc, gw=g)  # g is 0 outside w
     g, called, flip = _a1_dosages(xp, alt, fmask)
@@ -1863,7 +1873,8 @@ def _design(ds, phenotypes: Mapping, covariates, covariate_names, *, binary: boo
         raise PopgenError("no phenotype has enough samples: " + "; ".join(f"{k_}: {v}" for k_, v in skipped.items()))
     if founders is None:
         founders = founder_mask(ds)
-    founders = np.asarray(founders, dtype=bool)
+    founders = np.asarray(founders)  # bool, or float weights (chrX: males' alleles count once)
+    founders = founders.astype(np.float64 if founders.dtype.kind == "f" else bool)
     if not founders.any():
         founders = np.ones(n, dtype=bool)
     return _Design(kept, np.stack(ys, axis=1), np.stack(masks, axis=1), np.where(np.isfinite(cov), cov, 0.0),
@@ -2125,6 +2136,9 @@ class AssociationScan:
     skipped: dict
     missing: str = "drop"
     firth: str | None = None
+    #: haploid contig (chrY, MT): genotypes coded 0/2 in the data are analysed as PLINK 2's
+    #: haploid dosages 0/1 -- the same fit with BETA and SE doubled (Z/T and P unchanged)
+    haploid: bool = False
 
     @property
     def extension(self) -> str:
@@ -2166,6 +2180,8 @@ class AssociationScan:
         # a dozen array calls per chunk instead of a dozen per phenotype
         f = np.ascontiguousarray(np.moveaxis(arr, 1, 0))  # (phenotypes, variants, fields)
         beta, se, n, a1 = (np.ascontiguousarray(f[:, :, i]) for i in range(4))
+        if self.haploid:
+            beta, se = 2.0 * beta, 2.0 * se
         err = f[:, :, 4].astype(np.int64)
         npred = self.n_predictors
         if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant)
@@ -2342,7 +2358,7 @@ def linear_scan(ds, phenotypes: Mapping, covariates=None, *, covariate_names=Non
         sums = parts.sum(axis=1)
         fields = sums.map_blocks(meanimpute_finalize_block, y_ss, np.asarray(list(design.n_used.values()), float),
                                  n_pheno=P, n_cov=k, n_samples=ds.sizes["samples"],
-                                 n_founders=int(design.founders.sum()), vif=vif,
+                                 n_founders=float(design.founders.sum()), vif=vif,
                                  new_axis=2, chunks=(sums.chunks[0], (P,), (N_FIELDS,)), dtype=np.float64,
                                  meta=meta3)
     return AssociationScan(ds, "linear", design.names, fields, k + 2, design.covariate_names, design.n_used, {},
@@ -2423,7 +2439,7 @@ def _exact_linear_fields(alt, design: _Design, *, max_corr: float = MAX_CORR, vi
         single = len(batches) == 1 and not np.array_equal(order, np.arange(P))
         inverse = np.argsort(order) if single else None  # several batches: put in order below
         fields = sums.map_blocks(_grouped_finalize_block, totals, sizes=sizes, inverse=inverse, n_cov=k,
-                                 n_founders=int(design.founders.sum()), max_corr=max_corr, vif=vif,
+                                 n_founders=float(design.founders.sum()), max_corr=max_corr, vif=vif,
                                  new_axis=2, chunks=(sums.chunks[0], (len(order),), (N_FIELDS,)),
                                  dtype=np.float64, meta=meta3)
         parts.append((order, fields))
@@ -2874,9 +2890,13 @@ def _draw_plots(jobs, chrom, pos) -> None:
         release_plot_figures()
 
 
-def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = True, plots: bool = True,
+def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool = True,
                   batch: int | None = None) -> dict:
     """Stream a scan's results to PLINK 2 .glm files, GWAS-SSF files and plots.
+
+    ``scan`` is an :class:`AssociationScan` or a list of them (one model each, e.g. the
+    autosomes and chrX of :func:`gwas`), of one kind, over consecutive runs of variants:
+    written one after the other into the same files.
 
     Rows are written as chunks of variants finish (never the whole table in
     memory; only p-values and positions are kept, 20 bytes per variant and
@@ -2898,39 +2918,46 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
 
     prefix = str(prefix)
     ensure_parent(prefix)
-    kind, firth = scan.kind, scan.firth
+    scans = [scan] if isinstance(scan, AssociationScan) else list(scan)
+    kind, firth, extension = scans[0].kind, scans[0].firth, scans[0].extension
+    phenotypes = list(dict.fromkeys(name for sc in scans for name in sc.phenotypes))
     report = {}
-    p_parts = {name: [] for name in scan.phenotypes}
-    chroms, positions = [], []  # the same variants, in the same order, for every phenotype
-    counts = {name: np.zeros(len(ERRCODES), dtype=np.int64) for name in scan.phenotypes}
-    n_firth = dict.fromkeys(scan.phenotypes, 0)
+    p_parts = {name: [] for name in phenotypes}
+    chroms, positions = [], []  # every variant written, in order (with NaN P where a phenotype has none)
+    counts = {name: np.zeros(len(ERRCODES), dtype=np.int64) for name in phenotypes}
+    n_firth = dict.fromkeys(phenotypes, 0)
     with contextlib.ExitStack() as stack:
         glm, ssf_f = {}, {}
-        for name in scan.phenotypes:
-            path = f"{prefix}.{name}.{scan.extension}"
+        for name in phenotypes:
+            path = f"{prefix}.{name}.{extension}"
             glm[name] = (path, stack.enter_context(atomic_write(path, "wb")))  # rows come as ASCII bytes
             glm[name][1].write(("\t".join(glm_header(kind, firth)) + "\n").encode())
             if ssf:
                 spath = f"{prefix}.{name}.ssf.tsv"
                 ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")))
                 ssf_f[name][1].write(("\t".join(ssf_header(kind)) + "\n").encode())
-        for chunk in scan.iter_chunks(compute, batch):
-            meta = _variant_meta(scan.ds, chunk.start, chunk.stop)
-            chroms.append(meta["#CHROM"])
-            positions.append(meta["POS"])
-            for name in scan.phenotypes:
-                res = chunk.columns[name]
-                glm[name][1].write(_glm_lines(meta, res, kind, firth))
-                if ssf:
-                    ssf_f[name][1].write(_ssf_lines(meta, res, kind))
-                p_parts[name].append(res["P"])
-                counts[name] += np.bincount(res["ERRCODE"], minlength=len(ERRCODES))
-                n_firth[name] += int(res["FIRTH"].sum())
+        for sc in scans:
+            for chunk in sc.iter_chunks(compute, batch):
+                meta = _variant_meta(sc.ds, chunk.start, chunk.stop)
+                chroms.append(meta["#CHROM"])
+                positions.append(meta["POS"])
+                for name in phenotypes:
+                    res = chunk.columns.get(name)
+                    if res is None:  # not tested on this run of variants (e.g. too few males on chrY)
+                        p_parts[name].append(np.full(chunk.stop - chunk.start, np.nan))
+                        continue
+                    glm[name][1].write(_glm_lines(meta, res, kind, firth))
+                    if ssf:
+                        ssf_f[name][1].write(_ssf_lines(meta, res, kind))
+                    p_parts[name].append(res["P"])
+                    counts[name] += np.bincount(res["ERRCODE"], minlength=len(ERRCODES))
+                    n_firth[name] += int(res["FIRTH"].sum())
     plot_jobs = []
     chrom = np.concatenate(chroms) if chroms else np.zeros(0, dtype=object)
     pos = np.concatenate(positions) if positions else np.zeros(0)
     del chroms, positions
-    for name in scan.phenotypes:
+    for name in phenotypes:
+        first = next(sc for sc in scans if name in sc.phenotypes)  # the autosomes' scan, where there is one
         p = np.concatenate(p_parts[name]) if p_parts[name] else np.zeros(0)
         lam = lambda_gc(p)
         files = [glm[name][0]] + ([ssf_f[name][0]] if ssf else [])
@@ -2941,9 +2968,9 @@ def write_results(prefix, scan: AssociationScan, *, compute=None, ssf: bool = Tr
         c = counts[name]
         finite = p[np.isfinite(p)]
         report[name] = {
-            "kind": kind, "files": files, "n_variants": int(p.shape[0]),
+            "kind": kind, "files": files, "n_variants": int(c.sum()),
             "n_tested": int(c[E_OK] + c[E_UNFINISHED]), "n_firth": n_firth[name],
-            "n_samples": scan.n_samples.get(name), "n_cases": scan.n_cases.get(name),
+            "n_samples": first.n_samples.get(name), "n_cases": first.n_cases.get(name),
             "lambda_gc": lam, "min_p": float(finite.min()) if finite.size else float("nan"),
             "errcodes": {ERRCODES[i]: int(v) for i, v in enumerate(c) if v},
         }
@@ -2997,26 +3024,142 @@ def write_ssf(path, table, kind: str) -> str:
     return str(path)
 
 
+#: contig names of PLINK 2's chrX / chrY / mitochondrial --glm models; XY (the pseudo-autosomal
+#: region) is diploid and analysed as an autosome
+_X_CONTIGS = frozenset({"X", "23", "CHRX"})
+_Y_CONTIGS = frozenset({"Y", "24", "CHRY"})
+_MT_CONTIGS = frozenset({"MT", "M", "26", "CHRM", "CHRMT"})
+
+
+def contig_model(name) -> str:
+    """PLINK 2's ``--glm`` model of a contig: ``"x"``, ``"y"``, ``"mt"`` or ``"autosome"``."""
+    n = str(name).upper()
+    return "x" if n in _X_CONTIGS else "y" if n in _Y_CONTIGS else "mt" if n in _MT_CONTIGS else "autosome"
+
+
+def model_runs(ds) -> list[tuple[int, int, str]]:
+    """Maximal runs of consecutive variants under the same :func:`contig_model`: ``(start,
+    stop, model)`` in variant order (a cohort of autosomes is one run)."""
+    names = np.asarray(ds["contig_id"].values).astype(str)
+    models = np.array([contig_model(c) for c in names] or ["autosome"])[np.asarray(ds["variant_contig"].values)]
+    if not len(models):
+        return []
+    cut = np.flatnonzero(models[1:] != models[:-1]) + 1
+    return [(int(a), int(b), str(models[a])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(models)])]
+
+
+def _in_span(covariates, x) -> bool:
+    """Whether ``x`` is an affine function of the covariates' columns (on the rows where all
+    are known), e.g. a SEX covariate the table already holds."""
+    if covariates is None or not covariates.shape[1]:
+        return False
+    ok = np.isfinite(x) & np.all(np.isfinite(covariates), axis=1)
+    a = np.column_stack([np.ones(int(ok.sum())), covariates[ok]])
+    r = x[ok] - a @ np.linalg.lstsq(a, x[ok], rcond=None)[0]
+    return bool(np.linalg.norm(r) <= 1e-8 * max(np.linalg.norm(x[ok] - x[ok].mean()), 1e-300))
+
+
+def sex_chromosome_inputs(model, sex, phenotypes: Mapping, covariates, covariate_names):
+    """A chrX / chrY / MT run's phenotypes, covariates and names as ``plink2 --glm`` sets them:
+    ``(phenotypes, covariates, covariate_names, haploid)``, or a string (why the run is not
+    tested).
+
+    - ``x``: the genotypes as coded (males 0/2), the sex (1 male, 2 female; ``sex``, e.g.
+      ``sample_sex`` of the .fam) added as a covariate, so samples of unknown sex are left
+      out.  Where the covariates already hold the sex (a SEX column), it is not added twice
+      (PLINK 2 stops with VIF_INFINITE there; its ``no-x-sex`` modifier gives these results);
+      where no sample has a known sex (VCF input) or all have one, none is added.
+    - ``y``: males only, haploid (0/1 dosages); covariates constant among the males dropped.
+    - ``mt``: every sample, haploid.
+    """
+    if model == "mt":
+        return phenotypes, covariates, covariate_names, True
+    known = None if sex is None else np.isin(sex, (1, 2))
+    if model == "x":
+        s = None if known is None else np.where(known, np.asarray(sex, dtype=np.float64), np.nan)
+        if s is None or np.unique(s[known]).size < 2 or _in_span(covariates, s):  # no sex to add (as PLINK 2)
+            return phenotypes, covariates, covariate_names, False
+        cov = s[:, None] if covariates is None else np.column_stack([covariates, s])
+        return phenotypes, cov, list(covariate_names or [f"COV{i + 1}" for i in range(cov.shape[1] - 1)]) + ["SEX"], False
+    male = np.asarray(sex) == 1 if sex is not None else None
+    if male is None or not male.any():
+        return "no male sample"
+    values = {k: np.where(male, np.asarray(v, dtype=np.float64), np.nan) for k, v in phenotypes.items()}
+    if covariates is None:
+        return values, None, covariate_names, True
+    rows = male & np.all(np.isfinite(covariates), axis=1)
+    keep = [j for j in range(covariates.shape[1]) if np.unique(covariates[rows, j]).size > 1]
+    names = None if covariate_names is None else [covariate_names[j] for j in keep]
+    return values, covariates[:, keep] if keep else None, names, True
+
+
+_MODEL_LABEL = {"autosome": "autosomes", "x": "chrX", "y": "chrY", "mt": "MT"}
+
+
+def _founder_weights(model, ds, founders, sex):
+    """Founders' weights in the allele frequencies that choose A1, as PLINK 2 counts alleles:
+    on chrX a male's call is one allele (weight 1/2 of his 0/2 count; other samples diploid),
+    on chrY only males count; MT counts every founder alike."""
+    from popgen.genotypes import founder_mask
+
+    f = np.asarray(founder_mask(ds) if founders is None else founders, dtype=np.float64)
+    if sex is None or model == "mt":
+        return f
+    male = np.asarray(sex) == 1
+    return f * np.where(male, 0.5, 1.0) if model == "x" else f * male
+
+
+def _sample_sex(ds):
+    return np.asarray(ds["sample_sex"].values) if "sample_sex" in ds else None
+
+
 def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", firth: str = "fallback",
          ssf: bool = True, plots: bool = True, batch: int | None = None, founders=None) -> dict:
     """Run and write a whole GWAS: linear scans of the quantitative phenotypes, logistic
     (Firth-fallback) scans of the case/control ones, as ``plink2 --glm hide-covar``.
 
-    Returns the per-phenotype report of :func:`write_results` (plus ``skipped``).
+    Variants on chrX, chrY and MT are scanned as PLINK 2 scans them
+    (:func:`sex_chromosome_inputs`), each run of them in its own scan, written in variant order
+    into the same files.  Returns the per-phenotype report of :func:`write_results` (plus
+    ``skipped``).
     """
     report = {}
-    kw = dict(covariate_names=pheno.covariate_names, founders=founders)
-    quant, cc = pheno.quantitative(), pheno.case_control()
-    if quant:
-        scan = linear_scan(ds, quant, pheno.covariates, missing=missing, **kw)
-        report.update(write_results(prefix, scan, compute=compute, ssf=ssf, plots=plots, batch=batch))
-        for k_, v in scan.skipped.items():
-            report[k_] = {"skipped": v}
-    if cc:
-        scan = logistic_scan(ds, cc, pheno.covariates, firth=firth, **kw)
-        report.update(write_results(prefix, scan, compute=compute, ssf=ssf, plots=plots, batch=batch))
-        for k_, v in scan.skipped.items():
-            report[k_] = {"skipped": v}
+    runs = model_runs(ds)
+    sex = _sample_sex(ds) if any(m != "autosome" for *_, m in runs) else None
+    for phenotypes, scan_fn, kw in (
+            (pheno.quantitative(), linear_scan, dict(missing=missing)),
+            (pheno.case_control(), logistic_scan, dict(firth=firth))):
+        if not phenotypes:
+            continue
+        scans = []
+        for start, stop, model in runs:
+            part = ds if len(runs) == 1 else ds.isel(variants=slice(start, stop))
+            inputs = (phenotypes, pheno.covariates, pheno.covariate_names, False) if model == "autosome" else \
+                sex_chromosome_inputs(model, sex, phenotypes, pheno.covariates, pheno.covariate_names)
+            where = f"{stop - start} variants on {_MODEL_LABEL[model]}"
+            if isinstance(inputs, str):
+                log.warning("%s not tested: %s", where, inputs)
+                continue
+            values, cov, names, haploid = inputs
+            weights = founders if model == "autosome" else _founder_weights(model, ds, founders, sex)
+            try:
+                scan = scan_fn(part, values, cov, covariate_names=names, founders=weights, **kw)
+            except PopgenError as e:
+                if model == "autosome":
+                    raise
+                log.warning("%s not tested: %s", where, e)
+                continue
+            scan.haploid = haploid
+            if model != "autosome":
+                for name, why in scan.skipped.items():
+                    log.warning("phenotype %s: %s not tested: %s", name, where, why)
+            scans.append(scan)
+        if scans:
+            report.update(write_results(prefix, scans, compute=compute, ssf=ssf, plots=plots, batch=batch))
+        for name in phenotypes:
+            why = next((sc.skipped[name] for sc in scans if name in sc.skipped and name not in sc.phenotypes), None)
+            if name not in report and why is not None:
+                report[name] = {"skipped": why}
     for k_, v in pheno.skipped.items():
         report.setdefault(k_, {"skipped": v})
     return report

@@ -991,3 +991,86 @@ def test_grouped_solve_numba_equals_array_code_without_covariates(rng, monkeypat
     for name in phenos:
         pd.testing.assert_frame_equal(fast[name], slow[name], rtol=1e-10)
     assert set(fast["a"]["ERRCODE"]) == {".", "CONST_OMITTED_ALLELE"}
+
+
+# ------------------------------------------------------------------ sex chromosomes
+
+SEXCHROM = DATA / "sexchrom" / "sexchrom"
+
+
+@pytest.mark.parametrize("covar_names, ref", [("AGE", "sexchrom.glm"), ("AGE,SEX", "sexchrom.sexcovar.glm")])
+def test_sex_chromosomes_equal_plink2(tmp_path, covar_names, ref):
+    """chrX (sex added as a covariate, males 0/2), chrY (males, haploid), XY (diploid) and MT
+    (haploid) between two autosomes, as plink2 --glm scans them; with SEX among the covariates,
+    as its no-x-sex modifier (it stops with VIF_INFINITE without it)."""
+    ds = read_plink(SEXCHROM, chunks=(50, 400))  # runs of variants end inside chunks; 2 sample chunks
+    data = A.load_phenotypes(ds, f"{SEXCHROM}.pheno", ["QT", "BT"], f"{SEXCHROM}.covar", covar_names)
+    report = A.gwas(ds, data, tmp_path / "s", ssf=True, plots=False)
+    assert report["QT"]["n_variants"] == report["BT"]["n_variants"] == ds.sizes["variants"]
+    for name, ext, est in (("QT", "glm.linear", "BETA"), ("BT", "glm.logistic.hybrid", "OR")):
+        got, want = pd.read_csv(tmp_path / f"s.{name}.{ext}", sep="\t"), plink(f"{ref}.{name}.{ext}")
+        assert set(want["#CHROM"].astype(str)) == {"1", "X", "XY", "Y", "MT", "2"}
+        for col in ["#CHROM", "POS", "A1", "OBS_CT"] + (["FIRTH?"] if name == "BT" else []):
+            np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy(), err_msg=f"{name} {col}")
+        np.testing.assert_array_equal(errclass(got.ERRCODE), errclass(want.ERRCODE))
+        shown = np.isin(want.ERRCODE, SHOWN)
+        firth = (want["FIRTH?"] == "Y").to_numpy() if name == "BT" else np.zeros(len(want), bool)
+        se = "SE" if name == "QT" else "LOG(OR)_SE"
+        for col in (est, se):
+            r = rel(got[col][shown & ~firth], want[col][shown & ~firth])
+            # logistic standard errors: a few carry PLINK 2's single-precision Hessian (as on the
+            # autosomes of the example; here 3 of 347 rows beyond 1e-4, on chrX/chrY), linear is exact
+            assert (r.max() < 1e-4) if col != "LOG(OR)_SE" else (np.mean(r < 1e-4) > 0.98 and r.max() < 5e-3), \
+                (name, col, r.max())
+            assert rel(got[col][shown & firth], want[col][shown & firth]).max(initial=0) < 2e-3, (name, col)
+        assert np.abs(np.log10(got.P[shown]) - np.log10(want.P[shown])).max() < 1e-3
+        # males on chrY only; fewer samples on chrX (unknown sex left out)
+        obs = want.groupby("#CHROM").OBS_CT.max()
+        assert obs["Y"] < obs["1"] / 2 + 50 and obs["X"] < obs["1"]
+    ssf = pd.read_csv(tmp_path / "s.QT.ssf.tsv", sep="\t")
+    assert len(ssf) == ds.sizes["variants"] and set(ssf.chromosome.astype(str)) >= {"23", "24", "25"}
+
+
+def test_contig_models_and_runs(rng):
+    g = random_alt(rng, 9, 20)
+    ds = make_dataset(g, chunks=(4, 20))
+    ds["contig_id"] = ("contigs", np.array(["1", "chrX", "Y", "MT", "XY"], dtype=object))
+    ds["variant_contig"] = ("variants", np.array([0, 0, 1, 1, 4, 2, 3, 0, 0], dtype=np.int32))
+    assert [A.contig_model(c) for c in ("1", "23", "chrX", "X", "24", "M", "26", "XY", "25")] == \
+        ["autosome", "x", "x", "x", "y", "mt", "mt", "autosome", "autosome"]
+    assert A.model_runs(ds) == [(0, 2, "autosome"), (2, 4, "x"), (4, 5, "autosome"), (5, 6, "y"), (6, 7, "mt"),
+                                (7, 9, "autosome")]
+
+
+def test_sex_chromosome_inputs(rng):
+    n = 30
+    sex = np.array([1, 2, 0] * 10)
+    pheno = {"QT": rng.normal(size=n)}
+    cov = np.column_stack([rng.normal(size=n), np.where(sex == 0, np.nan, sex * 3.0 + 1)])  # AGE and a SEX code
+    # chrX: the sex is added as a covariate unless the covariates hold it already
+    values, c, names, haploid = A.sex_chromosome_inputs("x", sex, pheno, cov[:, :1], ["AGE"])
+    assert names == ["AGE", "SEX"] and not haploid and np.isnan(c[sex == 0, 1]).all()
+    np.testing.assert_array_equal(c[sex > 0, 1], sex[sex > 0])
+    assert A.sex_chromosome_inputs("x", sex, pheno, cov, ["AGE", "S"])[2] == ["AGE", "S"]
+    assert A.sex_chromosome_inputs("x", np.zeros(n), pheno, None, None)[1] is None  # no known sex: none added
+    # chrY: males only, covariates constant among them dropped, haploid
+    values, c, names, haploid = A.sex_chromosome_inputs("y", sex, pheno, cov, ["AGE", "S"])
+    assert haploid and names == ["AGE"] and c.shape == (n, 1)
+    assert np.isfinite(values["QT"]).sum() == 10 and np.isnan(values["QT"][sex != 1]).all()
+    assert A.sex_chromosome_inputs("y", np.full(n, 2), pheno, cov, ["AGE", "S"]) == "no male sample"
+    assert A.sex_chromosome_inputs("mt", sex, pheno, cov, ["AGE", "S"])[3] is True
+
+
+def test_sex_chromosomes_without_sex(tmp_path, caplog):
+    """No sample sex (e.g. VCF input): chrX scanned without a sex covariate (PLINK 2 too),
+    chrY not tested, with a warning."""
+    ds = read_plink(SEXCHROM).drop_vars("sample_sex")
+    data = A.load_phenotypes(ds, f"{SEXCHROM}.pheno", ["QT"], f"{SEXCHROM}.covar", ["AGE"])
+    with caplog.at_level(logging.WARNING, logger="popgen"):
+        A.gwas(ds, data, tmp_path / "n", ssf=False, plots=False)
+    assert "30 variants on chrY not tested: no male sample" in caplog.text
+    got = pd.read_csv(tmp_path / "n.QT.glm.linear", sep="\t")
+    assert "Y" not in set(got["#CHROM"]) and len(got) == ds.sizes["variants"] - 30
+    x = np.flatnonzero(np.asarray(ds.contig_id.values)[ds.variant_contig.values] == "X")
+    autosomal = A.linear_scan(ds.isel(variants=x), data.quantitative(), data.covariates).collect()["QT"]
+    np.testing.assert_allclose(got[got["#CHROM"] == "X"].BETA.to_numpy(), autosomal.BETA.to_numpy(), rtol=1e-5)

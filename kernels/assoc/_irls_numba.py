@@ -134,7 +134,8 @@ def _exp(x, out):
 def a1_design(alt, founders, m, y, r, u, cc, g, w, flip, gsum, wcc):
     """One pass over a block of ALT allele counts (int8, -1 missing) per variant ``v``:
 
-    - ``flip[v]``: A1 is REF (the ALT allele is the major one among ``founders``' calls);
+    - ``flip[v]``: A1 is REF (the ALT allele is the major one among the calls weighted by
+      ``founders``, int32: e.g. 2 for a founder, 1 for a male founder on chrX, 0 otherwise);
     - ``g[v]`` A1 dosages and ``w[v]`` 0/1 weights, both 0 outside ``m`` (0/1) or at a missing call;
     - ``gsum[v] = [sum g, sum g^2, sum g y, sum g r, sum g u, sum g^2 u]``;
     - ``wcc[v] = w[v] @ cc``, as ``m @ cc`` less the rows of ``cc`` at the missing calls

@@ -203,6 +203,16 @@ def unpack_sym(packed, p: int):
     return out
 
 
+def _warn_sex_chromosomes(site: Site) -> None:
+    """The federated GWAS has no chrX/chrY/MT model yet (``popgen gwas`` has PLINK 2's): say so."""
+    from popgen.association import model_runs
+
+    other = sum(b - a for a, b, model in model_runs(site.ds) if model != "autosome")
+    if other:
+        log.warning("site %s: %d plan variants on chrX/chrY/MT are scanned as autosomes (the federated GWAS "
+                    "has no sex-chromosome model; keep them out of the plan)", site.name, other)
+
+
 def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:
     """Per plan variant and phenotype, the normal equations of ``y ~ 1 + covariates + g``
     over the site's samples with the phenotype, every covariate and a call at the variant
@@ -218,6 +228,7 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
 
     compute = compute or _backend.compute
     g = site.plan.plan.gwas
+    _warn_sex_chromosomes(site)
     values = _site_phenotypes(site, pheno, binary=False)
     P, k = len(g.phenotypes), len(g.covariates)
     K = k + 1
@@ -325,6 +336,7 @@ def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallbac
     from popgen import association as assoc
 
     g = site.plan.plan.gwas
+    _warn_sex_chromosomes(site)
     values = _site_phenotypes(site, pheno, binary=g.binary)
     if not values:
         raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")

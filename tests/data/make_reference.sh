@@ -67,3 +67,16 @@ GLM=(--pheno "$EX.pheno" --covar "$EX.covar" --covar-name SEX AGE)
 "${P2[@]}" "${GLM[@]}" --pheno-name BT --max-maf 0.01 --glm hide-covar no-firth --out "$REF/example.glm.rare"
 "${P2[@]}" "${GLM[@]}" --pheno-name BT --max-maf 0.01 --glm hide-covar firth --out "$REF/example.glm.rare"
 rm -f "$REF"/*.log
+
+# ---------------------------------------------------------------------------
+# 6. Sex chromosomes in --glm (popgen.association.sex_chromosome_inputs): a cohort with
+#    chrX, XY, chrY and MT between two autosomes (tests/data/make_sexchrom.py).  PLINK 2
+#    adds the .fam sex as a covariate on chrX (genotypes as coded: males 0/2), scans chrY
+#    on males only and chrY/MT as haploid 0/1 dosages.  With SEX among the covariates it
+#    stops on chrX (VIF_INFINITE) unless told no-x-sex: those are popgen's results there.
+$PY tests/data/make_sexchrom.py
+SX=tests/data/sexchrom/sexchrom
+P2S=(plink2 --threads 2 --silent --bfile "$SX" --pheno "$SX.pheno" --covar "$SX.covar")
+"${P2S[@]}" --covar-name AGE --glm hide-covar firth-fallback --out "$REF/sexchrom.glm"
+"${P2S[@]}" --covar-name AGE,SEX --glm hide-covar firth-fallback no-x-sex --out "$REF/sexchrom.sexcovar.glm"
+rm -f "$REF"/*.log
