@@ -144,6 +144,7 @@ import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
+from popgen.genotypes import contig_model, model_runs  # noqa: F401  (PLINK 2's contig models, used by gwas)
 
 log = logging.getLogger("popgen")
 
@@ -3022,30 +3023,6 @@ def write_ssf(path, table, kind: str) -> str:
         f.write(("\t".join(ssf_header(kind)) + "\n").encode())
         f.write(_ssf_lines(meta, res, kind))
     return str(path)
-
-
-#: contig names of PLINK 2's chrX / chrY / mitochondrial --glm models; XY (the pseudo-autosomal
-#: region) is diploid and analysed as an autosome
-_X_CONTIGS = frozenset({"X", "23", "CHRX"})
-_Y_CONTIGS = frozenset({"Y", "24", "CHRY"})
-_MT_CONTIGS = frozenset({"MT", "M", "26", "CHRM", "CHRMT"})
-
-
-def contig_model(name) -> str:
-    """PLINK 2's ``--glm`` model of a contig: ``"x"``, ``"y"``, ``"mt"`` or ``"autosome"``."""
-    n = str(name).upper()
-    return "x" if n in _X_CONTIGS else "y" if n in _Y_CONTIGS else "mt" if n in _MT_CONTIGS else "autosome"
-
-
-def model_runs(ds) -> list[tuple[int, int, str]]:
-    """Maximal runs of consecutive variants under the same :func:`contig_model`: ``(start,
-    stop, model)`` in variant order (a cohort of autosomes is one run)."""
-    names = np.asarray(ds["contig_id"].values).astype(str)
-    models = np.array([contig_model(c) for c in names] or ["autosome"])[np.asarray(ds["variant_contig"].values)]
-    if not len(models):
-        return []
-    cut = np.flatnonzero(models[1:] != models[:-1]) + 1
-    return [(int(a), int(b), str(models[a])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(models)])]
 
 
 def _in_span(covariates, x) -> bool:

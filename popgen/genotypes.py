@@ -84,3 +84,28 @@ def _empty_like(meta, ndim, dtype):
     from popgen.backend import namespace
 
     return namespace(meta).empty((0,) * ndim, dtype=dtype)
+
+
+#: contig names of PLINK 2's chrX / chrY / mitochondrial models; XY (the pseudo-autosomal
+#: region) is diploid and analysed as an autosome
+_X_CONTIGS = frozenset({"X", "23", "CHRX"})
+_Y_CONTIGS = frozenset({"Y", "24", "CHRY"})
+_MT_CONTIGS = frozenset({"MT", "M", "26", "CHRM", "CHRMT"})
+
+
+def contig_model(name) -> str:
+    """PLINK 2's model of a contig (``--glm``, ``--freq``, ``--missing``, ``--hardy``):
+    ``"x"``, ``"y"``, ``"mt"`` or ``"autosome"``."""
+    n = str(name).upper()
+    return "x" if n in _X_CONTIGS else "y" if n in _Y_CONTIGS else "mt" if n in _MT_CONTIGS else "autosome"
+
+
+def model_runs(ds) -> list[tuple[int, int, str]]:
+    """Maximal runs of consecutive variants under the same :func:`contig_model`: ``(start,
+    stop, model)`` in variant order (a cohort of autosomes is one run)."""
+    names = np.asarray(ds["contig_id"].values).astype(str)
+    models = np.array([contig_model(c) for c in names] or ["autosome"])[np.asarray(ds["variant_contig"].values)]
+    if not len(models):
+        return []
+    cut = np.flatnonzero(models[1:] != models[:-1]) + 1
+    return [(int(a), int(b), str(models[a])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(models)])]

@@ -74,19 +74,23 @@ def qc_step(run, state: State, out: str, params: QCParams):
     ds = state.ds
     with run.step("qc statistics"):
         founders = None if params.nonfounders else founder_mask(ds)
-        all_v = qc.variant_stats(ds, merge=False)
-        f_v = qc.variant_stats(ds, samples=founders, merge=False)
+        all_v = qc.variant_stats(ds, merge=False, sex_chromosomes=True)
+        f_v = qc.variant_stats(ds, samples=founders, merge=False, sex_chromosomes=True)
         hwe = qc.hardy_weinberg_test(f_v, merge=False)
-        s = qc.sample_stats(ds, merge=False)
-        n_called, ac, af, hom_ref, het, hom_alt, p, s_called = run.compute(
-            all_v["variant_n_called"].data, f_v["variant_allele_count"].data,
+        s = qc.sample_stats(ds, merge=False, sex_chromosomes=True)
+        n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, s_called, s_counted = run.compute(
+            all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
             f_v["variant_allele_frequency"].data[:, 1],
             f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
-            hwe["variant_hwe_p_value"].data, s["sample_n_called"].data,
-            label="QC statistics",
+            hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, s["sample_n_called"].data,
+            s["sample_n_variants"].data, label="QC statistics",
         )
-        # heterozygosity needs the frequencies first: a second pass
-        inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), merge=False)
+        if not diploid.all():
+            log.info("chrX/chrY/MT counted as PLINK 2 does (%d variants); their Hardy-Weinberg tests (PLINK 2's "
+                     ".hardy.x for chrX) are not in %s.hardy", (~diploid).sum(), out)
+        # heterozygosity needs the frequencies first: a second pass (autosomes and XY, as plink2 --het)
+        inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), variants=diploid,
+                                   merge=False)
         hom_o, hom_e, n_poly, f_inb = run.compute(
             inb["sample_n_hom_observed"].data, inb["sample_n_hom_expected"].data,
             inb["sample_n_called_polymorphic"].data, inb["sample_inbreeding"].data,
@@ -97,9 +101,9 @@ def qc_step(run, state: State, out: str, params: QCParams):
                      founders.sum(), ds.sizes["samples"])
         for ext, write, args in (
             ("afreq", reports.write_afreq, (ac,)),
-            ("hardy", reports.write_hardy, (hom_ref, het, hom_alt, p)),
-            ("vmiss", reports.write_vmiss, (n_called,)),
-            ("smiss", reports.write_smiss, (s_called,)),
+            ("hardy", reports.write_hardy, (hom_ref, het, hom_alt, p, diploid)),
+            ("vmiss", reports.write_vmiss, (n_called, n_counted)),
+            ("smiss", reports.write_smiss, (s_called, s_counted)),
             ("het", reports.write_het, (hom_o, hom_e, n_poly, f_inb)),
         ):
             write(f"{out}.{ext}", ds, *args)

@@ -150,7 +150,7 @@ def _to_host(x):
 
 # ------------------------------------------------------------------ statistics
 
-def variant_stats(ds, *, samples=None, merge: bool = True):
+def variant_stats(ds, *, samples=None, merge: bool = True, sex_chromosomes: bool = False):
     """Per-variant call counts, call rate and allele frequencies.
 
     Parameters
@@ -162,35 +162,70 @@ def variant_stats(ds, *, samples=None, merge: bool = True):
         as PLINK 2 does for frequencies).  Default: all samples.
     merge : bool
         Merge the new variables into ``ds`` (default) or return them alone.
+    sex_chromosomes : bool
+        Count chrX, chrY and MT as ``plink2 --freq --missing`` do (needs ``sample_sex``
+        for chrX and chrY): on chrX a male's call is one allele (his 0/2 code halved, a
+        heterozygous call half an ALT allele); chrY counts males only, as haploid calls;
+        MT counts every sample as haploid.  Default: every contig as an autosome.
 
     Returns
     -------
     xarray.Dataset
-        ``variant_n_called``, ``variant_call_rate``, ``variant_n_het``,
-        ``variant_n_hom_ref``, ``variant_n_hom_alt``, ``variant_n_non_ref``,
-        ``variant_allele_count`` (variants, alleles=2: REF, ALT),
-        ``variant_allele_total``, ``variant_allele_frequency`` (variants, 2).
-        Lazy, NumPy backed.  Biallelic: any non-REF allele counts as ALT.
+        ``variant_n_called``, ``variant_n_samples`` (samples counted: the males on chrY),
+        ``variant_call_rate``, ``variant_n_het``, ``variant_n_hom_ref``,
+        ``variant_n_hom_alt``, ``variant_n_non_ref`` (genotypes as coded),
+        ``variant_allele_count`` (variants, alleles=2: REF, ALT; float64, as haploid calls
+        may count half alleles), ``variant_allele_total``, ``variant_allele_frequency``
+        (variants, 2), ``variant_autosomal`` (diploid model: autosomes and XY; False on
+        chrX/chrY/MT with ``sex_chromosomes``).  Lazy, NumPy backed.  Biallelic: any
+        non-REF allele counts as ALT.
     """
+    if sex_chromosomes:
+        from popgen.genotypes import model_runs
+
+        runs = model_runs(ds)
+        if any(model != "autosome" for *_, model in runs):
+            new = _variant_stats_by_model(ds, runs, samples)
+            return ds.merge(new) if merge else new
+    new = _variant_stats(ds, samples, "autosome")
+    return ds.merge(new) if merge else new
+
+
+def _variant_stats(ds, samples, model, male=None):
+    """:func:`variant_stats` of variants that all follow one contig model (``male``: the
+    samples' sex, for chrX and chrY)."""
     import dask.array as da
     import xarray as xr
 
     from popgen.genotypes import alt_allele_count
 
     alt = alt_allele_count(ds)
-    c = _to_host(_variant_counts(alt, samples))
-    n_samples = alt.shape[1] if samples is None else int(np.count_nonzero(samples))
+    base = np.ones(alt.shape[1], dtype=bool) if samples is None else np.asarray(samples, dtype=bool)
+    if model in ("x", "y"):  # males and the others counted apart (chrY: males only)
+        m = _to_host(_variant_counts(alt, base & male))
+        o = _to_host(_variant_counts(alt, base & ~male)) if model == "x" else da.zeros_like(m)
+        c = m + o
+        n_samples = int(np.count_nonzero(base if model == "x" else base & male))
+        n_alt = (o[:, 1] + 2 * o[:, 2]).astype(np.float64) + 0.5 * m[:, 1] + m[:, 2]
+        total = (2 * o[:, 0] + m[:, 0]).astype(np.float64)
+    else:
+        c = _to_host(_variant_counts(alt, samples))
+        n_samples = int(np.count_nonzero(base))
+        n_alt = (c[:, 1] + 2 * c[:, 2]).astype(np.float64)
+        total = (2 * c[:, 0]).astype(np.float64)
+        if model == "mt":  # haploid: a call is one allele
+            n_alt, total = 0.5 * n_alt, 0.5 * total
     called, het, hom_alt = c[:, 0], c[:, 1], c[:, 2]
     hom_ref = called - het - hom_alt
-    n_alt = het + 2 * hom_alt
-    total = 2 * called
     ac = da.stack([total - n_alt, n_alt], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         af = ac / total[:, None]
         rate = called / n_samples if n_samples else called * np.nan
-    new = xr.Dataset(
+    nv = alt.shape[0]
+    return xr.Dataset(
         {
             "variant_n_called": (("variants",), called),
+            "variant_n_samples": (("variants",), da.full(nv, n_samples, chunks=called.chunks, dtype=np.int64)),
             "variant_call_rate": (("variants",), rate),
             "variant_n_het": (("variants",), het),
             "variant_n_hom_ref": (("variants",), hom_ref),
@@ -199,33 +234,64 @@ def variant_stats(ds, *, samples=None, merge: bool = True):
             "variant_allele_count": (("variants", "alleles"), ac),
             "variant_allele_total": (("variants",), total),
             "variant_allele_frequency": (("variants", "alleles"), af),
+            "variant_autosomal": (("variants",), da.full(nv, model == "autosome", chunks=called.chunks, dtype=bool)),
         }
     )
-    return ds.merge(new) if merge else new
 
 
-def sample_stats(ds, *, merge: bool = True):
+def _variant_stats_by_model(ds, runs, samples):
+    """:func:`_variant_stats` of each run of variants under one contig model, concatenated."""
+    import xarray as xr
+
+    male = _males(ds)
+    parts = [_variant_stats(ds.isel(variants=slice(a, b)), samples, model, male) for a, b, model in runs]
+    return xr.concat(parts, dim="variants")
+
+
+def _males(ds) -> np.ndarray:
+    """``sample_sex == 1`` (no sex: nobody is male, as PLINK 2 counts samples of unknown sex)."""
+    if "sample_sex" not in ds:
+        return np.zeros(ds.sizes["samples"], dtype=bool)
+    return np.asarray(ds["sample_sex"].values) == 1
+
+
+def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     """Per-sample call counts, call rate and heterozygosity.
+
+    With ``sex_chromosomes``, chrY counts for males only (``plink2 --missing``: a female's
+    chrY calls are neither called nor missing).
 
     Returns
     -------
     xarray.Dataset
-        ``sample_n_called``, ``sample_call_rate``, ``sample_n_het``,
-        ``sample_n_hom_ref``, ``sample_n_hom_alt``, ``sample_n_non_ref``,
+        ``sample_n_called``, ``sample_n_variants`` (variants counted), ``sample_call_rate``,
+        ``sample_n_het``, ``sample_n_hom_ref``, ``sample_n_hom_alt``, ``sample_n_non_ref``,
         ``sample_heterozygosity`` (heterozygous / called). Lazy, NumPy backed.
     """
+    import dask.array as da
     import xarray as xr
 
-    from popgen.genotypes import alt_allele_count
+    from popgen.genotypes import alt_allele_count, contig_model
 
     alt = alt_allele_count(ds)
-    c = _to_host(_sample_counts(alt))
+    on_y = np.zeros(alt.shape[0], dtype=bool)
+    if sex_chromosomes:
+        names = np.asarray(ds["contig_id"].values).astype(str)
+        on_y = np.array([contig_model(c) == "y" for c in names] or [False])[np.asarray(ds["variant_contig"].values)]
+    if on_y.any():
+        male = _males(ds)
+        c = _to_host(_sample_counts(alt[np.flatnonzero(~on_y)])) if (~on_y).any() else 0
+        c = c + _to_host(_sample_counts(alt[np.flatnonzero(on_y)])) * male[:, None]
+        n_variants = da.from_array(int((~on_y).sum()) + male * int(on_y.sum()), chunks=(c.chunks[0],))
+    else:
+        c = _to_host(_sample_counts(alt))
+        n_variants = da.full(alt.shape[1], alt.shape[0], chunks=(c.chunks[0],), dtype=np.int64)
     called, het, hom_alt = c[:, 0], c[:, 1], c[:, 2]
-    n_variants = alt.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         new = xr.Dataset(
             {
                 "sample_n_called": (("samples",), called),
+                "sample_n_variants": (("samples",), n_variants),
                 "sample_call_rate": (("samples",), called / n_variants),
                 "sample_n_het": (("samples",), het),
                 "sample_n_hom_ref": (("samples",), called - het - hom_alt),
@@ -237,7 +303,7 @@ def sample_stats(ds, *, merge: bool = True):
     return ds.merge(new) if merge else new
 
 
-def sample_inbreeding(ds, allele_frequency=None, *, samples=None, merge: bool = True):
+def sample_inbreeding(ds, allele_frequency=None, *, samples=None, variants=None, merge: bool = True):
     """Method-of-moments inbreeding coefficient F per sample (``plink2 --het``).
 
     For each sample, over its called variants that are polymorphic in the
@@ -249,6 +315,8 @@ def sample_inbreeding(ds, allele_frequency=None, *, samples=None, merge: bool = 
     allele_frequency : array_like, float, shape (variants,), optional
         ALT allele frequencies; default: computed over ``samples``
         (PLINK 2 uses founders).
+    variants : array_like, bool, shape (variants,), optional
+        Only these variants count (``plink2 --het``: the autosomes and XY).
 
     Returns
     -------
@@ -271,6 +339,8 @@ def sample_inbreeding(ds, allele_frequency=None, *, samples=None, merge: bool = 
     else:
         p = da.asarray(np.asarray(allele_frequency, dtype=np.float64))
         poly = (p > 0) & (p < 1)
+    if variants is not None:
+        poly = poly & da.asarray(np.asarray(variants, dtype=bool))
     p = p.rechunk((alt.chunks[0],))
     poly = poly.rechunk((alt.chunks[0],))
     e_hom = da.where(poly, 1.0 - 2.0 * p * (1.0 - p), 0.0)
@@ -308,7 +378,8 @@ def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
     xarray.Dataset
         ``variant_hwe_p_value`` float64 (variants,) and
         ``variant_hwe_het_expected`` (expected heterozygote frequency,
-        ``E(HET_A1)`` in PLINK 2's .hardy). Lazy.
+        ``E(HET_A1)`` in PLINK 2's .hardy); the p-value is NaN where the counts say
+        ``variant_autosomal`` is False (chrX/chrY/MT). Lazy.
     """
     import dask.array as da
     import xarray as xr
@@ -320,6 +391,8 @@ def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
     hom_ref = da.asarray(counts["variant_n_hom_ref"].data)
     hom_alt = da.asarray(counts["variant_n_hom_alt"].data)
     p = da.map_blocks(hwe_exact_p, het, hom_ref, hom_alt, dtype=np.float64, meta=np.empty(0))
+    if "variant_autosomal" in counts:  # chrX/chrY/MT: no autosomal test (PLINK 2: .hardy.x for chrX)
+        p = da.where(da.asarray(counts["variant_autosomal"].data), p, np.nan)
     n = het + hom_ref + hom_alt
     with np.errstate(divide="ignore", invalid="ignore"):
         q = (het + 2 * hom_alt) / (2 * n)
@@ -431,6 +504,9 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
     then, on the remaining samples, variant missingness (``--geno``),
     Hardy-Weinberg (``--hwe``) and allele frequency (``--maf``, ``--mac``),
     the last two on founders.  Each stage is one pass over the genotypes.
+    chrX, chrY and MT are counted as PLINK 2 counts them (:func:`variant_stats`,
+    :func:`sample_stats` with ``sex_chromosomes``); ``--hwe`` keeps their variants
+    (PLINK 2 tests chrX with Graffelman and Weir's exact test, not done here).
 
     Parameters
     ----------
@@ -444,9 +520,10 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
     compute = compute or _backend.compute
     report = FilterReport(ds.sizes["samples"], ds.sizes["variants"], {}, 0, 0)
     if filters.mind is not None:
-        (called,) = compute(sample_stats(ds, merge=False)["sample_n_called"].data)
-        n = ds.sizes["variants"]
-        keep = (n - called) / n <= filters.mind + _EPS
+        st = sample_stats(ds, merge=False, sex_chromosomes=True)
+        called, n = compute(st["sample_n_called"].data, st["sample_n_variants"].data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = ~((n - called) / n > filters.mind + _EPS)
         report.removed["mind"] = int((~keep).sum())
         ds = ds.isel(samples=np.flatnonzero(keep))
         if ds.sizes["samples"] == 0:
@@ -454,15 +531,14 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
     variant_filters = [f for f in ("geno", "hwe", "maf", "mac") if getattr(filters, f) is not None]
     if variant_filters:
         founders = founder_mask(ds) if founders_only else None
-        all_stats = variant_stats(ds, merge=False)
-        fstats = variant_stats(ds, samples=founders, merge=False)
+        all_stats = variant_stats(ds, merge=False, sex_chromosomes=True)
+        fstats = variant_stats(ds, samples=founders, merge=False, sex_chromosomes=True)
         hwe = hardy_weinberg_test(fstats, merge=False)
-        called, ac, p = compute(
-            all_stats["variant_n_called"].data,
-            fstats["variant_allele_count"].data,
-            hwe["variant_hwe_p_value"].data,
+        called, n, ac, p = compute(
+            all_stats["variant_n_called"].data, all_stats["variant_n_samples"].data,
+            fstats["variant_allele_count"].data, hwe["variant_hwe_p_value"].data,
         )
-        keep, removed = variant_filter_mask(filters, called, ds.sizes["samples"], ac, p)
+        keep, removed = variant_filter_mask(filters, called, n, ac, p)
         report.removed.update(removed)
         ds = ds.isel(variants=np.flatnonzero(keep))
         if ds.sizes["variants"] == 0:

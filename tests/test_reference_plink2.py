@@ -151,3 +151,26 @@ def test_two_worker_cluster_equals_in_process(tmp_path):
         remote = client.compute([stats.variant_allele_count.data, s.sample_n_het.data], sync=True)
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a, b)
+
+
+SEXCHROM = DATA / "sexchrom" / "sexchrom"
+
+
+def test_sex_chromosome_reports_and_filters_equal_plink2(tmp_path):
+    """chrX (males one allele), chrY (males only), XY and MT (haploid) between two autosomes:
+    .afreq/.vmiss/.smiss/.het/.hardy byte-identical to PLINK 2's, and the same filters keep the
+    same samples and variants."""
+    out = tmp_path / "sx"
+    assert main(["qc", "--bfile", str(SEXCHROM), "--out", str(out), "--cluster", "none", "--device", "cpu",
+                 "--chunk-variants", "64"]) == 0
+    for ext in ("afreq", "vmiss", "smiss", "het", "hardy"):
+        assert out.with_suffix(f".{ext}").read_bytes() == (REF / f"sexchrom.{ext}").read_bytes(), ext
+    chroms = set(read(REF / "sexchrom.afreq")["#CHROM"])
+    assert chroms == {"1", "X", "XY", "Y", "MT", "2"} and set(read(REF / "sexchrom.hardy")["#CHROM"]) == {"1", "XY", "2"}
+    f = tmp_path / "sf"
+    assert main(["qc", "--bfile", str(SEXCHROM), "--out", str(f), "--maf", "0.1", "--geno", "0.012", "--mind", "0.012",
+                 "--make-bed", "--cluster", "none", "--device", "cpu"]) == 0
+    assert [x.split()[1] for x in f.with_suffix(".fam").read_text().splitlines()] == \
+        [x.split()[1] for x in (REF / "sexchrom.filtered.fam").read_text().splitlines()]
+    assert [x.split()[1] for x in f.with_suffix(".bim").read_text().splitlines()] == \
+        (REF / "sexchrom.filtered.snplist").read_text().split()

@@ -205,7 +205,7 @@ def unpack_sym(packed, p: int):
 
 def _warn_sex_chromosomes(site: Site) -> None:
     """The federated GWAS has no chrX/chrY/MT model yet (``popgen gwas`` has PLINK 2's): say so."""
-    from popgen.association import model_runs
+    from popgen.genotypes import model_runs
 
     other = sum(b - a for a, b, model in model_runs(site.ds) if model != "autosome")
     if other:

@@ -79,6 +79,14 @@ def _fmt_g_fast(x) -> np.ndarray:
     return format_g6(x)
 
 
+def _fmt_g_nan(x) -> np.ndarray:
+    """:func:`_fmt_g_fast` with NaN (0/0: no call counted) as ``nan``, as PLINK 2's .afreq and
+    .vmiss print it."""
+    out = _fmt_g_fast(x)
+    out[np.isnan(np.asarray(x, dtype=np.float64))] = b"nan"
+    return out
+
+
 class Formatted:
     """A numeric column formatted block by block when written (``fmt(values[slice])``), so
     that :func:`write_table` never holds a whole column as strings."""
@@ -122,21 +130,27 @@ def write_table(path, columns: dict) -> None:
 def write_afreq(path, ds, ac: np.ndarray) -> None:
     """``.afreq``: #CHROM ID REF ALT ALT_FREQS OBS_CT (``plink2 --freq``).
 
-    ``ac`` : int, (variants, 2) REF and ALT allele counts over the samples used.
+    ``ac`` : (variants, 2) REF and ALT allele counts over the samples used (float where
+    haploid heterozygous calls count half an allele; the totals are whole).
     """
     total = ac.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         freq = ac[:, 1] / total
     cols = variant_columns(ds)
-    cols.update({"ALT_FREQS": Formatted(freq), "OBS_CT": total})
+    cols.update({"ALT_FREQS": Formatted(freq, _fmt_g_nan), "OBS_CT": np.rint(total).astype(np.int64)})
     write_table(path, cols)
 
 
-def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p) -> None:
+def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p, rows=None) -> None:
     """``.hardy``: #CHROM ID A1 AX HOM_A1_CT HET_A1_CT TWO_AX_CT O(HET_A1) E(HET_A1) P.
 
-    As PLINK 2 prints biallelic variants: A1 is REF and AX is ALT.
+    As PLINK 2 prints biallelic variants: A1 is REF and AX is ALT.  ``rows`` (bool,
+    variants): the variants written (PLINK 2: autosomes and XY).
     """
+    if rows is not None:
+        rows = np.asarray(rows, dtype=bool)
+        ds = ds.isel(variants=np.flatnonzero(rows))
+        n_hom_ref, n_het, n_hom_alt, p = (np.asarray(a)[rows] for a in (n_hom_ref, n_het, n_hom_alt, p))
     n = n_hom_ref + n_het + n_hom_alt
     with np.errstate(divide="ignore", invalid="ignore"):
         q = (2 * n_hom_ref + n_het) / (2 * n)
@@ -153,22 +167,26 @@ def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p) -> None:
     )
 
 
-def write_vmiss(path, ds, n_called) -> None:
-    """``.vmiss``: #CHROM ID MISSING_CT OBS_CT F_MISS (``plink2 --missing``)."""
-    n = ds.sizes["samples"]
+def write_vmiss(path, ds, n_called, n_samples=None) -> None:
+    """``.vmiss``: #CHROM ID MISSING_CT OBS_CT F_MISS (``plink2 --missing``); ``n_samples``
+    (variants,) the samples counted per variant (chrY: males), default all."""
+    n = np.full(len(n_called), ds.sizes["samples"]) if n_samples is None else np.asarray(n_samples)
     v = variant_columns(ds)
     missing = n - np.asarray(n_called)
-    write_table(path, {"#CHROM": v["#CHROM"], "ID": v["ID"], "MISSING_CT": missing, "OBS_CT": np.full(len(missing), n),
-                       "F_MISS": Formatted(missing / n if n else missing * np.nan)})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_miss = missing / n
+    write_table(path, {"#CHROM": v["#CHROM"], "ID": v["ID"], "MISSING_CT": missing, "OBS_CT": n,
+                       "F_MISS": Formatted(f_miss, _fmt_g_nan)})
 
 
-def write_smiss(path, ds, n_called) -> None:
+def write_smiss(path, ds, n_called, n_variants=None) -> None:
     """``.smiss``: #FID IID [PHENO1] MISSING_CT OBS_CT F_MISS (``plink2 --missing``).
 
     ``PHENO1`` (Y/N: is the .fam phenotype missing) appears, as in PLINK 2,
-    when the .fam carries a phenotype.
+    when the .fam carries a phenotype.  ``n_variants`` (samples,): the variants counted
+    per sample (chrY for males only), default all.
     """
-    m = ds.sizes["variants"]
+    m = np.full(len(n_called), ds.sizes["variants"]) if n_variants is None else np.asarray(n_variants)
     cols = sample_columns(ds)
     if "sample_phenotype" in ds:
         ph = _str(ds["sample_phenotype"].values)
@@ -176,8 +194,9 @@ def write_smiss(path, ds, n_called) -> None:
         if not missing_ph.all():
             cols["PHENO1"] = np.where(missing_ph, "Y", "N")
     missing = m - np.asarray(n_called)
-    cols.update({"MISSING_CT": missing, "OBS_CT": np.full(len(missing), m),
-                 "F_MISS": Formatted(missing / m if m else missing * np.nan)})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_miss = missing / m
+    cols.update({"MISSING_CT": missing, "OBS_CT": m, "F_MISS": Formatted(f_miss, _fmt_g_nan)})
     write_table(path, cols)
 
 
