@@ -4,6 +4,8 @@ Module-level so that numba's on-disk cache finds them in the next process (a clo
 over a dispatcher gets a new cache key, and a compile, in every process).
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -57,3 +59,118 @@ def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
 def p_values(het, hom1, hom2, out):
     for i in range(het.shape[0]):
         out[i] = p_value(het[i], hom1[i], hom2[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_choose(n, k):
+    return math.lgamma(n + 1.0) - math.lgamma(k + 1.0) - math.lgamma(n - k + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_row_term(n_f, a_f, h):
+    """log of ``n_f! / (AA! h! BB!) 2^h`` (``a_f`` A alleles among ``n_f`` females, ``h`` of them
+    heterozygous)."""
+    aa = (a_f - h) // 2
+    return (math.lgamma(n_f + 1.0) - math.lgamma(aa + 1.0) - math.lgamma(h + 1.0)
+            - math.lgamma(n_f - aa - h + 1.0) + h * math.log(2.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_tails(n_f, a_f, log_offset, log_row, log_target, log_floor):
+    """One row (fixed male A count; ``a_f`` A alleles among ``n_f`` females) of the
+    X-chromosomal test: the sum of its terms ``exp(log_offset + _log_row_term(...))`` at or
+    below ``exp(log_target)`` (both tails of a log-concave row); ``log_row`` the row's log
+    mass.  The tails' inner ends are found by bisection, then summed outwards until their
+    terms fall below ``exp(log_floor)``: work per row is logarithmic in its width."""
+    lo_h, hi_h = a_f % 2, min(a_f, 2 * n_f - a_f)
+    # the mode: T(h+2)/T(h) = 4 AA BB / ((h+1)(h+2)) crosses 1 (bisection on the step index)
+    a, b = 0, (hi_h - lo_h) // 2
+    while a < b:
+        k = (a + b) // 2
+        h = lo_h + 2 * k
+        aa, bb = (a_f - h) // 2, n_f - (a_f - h) // 2 - h
+        if 4.0 * aa * bb > (h + 1.0) * (h + 2.0):
+            a = k + 1
+        else:
+            b = k
+    mode = lo_h + 2 * a
+    if log_offset + _log_row_term(n_f, a_f, mode) <= log_target:
+        return math.exp(log_row)  # no term of the row is likelier than observed
+    total = 0.0
+    for side in (-1, 1):
+        # the tail's first index: the term nearest the mode at or below the target
+        if side == 1:
+            a, b = (mode - lo_h) // 2 + 1, (hi_h - lo_h) // 2 + 1  # b: past the end
+        else:
+            a, b = 0, (mode - lo_h) // 2  # search the last index (from the mode down) ...
+        if side == 1:
+            while a < b:
+                k = (a + b) // 2
+                if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
+                    b = k
+                else:
+                    a = k + 1
+            k, step = a, 1
+            if k > (hi_h - lo_h) // 2:
+                continue
+        else:
+            # largest k <= mode index with term <= target (terms increase towards the mode)
+            a, b = -1, (mode - lo_h) // 2
+            while a < b:
+                k = (a + b + 1) // 2
+                if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
+                    a = k
+                else:
+                    b = k - 1
+            k, step = a, -1
+            if k < 0:
+                continue
+        while 0 <= k <= (hi_h - lo_h) // 2:
+            lt = log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k)
+            if lt < log_floor:
+                break
+            total += math.exp(lt)
+            k += step
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def x_p_value(f_hom1: int, f_het: int, f_hom2: int, m1: int, m2: int) -> float:
+    """Graffelman and Weir's (2016) exact test of Hardy-Weinberg equilibrium on chrX (PLINK 2's
+    ``.hardy.x`` P): female genotype counts and male allele counts, jointly, given the total
+    allele count; two-sided, not mid-p.  Terms below 1e-30 of the observed one are left out."""
+    if min(f_hom1, f_het, f_hom2, m1, m2) < 0:
+        return np.nan
+    n_f, n_m = f_hom1 + f_het + f_hom2, m1 + m2
+    if n_f + n_m == 0:
+        return np.nan
+    n_a = 2 * f_hom1 + f_het + m1
+    n_t = 2 * n_f + n_m
+    log_norm = _log_choose(n_t, n_a)
+    # P(m, h) = C(n_m, m) n_f! / (AA! h! BB!) 2^h / C(n_t, n_a)
+    log_obs = _log_choose(n_m, m1) - log_norm + _log_row_term(n_f, n_a - m1, f_het)
+    n_configs = (n_m + 1.0) * (n_f + 1.0)
+    if log_obs + math.log(n_configs) < -745.0:  # every term at or below it sums beneath double's range
+        return 0.0
+    log_target = log_obs + math.log1p(_TIE_EPS)
+    log_floor = log_obs + math.log(1e-30)
+    m_lo, m_hi = max(0, n_a - 2 * n_f), min(n_m, n_a)
+    # rows outward from the mode of the male A count (hypergeometric), until negligible
+    m_mode = min(m_hi, max(m_lo, int((n_a + 1.0) * (n_m + 1.0) / (n_t + 2.0))))
+    p = 0.0
+    for direction in (1, -1):
+        m = m_mode if direction == 1 else m_mode - 1
+        while m_lo <= m <= m_hi:
+            a_f = n_a - m
+            log_row = _log_choose(n_m, m) + _log_choose(2 * n_f, a_f) - log_norm  # the row's mass
+            if log_row < log_floor:
+                break
+            p += _row_tails(n_f, a_f, _log_choose(n_m, m) - log_norm, log_row, log_target, log_floor)
+            m += direction
+    return min(1.0, p)
+
+
+@numba.njit(cache=True, nogil=True)
+def x_p_values(f_hom1, f_het, f_hom2, m1, m2, out):
+    for i in range(f_het.shape[0]):
+        out[i] = x_p_value(f_hom1[i], f_het[i], f_hom2[i], m1[i], m2[i])

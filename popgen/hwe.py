@@ -36,3 +36,35 @@ def hwe_exact_p(n_het, n_hom_ref, n_hom_alt) -> np.ndarray:
     out = np.empty(het.shape[0], dtype=np.float64)
     p_values(het, hom1, hom2, out)
     return out
+
+
+def hwe_x_exact_p(f_hom_ref, f_het, f_hom_alt, m_ref, m_alt) -> np.ndarray:
+    """Graffelman and Weir's exact test of Hardy-Weinberg equilibrium on chrX, PLINK 2's
+    ``.hardy.x`` P: the females' genotypes and the males' alleles tested jointly (equilibrium
+    and equal allele frequencies in both sexes), given the total allele count.
+
+    Parameters
+    ----------
+    f_hom_ref, f_het, f_hom_alt : array_like, int, shape (variants,)
+        Females' genotype counts.
+    m_ref, m_alt : array_like, int, shape (variants,)
+        Males' REF and ALT calls (heterozygous male calls left out, as PLINK 2 does).
+
+    Returns
+    -------
+    ndarray, float64, shape (variants,)
+        Two-sided exact p-value (not mid-p), NaN where no calls.  Each is summed from the
+        rows of male allele counts outwards, terms below 1e-30 of the observed one left out
+        (0.1-0.2 s per variant at 500,000 samples).
+
+    References
+    ----------
+    Graffelman J, Weir BS (2016). Testing for Hardy-Weinberg equilibrium at biallelic genetic
+    markers on the X chromosome. Heredity 116:558-568.
+    """
+    from popgen._hwe_numba import x_p_values
+
+    args = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in (f_hom_ref, f_het, f_hom_alt, m_ref, m_alt)]
+    out = np.empty(args[0].shape[0], dtype=np.float64)
+    x_p_values(*args, out)
+    return out

@@ -78,16 +78,18 @@ def qc_step(run, state: State, out: str, params: QCParams):
         f_v = qc.variant_stats(ds, samples=founders, merge=False, sex_chromosomes=True)
         hwe = qc.hardy_weinberg_test(f_v, merge=False)
         s = qc.sample_stats(ds, merge=False, sex_chromosomes=True)
-        n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, s_called, s_counted = run.compute(
-            all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
-            f_v["variant_allele_frequency"].data[:, 1],
-            f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
-            hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, s["sample_n_called"].data,
-            s["sample_n_variants"].data, label="QC statistics",
-        )
-        if not diploid.all():
-            log.info("chrX/chrY/MT counted as PLINK 2 does (%d variants); their Hardy-Weinberg tests (PLINK 2's "
-                     ".hardy.x for chrX) are not in %s.hardy", (~diploid).sum(), out)
+        n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, chrx, x_counts, s_called, s_counted = \
+            run.compute(
+                all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
+                f_v["variant_allele_frequency"].data[:, 1],
+                f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
+                hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, f_v["variant_chrx"].data,
+                f_v["variant_hwe_x_counts"].data, s["sample_n_called"].data, s["sample_n_variants"].data,
+                label="QC statistics",
+            )
+        if chrx.any() and x_counts[chrx].any():  # PLINK 2's chrX test and report (needs known sexes)
+            reports.write_hardy_x(f"{out}.hardy.x", ds, x_counts, p, chrx)
+            run.wrote(f"{out}.hardy.x")
         # heterozygosity needs the frequencies first: a second pass (autosomes and XY, as plink2 --het)
         inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), variants=diploid,
                                    merge=False)

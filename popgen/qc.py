@@ -177,7 +177,10 @@ def variant_stats(ds, *, samples=None, merge: bool = True, sex_chromosomes: bool
         ``variant_allele_count`` (variants, alleles=2: REF, ALT; float64, as haploid calls
         may count half alleles), ``variant_allele_total``, ``variant_allele_frequency``
         (variants, 2), ``variant_autosomal`` (diploid model: autosomes and XY; False on
-        chrX/chrY/MT with ``sex_chromosomes``).  Lazy, NumPy backed.  Biallelic: any
+        chrX/chrY/MT with ``sex_chromosomes``), ``variant_chrx`` and
+        ``variant_hwe_x_counts`` (variants, 5: females' REF/REF, REF/ALT, ALT/ALT calls,
+        males' REF and ALT calls, their heterozygous calls left out; 0 off chrX), the
+        counts of chrX's Hardy-Weinberg test.  Lazy, NumPy backed.  Biallelic: any
         non-REF allele counts as ALT.
     """
     if sex_chromosomes:
@@ -191,19 +194,25 @@ def variant_stats(ds, *, samples=None, merge: bool = True, sex_chromosomes: bool
     return ds.merge(new) if merge else new
 
 
-def _variant_stats(ds, samples, model, male=None):
-    """:func:`variant_stats` of variants that all follow one contig model (``male``: the
-    samples' sex, for chrX and chrY)."""
+def _variant_stats(ds, samples, model, male=None, female=None):
+    """:func:`variant_stats` of variants that all follow one contig model (``male``, ``female``:
+    the samples' sex, for chrX and chrY)."""
     import dask.array as da
     import xarray as xr
 
     from popgen.genotypes import alt_allele_count
 
     alt = alt_allele_count(ds)
+    nv = alt.shape[0]
     base = np.ones(alt.shape[1], dtype=bool) if samples is None else np.asarray(samples, dtype=bool)
+    x_counts = da.zeros((nv, 5), chunks=(alt.chunks[0], 5), dtype=np.int64)
     if model in ("x", "y"):  # males and the others counted apart (chrY: males only)
         m = _to_host(_variant_counts(alt, base & male))
         o = _to_host(_variant_counts(alt, base & ~male)) if model == "x" else da.zeros_like(m)
+        if model == "x":  # the chrX Hardy-Weinberg test's counts: females' genotypes, males' alleles
+            f = _to_host(_variant_counts(alt, base & female))
+            hom_ref_m = m[:, 0] - m[:, 1] - m[:, 2]
+            x_counts = da.stack([f[:, 0] - f[:, 1] - f[:, 2], f[:, 1], f[:, 2], hom_ref_m, m[:, 2]], axis=1)
         c = m + o
         n_samples = int(np.count_nonzero(base if model == "x" else base & male))
         n_alt = (o[:, 1] + 2 * o[:, 2]).astype(np.float64) + 0.5 * m[:, 1] + m[:, 2]
@@ -221,7 +230,6 @@ def _variant_stats(ds, samples, model, male=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         af = ac / total[:, None]
         rate = called / n_samples if n_samples else called * np.nan
-    nv = alt.shape[0]
     return xr.Dataset(
         {
             "variant_n_called": (("variants",), called),
@@ -235,6 +243,8 @@ def _variant_stats(ds, samples, model, male=None):
             "variant_allele_total": (("variants",), total),
             "variant_allele_frequency": (("variants", "alleles"), af),
             "variant_autosomal": (("variants",), da.full(nv, model == "autosome", chunks=called.chunks, dtype=bool)),
+            "variant_chrx": (("variants",), da.full(nv, model == "x", chunks=called.chunks, dtype=bool)),
+            "variant_hwe_x_counts": (("variants", "hwe_x_counts"), x_counts),
         }
     )
 
@@ -243,16 +253,17 @@ def _variant_stats_by_model(ds, runs, samples):
     """:func:`_variant_stats` of each run of variants under one contig model, concatenated."""
     import xarray as xr
 
-    male = _males(ds)
-    parts = [_variant_stats(ds.isel(variants=slice(a, b)), samples, model, male) for a, b, model in runs]
+    male, female = _males(ds), _males(ds, 2)
+    parts = [_variant_stats(ds.isel(variants=slice(a, b)), samples, model, male, female) for a, b, model in runs]
     return xr.concat(parts, dim="variants")
 
 
-def _males(ds) -> np.ndarray:
-    """``sample_sex == 1`` (no sex: nobody is male, as PLINK 2 counts samples of unknown sex)."""
+def _males(ds, code: int = 1) -> np.ndarray:
+    """``sample_sex == 1`` (``code`` 2: females; no sex: nobody, as PLINK 2 counts samples of
+    unknown sex)."""
     if "sample_sex" not in ds:
         return np.zeros(ds.sizes["samples"], dtype=bool)
-    return np.asarray(ds["sample_sex"].values) == 1
+    return np.asarray(ds["sample_sex"].values) == code
 
 
 def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
@@ -378,8 +389,9 @@ def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
     xarray.Dataset
         ``variant_hwe_p_value`` float64 (variants,) and
         ``variant_hwe_het_expected`` (expected heterozygote frequency,
-        ``E(HET_A1)`` in PLINK 2's .hardy); the p-value is NaN where the counts say
-        ``variant_autosomal`` is False (chrX/chrY/MT). Lazy.
+        ``E(HET_A1)`` in PLINK 2's .hardy); with the counts of ``variant_stats(...,
+        sex_chromosomes=True)``, chrX's p-value is Graffelman and Weir's test
+        (:func:`popgen.hwe.hwe_x_exact_p`) and chrY's and MT's NaN. Lazy.
     """
     import dask.array as da
     import xarray as xr
@@ -391,8 +403,13 @@ def hardy_weinberg_test(ds, *, samples=None, merge: bool = True):
     hom_ref = da.asarray(counts["variant_n_hom_ref"].data)
     hom_alt = da.asarray(counts["variant_n_hom_alt"].data)
     p = da.map_blocks(hwe_exact_p, het, hom_ref, hom_alt, dtype=np.float64, meta=np.empty(0))
-    if "variant_autosomal" in counts:  # chrX/chrY/MT: no autosomal test (PLINK 2: .hardy.x for chrX)
-        p = da.where(da.asarray(counts["variant_autosomal"].data), p, np.nan)
+    if "variant_autosomal" in counts:  # chrY/MT: no test; chrX: Graffelman and Weir's (PLINK 2's .hardy.x)
+        from popgen.hwe import hwe_x_exact_p
+
+        xc = da.asarray(counts["variant_hwe_x_counts"].data)
+        px = da.map_blocks(lambda c: hwe_x_exact_p(*c.T), xc, drop_axis=1, dtype=np.float64, meta=np.empty(0))
+        p = da.where(da.asarray(counts["variant_autosomal"].data), p,
+                     da.where(da.asarray(counts["variant_chrx"].data), px, np.nan))
     n = het + hom_ref + hom_alt
     with np.errstate(divide="ignore", invalid="ignore"):
         q = (het + 2 * hom_alt) / (2 * n)
@@ -505,8 +522,8 @@ def apply_filters(ds, filters: Filters, *, founders_only: bool = True, compute=N
     Hardy-Weinberg (``--hwe``) and allele frequency (``--maf``, ``--mac``),
     the last two on founders.  Each stage is one pass over the genotypes.
     chrX, chrY and MT are counted as PLINK 2 counts them (:func:`variant_stats`,
-    :func:`sample_stats` with ``sex_chromosomes``); ``--hwe`` keeps their variants
-    (PLINK 2 tests chrX with Graffelman and Weir's exact test, not done here).
+    :func:`sample_stats` with ``sex_chromosomes``); ``--hwe`` tests chrX with Graffelman
+    and Weir's exact test (PLINK 2's) and keeps chrY and MT variants.
 
     Parameters
     ----------

@@ -158,18 +158,19 @@ SEXCHROM = DATA / "sexchrom" / "sexchrom"
 
 def test_sex_chromosome_reports_and_filters_equal_plink2(tmp_path):
     """chrX (males one allele), chrY (males only), XY and MT (haploid) between two autosomes:
-    .afreq/.vmiss/.smiss/.het/.hardy byte-identical to PLINK 2's, and the same filters keep the
-    same samples and variants."""
+    .afreq/.vmiss/.smiss/.het/.hardy and chrX's .hardy.x byte-identical to PLINK 2's, and the
+    same filters (--hwe with chrX's test) keep the same samples and variants."""
     out = tmp_path / "sx"
     assert main(["qc", "--bfile", str(SEXCHROM), "--out", str(out), "--cluster", "none", "--device", "cpu",
                  "--chunk-variants", "64"]) == 0
-    for ext in ("afreq", "vmiss", "smiss", "het", "hardy"):
+    for ext in ("afreq", "vmiss", "smiss", "het", "hardy", "hardy.x"):
         assert out.with_suffix(f".{ext}").read_bytes() == (REF / f"sexchrom.{ext}").read_bytes(), ext
+    assert (read(REF / "sexchrom.hardy.x")["P"].astype(float) < 0.05).sum() >= 2  # chrX variants --hwe removes
     chroms = set(read(REF / "sexchrom.afreq")["#CHROM"])
     assert chroms == {"1", "X", "XY", "Y", "MT", "2"} and set(read(REF / "sexchrom.hardy")["#CHROM"]) == {"1", "XY", "2"}
     f = tmp_path / "sf"
     assert main(["qc", "--bfile", str(SEXCHROM), "--out", str(f), "--maf", "0.1", "--geno", "0.012", "--mind", "0.012",
-                 "--make-bed", "--cluster", "none", "--device", "cpu"]) == 0
+                 "--hwe", "0.05", "--make-bed", "--cluster", "none", "--device", "cpu"]) == 0
     assert [x.split()[1] for x in f.with_suffix(".fam").read_text().splitlines()] == \
         [x.split()[1] for x in (REF / "sexchrom.filtered.fam").read_text().splitlines()]
     assert [x.split()[1] for x in f.with_suffix(".bim").read_text().splitlines()] == \

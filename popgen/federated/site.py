@@ -119,6 +119,7 @@ def counts(site: Site, *, compute=None) -> dict:
     from popgen import qc
 
     compute = compute or _backend.compute
+    _warn_sex_chromosomes(site)
     a = qc.variant_stats(site.ds, merge=False)
     f = qc.variant_stats(site.ds, samples=site.founders(), merge=False)
     vals = compute(a["variant_n_called"].data, a["variant_n_het"].data, a["variant_n_hom_alt"].data,
@@ -204,13 +205,14 @@ def unpack_sym(packed, p: int):
 
 
 def _warn_sex_chromosomes(site: Site) -> None:
-    """The federated GWAS has no chrX/chrY/MT model yet (``popgen gwas`` has PLINK 2's): say so."""
+    """The federated counts and GWAS have no chrX/chrY/MT model yet (``popgen qc`` and ``popgen
+    gwas`` have PLINK 2's): say so."""
     from popgen.genotypes import model_runs
 
     other = sum(b - a for a, b, model in model_runs(site.ds) if model != "autosome")
     if other:
-        log.warning("site %s: %d plan variants on chrX/chrY/MT are scanned as autosomes (the federated GWAS "
-                    "has no sex-chromosome model; keep them out of the plan)", site.name, other)
+        log.warning("site %s: %d plan variants on chrX/chrY/MT are counted and scanned as autosomes (the "
+                    "federated analysis has no sex-chromosome model; keep them out of the plan)", site.name, other)
 
 
 def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:

@@ -167,6 +167,33 @@ def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p, rows=None) -> None:
     )
 
 
+def write_hardy_x(path, ds, x_counts, p, rows) -> None:
+    """``.hardy.x`` (PLINK 2's chrX Hardy-Weinberg report): #CHROM ID A1 AX FEMALE_HOM_A1_CT
+    FEMALE_HET_A1_CT FEMALE_TWO_AX_CT MALE_A1_CT MALE_AX_CT O(FEMALE_HET_A1) E(FEMALE_HET_A1)
+    FEMALE_A1_FREQ MALE_A1_FREQ P, for the variants ``rows`` (bool); ``x_counts`` (variants, 5)
+    as :func:`popgen.qc.variant_stats`' ``variant_hwe_x_counts``; A1 is REF."""
+    rows = np.asarray(rows, dtype=bool)
+    ds = ds.isel(variants=np.flatnonzero(rows))
+    c, p = np.asarray(x_counts)[rows], np.asarray(p)[rows]
+    hom1, het, hom2, m1, m2 = (c[:, i] for i in range(5))
+    n_f = hom1 + het + hom2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_f = (2 * hom1 + het) / (2 * n_f)
+        q_m = m1 / (m1 + m2)
+        o_het, e_het = het / n_f, 2 * q_f * (1 - q_f)
+    v = variant_columns(ds)
+    write_table(
+        path,
+        {
+            "#CHROM": v["#CHROM"], "ID": v["ID"], "A1": v["REF"], "AX": v["ALT"],
+            "FEMALE_HOM_A1_CT": hom1, "FEMALE_HET_A1_CT": het, "FEMALE_TWO_AX_CT": hom2,
+            "MALE_A1_CT": m1, "MALE_AX_CT": m2, "O(FEMALE_HET_A1)": Formatted(o_het),
+            "E(FEMALE_HET_A1)": Formatted(e_het), "FEMALE_A1_FREQ": Formatted(q_f),
+            "MALE_A1_FREQ": Formatted(q_m), "P": Formatted(p),
+        },
+    )
+
+
 def write_vmiss(path, ds, n_called, n_samples=None) -> None:
     """``.vmiss``: #CHROM ID MISSING_CT OBS_CT F_MISS (``plink2 --missing``); ``n_samples``
     (variants,) the samples counted per variant (chrY: males), default all."""
