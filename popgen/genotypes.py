@@ -100,12 +100,26 @@ def contig_model(name) -> str:
     return "x" if n in _X_CONTIGS else "y" if n in _Y_CONTIGS else "mt" if n in _MT_CONTIGS else "autosome"
 
 
+_MODELS = ("autosome", "x", "y", "mt")
+
+
 def model_runs(ds) -> list[tuple[int, int, str]]:
     """Maximal runs of consecutive variants under the same :func:`contig_model`: ``(start,
-    stop, model)`` in variant order (a cohort of autosomes is one run)."""
+    stop, model)`` in variant order (a cohort of autosomes is one run).  ``variant_contig`` is
+    read a chunk at a time (a lazy store's is never held whole)."""
     names = np.asarray(ds["contig_id"].values).astype(str)
-    models = np.array([contig_model(c) for c in names] or ["autosome"])[np.asarray(ds["variant_contig"].values)]
-    if not len(models):
-        return []
-    cut = np.flatnonzero(models[1:] != models[:-1]) + 1
-    return [(int(a), int(b), str(models[a])) for a, b in zip(np.r_[0, cut], np.r_[cut, len(models)])]
+    codes = np.array([_MODELS.index(contig_model(c)) for c in names] or [0], dtype=np.int8)
+    vc = ds["variant_contig"].data
+    blocks = [vc] if isinstance(vc, np.ndarray) else (vc.blocks[i] for i in range(vc.numblocks[0]))
+    starts, models, offset, last = [], [], 0, -1
+    for block in blocks:
+        m = codes[np.asarray(block)]
+        if not len(m):
+            continue
+        cut = np.flatnonzero(m[1:] != m[:-1]) + 1
+        for i in ([0] if m[0] != last else []) + cut.tolist():
+            starts.append(offset + i)
+            models.append(int(m[i]))
+        offset, last = offset + len(m), m[-1]
+    stops = starts[1:] + [offset]
+    return [(a, b, _MODELS[k]) for a, b, k in zip(starts, stops, models)]

@@ -282,18 +282,18 @@ def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     import dask.array as da
     import xarray as xr
 
-    from popgen.genotypes import alt_allele_count, contig_model
+    from popgen.genotypes import alt_allele_count, model_runs
 
     alt = alt_allele_count(ds)
-    on_y = np.zeros(alt.shape[0], dtype=bool)
-    if sex_chromosomes:
-        names = np.asarray(ds["contig_id"].values).astype(str)
-        on_y = np.array([contig_model(c) == "y" for c in names] or [False])[np.asarray(ds["variant_contig"].values)]
-    if on_y.any():
+    runs = model_runs(ds) if sex_chromosomes else []
+    if any(model == "y" for *_, model in runs):
         male = _males(ds)
-        c = _to_host(_sample_counts(alt[np.flatnonzero(~on_y)])) if (~on_y).any() else 0
-        c = c + _to_host(_sample_counts(alt[np.flatnonzero(on_y)])) * male[:, None]
-        n_variants = da.from_array(int((~on_y).sum()) + male * int(on_y.sum()), chunks=(c.chunks[0],))
+        c, n_variants = 0, np.zeros(alt.shape[1], dtype=np.int64)
+        for a, b, model in runs:  # chrY runs count for males only
+            w = male if model == "y" else np.ones(alt.shape[1], dtype=bool)
+            c = c + _to_host(_sample_counts(alt[a:b])) * w[:, None]
+            n_variants += (b - a) * w
+        n_variants = da.from_array(n_variants, chunks=(c.chunks[0],))
     else:
         c = _to_host(_sample_counts(alt))
         n_variants = da.full(alt.shape[1], alt.shape[0], chunks=(c.chunks[0],), dtype=np.int64)
