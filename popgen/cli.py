@@ -19,7 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def input_options(f):
-    """--bfile/--vcf/--vcz, --out, --keep/--remove, --chunks."""
+    """--bfile/--vcf/--vcz, --out, --keep/--remove, --extract/--exclude, --update-sex, --chunks."""
     opts = [
         click.option("--bfile", metavar="PREFIX", help="PLINK 1 fileset PREFIX.bed/.bim/.fam"),
         click.option("--vcf", metavar="FILE", help="VCF/BCF (converted once to a VCF Zarr store FILE.vcz, cached)"),
@@ -29,6 +29,8 @@ def input_options(f):
         click.option("--remove", metavar="FILE", help="remove samples listed"),
         click.option("--extract", metavar="FILE", help="keep only variants whose IDs are listed (one per line)"),
         click.option("--exclude", metavar="FILE", help="remove variants whose IDs are listed"),
+        click.option("--update-sex", "update_sex_file", metavar="FILE",
+                     help="sample sexes from FILE ([#]FID IID SEX: 1/M, 2/F, 0/NA), e.g. for VCF input (chrX, chrY)"),
         click.option("--chunk-variants", type=int, default=None,
                      help="Dask chunk size along variants [default: blocks of 16 MB]"),
         click.option("--chunk-samples", type=int, default=None,
@@ -74,7 +76,7 @@ def _open(run, inputs: dict):
 def _split(kwargs: dict):
     """Input options, run options and the command's own parameters."""
     inputs = {k: kwargs.pop(k) for k in ("bfile", "vcf", "vcz", "keep", "remove", "extract", "exclude",
-                                         "chunk_variants", "chunk_samples")}
+                                         "update_sex_file", "chunk_variants", "chunk_samples")}
     run = {k: kwargs.pop(k) for k in ("device", "cluster", "threads", "progress")}
     out = kwargs.pop("out")
     return inputs, run, out, kwargs

@@ -448,6 +448,7 @@ class Pipeline(_Strict):
     remove: Optional[str] = None
     extract: Optional[str] = None
     exclude: Optional[str] = None
+    update_sex: Optional[str] = Field(None, description="sample sexes (plink2 --update-sex): VCF input has none")
     steps: list[dict[str, dict]] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -475,7 +476,7 @@ def load_config(path) -> Pipeline:
         value = getattr(cfg.input, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg.input, key, str(base / value))
-    for key in ("keep", "remove", "extract", "exclude"):
+    for key in ("keep", "remove", "extract", "exclude", "update_sex"):
         value = getattr(cfg, key)
         if value is not None and not Path(value).is_absolute():
             setattr(cfg, key, str(base / value))
@@ -513,6 +514,40 @@ def subset_samples(ds, keep=None, remove=None):
     return ds.isel(samples=np.flatnonzero(mask))
 
 
+#: sex codes of ``--update-sex`` files (PLINK 2's): anything else is an error
+_SEX_CODES = {"1": 1, "M": 1, "m": 1, "male": 1, "2": 2, "F": 2, "f": 2, "female": 2,
+              "0": 0, "-9": 0, "NA": 0, "na": 0, "nan": 0, ".": 0}
+
+
+def update_sex(ds, path):
+    """``plink2 --update-sex FILE``: sample sexes (1/M male, 2/F female, 0/NA unknown) from a
+    table of ``[#]FID IID SEX`` or ``[#]IID SEX`` (the column named SEX, else the first after
+    the IDs), matched by sample ID; samples the file lacks keep theirs (unknown for VCF input,
+    which has none).  chrX and chrY analyses need the sexes (:func:`popgen.qc.variant_stats`,
+    :func:`popgen.association.gwas`)."""
+    import numpy as np
+
+    from popgen.io.pheno import match_samples, read_table
+
+    table = read_table(path, numeric=False)
+    cols = [c for c in table.columns if c not in ("FID", "IID")]
+    if not cols:
+        raise PopgenError("needs a sex column after the sample IDs", path)
+    col = "SEX" if "SEX" in cols else cols[0]
+    codes = match_samples(table, ds, path, what="sex")[col]
+    listed = codes.notna().to_numpy()
+    bad = sorted({str(v) for v in codes[listed] if str(v) not in _SEX_CODES})
+    if bad:
+        raise PopgenError(f"column {col}: sex code {bad[0]!r} is not 1/M (male), 2/F (female) or 0/NA (unknown)",
+                          path)
+    sex = np.asarray(ds["sample_sex"].values, dtype=np.int8).copy() if "sample_sex" in ds else \
+        np.zeros(ds.sizes["samples"], dtype=np.int8)
+    sex[listed] = [_SEX_CODES[str(v)] for v in codes[listed]]
+    log.info("--update-sex: %d samples' sexes from %s (%d male, %d female, %d unknown in the cohort)",
+             int(listed.sum()), path, int((sex == 1).sum()), int((sex == 2).sum()), int((sex == 0).sum()))
+    return ds.assign(sample_sex=("samples", sex))
+
+
 def subset_variants(ds, extract=None, exclude=None):
     """Apply PLINK-style ``--extract``/``--exclude`` variant ID lists (one ID per line)."""
     import numpy as np
@@ -538,13 +573,15 @@ def subset_variants(ds, extract=None, exclude=None):
 
 
 def open_cohort(run, *, bfile=None, vcf=None, vcz=None, chunks=(None, None), keep=None, remove=None,
-                extract=None, exclude=None):
-    """Open the input on the run's device and apply sample and variant subsets."""
+                extract=None, exclude=None, update_sex_file=None):
+    """Open the input on the run's device, apply sample and variant subsets and ``--update-sex``."""
     from popgen.io import open_dataset
 
     with run.step("open input"):
         ds = open_dataset(bfile=bfile, vcf=vcf, vcz=vcz, chunks=chunks, device=run.device)
         ds = subset_variants(subset_samples(ds, keep, remove), extract, exclude)
+        if update_sex_file:
+            ds = update_sex(ds, update_sex_file)
         log.info("input: %d samples, %d variants", ds.sizes["samples"], ds.sizes["variants"])
     return ds
 
@@ -553,7 +590,7 @@ def run_pipeline(run, cfg: Pipeline):
     """Open the config's input and run its steps in order."""
     ds = open_cohort(run, bfile=cfg.input.bfile, vcf=cfg.input.vcf, vcz=cfg.input.vcz,
                      chunks=(cfg.chunks.variants, cfg.chunks.samples), keep=cfg.keep, remove=cfg.remove,
-                     extract=cfg.extract, exclude=cfg.exclude)
+                     extract=cfg.extract, exclude=cfg.exclude, update_sex_file=cfg.update_sex)
     state = State(ds)
     for name, params in cfg.parsed_steps():
         STEPS[name][1](run, state, cfg.out, params)

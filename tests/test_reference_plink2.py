@@ -175,3 +175,27 @@ def test_sex_chromosome_reports_and_filters_equal_plink2(tmp_path):
         [x.split()[1] for x in (REF / "sexchrom.filtered.fam").read_text().splitlines()]
     assert [x.split()[1] for x in f.with_suffix(".bim").read_text().splitlines()] == \
         (REF / "sexchrom.filtered.snplist").read_text().split()
+
+
+def test_update_sex_gives_the_fam_sexes_results(tmp_path):
+    """A cohort without sexes (as VCF input) and --update-sex: the QC reports and the GWAS of
+    the cohort with its .fam sexes (PLINK 2's)."""
+    nosex = tmp_path / "nosex"
+    for ext in (".bed", ".bim"):
+        shutil.copy(f"{SEXCHROM}{ext}", f"{nosex}{ext}")
+    fam = [line.split() for line in open(f"{SEXCHROM}.fam")]
+    with open(f"{nosex}.fam", "w") as f:
+        f.writelines("\t".join(r[:4] + ["0"] + r[5:]) + "\n" for r in fam)
+    codes = {"1": "M", "2": "F", "0": "NA"}
+    (tmp_path / "sex.txt").write_text("#FID\tIID\tSEX\n" + "".join(f"{r[0]}\t{r[1]}\t{codes[r[4]]}\n" for r in fam))
+    out = tmp_path / "u"
+    common = ["--bfile", str(nosex), "--update-sex", str(tmp_path / "sex.txt"), "--cluster", "none", "--device", "cpu"]
+    assert main(["qc", *common, "--out", str(out)]) == 0
+    for ext in ("afreq", "vmiss", "smiss", "hardy.x"):
+        assert out.with_suffix(f".{ext}").read_bytes() == (REF / f"sexchrom.{ext}").read_bytes(), ext
+    assert main(["gwas", *common, "--pheno", f"{SEXCHROM}.pheno", "--pheno-name", "QT", "--covar",
+                 f"{SEXCHROM}.covar", "--covar-name", "AGE", "--no-ssf", "--no-plots", "--out", str(out)]) == 0
+    got, want = read(out.with_suffix(".QT.glm.linear")), read(REF / "sexchrom.glm.QT.glm.linear")
+    assert (got["OBS_CT"] == want["OBS_CT"]).all() and (got["#CHROM"] == want["#CHROM"]).all()
+    (tmp_path / "bad.txt").write_text("#IID\tSEX\ni0\tX\n")
+    assert main(["qc", *common[:2], "--update-sex", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "b")]) == 2
