@@ -127,3 +127,29 @@ def test_atomic_write_replaces_and_keeps_old_on_error(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_text() == "new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.glm"]
+
+
+def test_put_g6_equals_the_general_formatter(rng):
+    """put_g6 (table digits, layouts written whole) is put_g(..., 6, plink_ties) byte for byte:
+    every exponent, ties, carries to the next power of ten, subnormals, signs, non-finite."""
+    import numba
+
+    from popgen.io import _textfmt_numba as K
+
+    @numba.njit
+    def both(x, a, b, la, lb):
+        for i in range(x.shape[0]):
+            la[i] = K.put_g(a[i], 0, x[i], True, 6, True)
+            lb[i] = K.put_g6(b[i], 0, x[i], True)
+
+    x = np.concatenate([
+        rng.normal(size=100000) * 10.0 ** rng.integers(-320, 300, 100000), rng.uniform(size=50000),
+        np.round(rng.normal(size=50000), 3), np.round(rng.uniform(size=20000) * 1e6), np.arange(1, 40000) * 0.5e-6,
+        [0.0, -0.0, 9.999995, 9.9999949, 999999.5, 1e-5, 1e-4 * 0.9999999, 123456.5, 5e-324, 2.2e-308, -1.5,
+         np.inf, -np.inf, np.nan, 1e6, 999999.4999, 1e15, 9.5e-5, 99999.95, 1e100, 1e-100, 1.5e-200]])
+    a, b = np.zeros((len(x), 24), np.uint8), np.zeros((len(x), 24), np.uint8)
+    la, lb = np.empty(len(x), np.int64), np.empty(len(x), np.int64)
+    both(x, a, b, la, lb)
+    np.testing.assert_array_equal(la, lb)
+    diff = [i for i in range(len(x)) if a[i, :la[i]].tobytes() != b[i, :lb[i]].tobytes()]
+    assert not diff, [(x[i], a[i, :la[i]].tobytes(), b[i, :lb[i]].tobytes()) for i in diff[:5]]
