@@ -3031,6 +3031,8 @@ def _in_span(covariates, x) -> bool:
     if covariates is None or not covariates.shape[1]:
         return False
     ok = np.isfinite(x) & np.all(np.isfinite(covariates), axis=1)
+    if not ok.any():
+        return False
     a = np.column_stack([np.ones(int(ok.sum())), covariates[ok]])
     r = x[ok] - a @ np.linalg.lstsq(a, x[ok], rcond=None)[0]
     return bool(np.linalg.norm(r) <= 1e-8 * max(np.linalg.norm(x[ok] - x[ok].mean()), 1e-300))
@@ -3045,7 +3047,8 @@ def sex_chromosome_inputs(model, sex, phenotypes: Mapping, covariates, covariate
       ``sample_sex`` of the .fam) added as a covariate, so samples of unknown sex are left
       out.  Where the covariates already hold the sex (a SEX column), it is not added twice
       (PLINK 2 stops with VIF_INFINITE there; its ``no-x-sex`` modifier gives these results);
-      where no sample has a known sex (VCF input) or all have one, none is added.
+      where no sample has a known sex (VCF input without ``--update-sex``) or all known
+      sexes are the same, none is added.
     - ``y``: males only, haploid (0/1 dosages); covariates constant among the males dropped.
     - ``mt``: every sample, haploid.
     """

@@ -59,6 +59,38 @@ _POW10 = _pow10_table(_POW10_ZERO)
 _LOG10_2 = 0.30102999566398120
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _put_sign(o, pos, v):
+    """A minus sign for a negative ``v`` (and -0.0): the new position and ``|v|``."""
+    if v < 0 or (v == 0.0 and np.signbit(v)):
+        o[pos] = 45
+        return pos + 1, -v
+    return pos, v
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _scaled(v, n_digits):
+    """``(scaled, e, shift)`` for ``v > 0``: ``scaled = v 10^(n_digits - 1 - e)`` in
+    ``[10^(n_digits - 1), 10^n_digits)`` with ``e`` the decimal exponent of ``v 10^shift``
+    (``shift`` 100 in the subnormal range, where ``10^(n_digits - 1 - e)`` would overflow).
+    The exponent comes from the binary one (within 1 below; corrected here) and the powers of
+    ten from a table: log10 and pow were half of the time per value, frexp a tenth."""
+    shift = 0
+    if v < 1e-290:
+        v *= 1e100
+        shift = 100
+    lo = _IPOW10[n_digits - 1]
+    e = int(math.floor((((_f64_bits(v) >> 52) & 0x7FF) - 1023) * _LOG10_2))
+    scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
+    if scaled < lo:
+        e -= 1
+        scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
+    elif scaled >= 10 * lo:
+        e += 1
+        scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
+    return scaled, e, shift
+
+
 @numba.njit(nogil=True, cache=True)
 def put_g(o, pos, v, na, n_digits, plink_ties):
     """Write ``%.{n_digits}g`` of ``v`` at ``o[pos:]``; return the new position.
@@ -83,28 +115,12 @@ def put_g(o, pos, v, na, n_digits, plink_ties):
             pos += 1
         o[pos], o[pos + 1], o[pos + 2] = 105, 110, 102  # inf
         return pos + 3
-    if v < 0 or (v == 0.0 and np.signbit(v)):
-        o[pos] = 45
-        pos += 1
-        v = -v
+    pos, v = _put_sign(o, pos, v)
     if v == 0.0:
         o[pos] = 48
         return pos + 1
-    shift = 0
     lo = _IPOW10[n_digits - 1]
-    if v < 1e-290:  # subnormal range: keep 10^(n_digits - 1 - e) finite
-        v *= 1e100
-        shift = 100
-    # decimal exponent from the binary one (within 1 below; corrected next) and powers of ten
-    # from a table: log10 and pow were half of the time per value, frexp a tenth
-    e = int(math.floor((((_f64_bits(v) >> 52) & 0x7FF) - 1023) * _LOG10_2))
-    scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
-    if scaled < lo:
-        e -= 1
-        scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
-    elif scaled >= 10 * lo:
-        e += 1
-        scaled = v * _POW10[n_digits - 1 - e + _POW10_ZERO]
+    scaled, e, shift = _scaled(v, n_digits)
     whole = np.floor(scaled)
     m = np.uint64(whole)
     if plink_ties:  # reports.round_plink2
@@ -180,25 +196,11 @@ def put_g6(o, pos, v, na):
     """
     if not np.isfinite(v):
         return put_g(o, pos, v, na, 6, True)
-    if v < 0 or (v == 0.0 and np.signbit(v)):
-        o[pos] = 45
-        pos += 1
-        v = -v
+    pos, v = _put_sign(o, pos, v)
     if v == 0.0:
         o[pos] = 48
         return pos + 1
-    shift = 0
-    if v < 1e-290:  # subnormal range: keep 10^(5 - e) finite
-        v *= 1e100
-        shift = 100
-    e = int(math.floor((((_f64_bits(v) >> 52) & 0x7FF) - 1023) * _LOG10_2))
-    scaled = v * _POW10[5 - e + _POW10_ZERO]
-    if scaled < 100000.0:
-        e -= 1
-        scaled = v * _POW10[5 - e + _POW10_ZERO]
-    elif scaled >= 1000000.0:
-        e += 1
-        scaled = v * _POW10[5 - e + _POW10_ZERO]
+    scaled, e, shift = _scaled(v, 6)
     whole = np.floor(scaled)
     m = np.int64(whole)
     m += np.int64((scaled - whole) + (0.4999995 if (m & 1) == 0 else 0.5000005) >= 1.0)  # reports.round_plink2
