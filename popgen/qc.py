@@ -253,14 +253,14 @@ def _variant_stats_by_model(ds, runs, samples):
     """:func:`_variant_stats` of each run of variants under one contig model, concatenated."""
     import xarray as xr
 
-    male, female = _males(ds), _males(ds, 2)
+    male, female = _has_sex(ds, 1), _has_sex(ds, 2)
     parts = [_variant_stats(ds.isel(variants=slice(a, b)), samples, model, male, female) for a, b, model in runs]
     return xr.concat(parts, dim="variants")
 
 
-def _males(ds, code: int = 1) -> np.ndarray:
-    """``sample_sex == 1`` (``code`` 2: females; no sex: nobody, as PLINK 2 counts samples of
-    unknown sex)."""
+def _has_sex(ds, code: int) -> np.ndarray:
+    """``sample_sex == code`` (1 males, 2 females; a cohort without sexes has neither, as PLINK 2
+    counts samples of unknown sex)."""
     if "sample_sex" not in ds:
         return np.zeros(ds.sizes["samples"], dtype=bool)
     return np.asarray(ds["sample_sex"].values) == code
@@ -287,7 +287,7 @@ def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     alt = alt_allele_count(ds)
     runs = model_runs(ds) if sex_chromosomes else []
     if any(model == "y" for *_, model in runs):
-        male = _males(ds)
+        male = _has_sex(ds, 1)
         c, n_variants = 0, np.zeros(alt.shape[1], dtype=np.int64)
         for a, b, model in runs:  # chrY runs count for males only
             w = male if model == "y" else np.ones(alt.shape[1], dtype=bool)

@@ -119,8 +119,9 @@ def read_table(path, *, missing=MISSING, numeric=True):
     import pandas as pd
 
     path = Path(path)
-    names = column_names(path)
-    _, skip = _header(path)
+    if not path.is_file():
+        raise PopgenError("file not found", path)
+    names, skip = _header(path)
     ids = names[:names.index("IID") + 1]
     values = names[len(ids):]
     # the last column is read as text: a short row leaves it empty ('' is no token of a
