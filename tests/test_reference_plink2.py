@@ -199,3 +199,34 @@ def test_update_sex_gives_the_fam_sexes_results(tmp_path):
     assert (got["OBS_CT"] == want["OBS_CT"]).all() and (got["#CHROM"] == want["#CHROM"]).all()
     (tmp_path / "bad.txt").write_text("#IID\tSEX\ni0\tX\n")
     assert main(["qc", *common[:2], "--update-sex", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "b")]) == 2
+
+
+def test_vcf_with_haploid_calls_equals_plink2(tmp_path):
+    """The sex-chromosome cohort as a VCF writes it (males' chrX/chrY and MT calls haploid:
+    ``1``, not ``1/1``), sexes from --update-sex: PLINK 2's reports of the .bed."""
+    from popgen.io.plink import read_plink
+
+    ds = read_plink(SEXCHROM)
+    alt = ds.call_alt_count.values
+    sex = ds.sample_sex.values
+    chrom = np.asarray(ds.contig_id.values)[ds.variant_contig.values]
+    iids = [str(s) for s in ds.sample_id.values]
+    diploid = {0: "0/0", 1: "0/1", 2: "1/1", -1: "./."}
+    haploid = {0: "0", 1: "0/1", 2: "1", -1: "."}
+    lines = ["##fileformat=VCFv4.2"] + [f"##contig=<ID={c}>" for c in dict.fromkeys(chrom)]
+    lines += ['##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+              "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *iids])]
+    for v in range(len(chrom)):
+        hap = (sex == 1) if chrom[v] in ("X", "Y") else np.full(len(iids), chrom[v] == "MT")
+        gts = [(haploid if h else diploid)[int(a)] for a, h in zip(alt[v], hap)]
+        lines.append("\t".join([chrom[v], str(int(ds.variant_position.values[v])), str(ds.variant_id.values[v]),
+                                "A", "C", ".", ".", ".", "GT", *gts]))
+    (tmp_path / "sx.vcf").write_text("\n".join(lines) + "\n")
+    (tmp_path / "sex.txt").write_text("#IID\tSEX\n" + "".join(f"{i}\t{s}\n" for i, s in zip(iids, sex)))
+    out = tmp_path / "v"
+    assert main(["qc", "--vcf", str(tmp_path / "sx.vcf"), "--update-sex", str(tmp_path / "sex.txt"), "--out", str(out),
+                 "--cluster", "none", "--device", "cpu"]) == 0
+    for ext in ("afreq", "vmiss", "hardy", "hardy.x"):
+        assert out.with_suffix(f".{ext}").read_bytes() == (REF / f"sexchrom.{ext}").read_bytes(), ext
+    for ext in ("smiss", "het"):  # VCF input: #IID without FID
+        assert read(out.with_suffix(f".{ext}")).iloc[:, 1:].equals(read(REF / f"sexchrom.{ext}").iloc[:, 2:]), ext

@@ -227,16 +227,23 @@ def test_read_vcz_gpu(converted):
     np.testing.assert_array_equal(cupy.asnumpy(ds.call_genotype.data.compute()), exp["gt"])
 
 
-def test_mixed_ploidy_padding_reads_as_missing(tmp_path):
-    import sgkit
+def test_haploid_calls_read_as_homozygous(tmp_path):
+    """Haploid calls (a male's chrX, padded with -2 by bio2zarr) are read as PLINK 2 imports
+    them: ``1`` as 1/1 (ALT count 2), ``.`` as missing; diploid calls as they are."""
+    vcf = tmp_path / "hap.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=X>\n"
+                   '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tm1\tf1\tm2\n"
+                   "1\t100\ta\tA\tC\t.\t.\t.\tGT\t0/1\t1/1\t0/0\n"
+                   "X\t200\tb\tA\tC\t.\t.\t.\tGT\t1\t0/1\t0\n"
+                   "X\t300\tc\tA\tC\t.\t.\t.\tGT\t.\t./.\t1\n")
+    ds = vcz.read_vcf(vcf)
+    np.testing.assert_array_equal(ds.call_genotype.values[1:], [[[1, 1], [0, 1], [0, 0]], [[-1, -1], [-1, -1], [1, 1]]])
+    np.testing.assert_array_equal(ds.call_genotype_mask.values[2, :, 0], [True, True, False])
+    from popgen.genotypes import alt_allele_count
 
-    ds = sgkit.simulate_genotype_call_dataset(n_variant=10, n_sample=4, seed=1)
-    ds["call_genotype"][0, 0, 1] = -2  # bio2zarr's fill for a haploid call
-    ds["call_genotype_mask"][0, 0, 1] = True  # as bio2zarr writes it (genotypes < 0)
-    vcz.write_vcz(ds, tmp_path / "m.vcz")
-    back = vcz.read_vcz(tmp_path / "m.vcz")
-    assert int(back.call_genotype[0, 0, 1]) == -1
-    assert bool(back.call_genotype_mask[0, 0, 1])
+    # PLINK 2's --vcf import of the same file (plink2 --vcf hap.vcf --make-bed): 1 2 0 / 2 1 0 / -1 -1 2
+    np.testing.assert_array_equal(alt_allele_count(ds).compute(), [[1, 2, 0], [2, 1, 0], [-1, -1, 2]])
 
 
 # --- write_vcz -------------------------------------------------------------

@@ -69,8 +69,8 @@ def read_vcz(path, *, chunks: dict | None = None, device: str = "cpu") -> xr.Dat
     xarray.Dataset
         Lazy (Dask-backed) dataset with the variables of
         :mod:`popgen.variables`: ``call_genotype`` int8 (or wider for more
-        than 127 alleles), shape (variants, samples, ploidy), -1 missing (the
-        -2 padding bio2zarr writes for mixed ploidy is read as -1);
+        than 127 alleles), shape (variants, samples, ploidy), -1 missing (a haploid
+        call, padded with -2 by bio2zarr, reads as homozygous: PLINK 2's import);
         ``call_genotype_mask`` bool, True where the call is missing;
         ``variant_contig`` indexing ``contig_id``; ``variant_position``
         (at least int32), ``variant_allele`` (REF first, "" padding),
@@ -95,10 +95,11 @@ def read_vcz(path, *, chunks: dict | None = None, device: str = "cpu") -> xr.Dat
     validate(ds, source=path)
 
     g = ds["call_genotype"]
-    # bio2zarr pads lower-ploidy calls with -2; the data model has one missing code.
-    ds["call_genotype"] = g.copy(data=np.maximum(g.data, np.array(-1, dtype=g.dtype)))
-    if "call_genotype_mask" not in ds:
-        ds["call_genotype_mask"] = ds["call_genotype"] < 0
+    # bio2zarr pads lower-ploidy calls with -2: a haploid call (a male's chrX or chrY, MT) is
+    # read as homozygous, as PLINK 2 imports it (``1`` -> 1/1, ALT count 2; ``.`` -> missing),
+    # and the chrX/chrY/MT models count it as one allele (popgen.qc, popgen.association)
+    ds["call_genotype"] = g.copy(data=g.data.map_blocks(_haploid_as_homozygous, dtype=g.dtype))
+    ds["call_genotype_mask"] = ds["call_genotype"] < 0
     if ds["variant_position"].dtype.itemsize < 4:  # bio2zarr picks the smallest int
         ds["variant_position"] = ds["variant_position"].astype(np.int32)
 
@@ -114,6 +115,14 @@ def read_vcz(path, *, chunks: dict | None = None, device: str = "cpu") -> xr.Dat
             meta = backend.empty_meta("gpu", var.ndim, var.dtype)
             ds[name] = var.copy(data=var.data.map_blocks(backend.to_gpu, dtype=var.dtype, meta=meta))
     return ds
+
+
+def _haploid_as_homozygous(gt):
+    """Calls padded with bio2zarr's -2 (lower ploidy) get their first allele in the padding
+    (NumPy blocks, as the store gives them)."""
+    import numpy as np
+
+    return np.where(gt == -2, gt[..., :1], gt).astype(gt.dtype, copy=False)
 
 
 def read_vcf(path, *, chunks: dict | None = None, device: str = "cpu") -> xr.Dataset:
