@@ -127,7 +127,8 @@ Sex chromosomes and mitochondria (:func:`gwas`, as ``plink2 --glm`` by default)
     BETA and SE doubled).  XY (pseudo-autosomal) is diploid.  Checked against PLINK 2
     on a cohort with all of them (``tests/data/sexchrom``).  The scans of
     :func:`linear_scan` / :func:`logistic_scan` themselves, and the federated GWAS, treat
-    every contig as an autosome.
+    every contig as an autosome; GWAS-SSF's ``effect_allele_frequency`` on chrX counts a
+    male's call as two alleles (his 0/2 code; ``popgen qc``'s ``.afreq`` counts one).
 """
 
 from __future__ import annotations
