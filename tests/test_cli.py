@@ -195,11 +195,13 @@ def test_invalid_config(tmp_path, text, fragment):
 def test_run_config(bfile, tmp_path):
     cfg = tmp_path / "p.yaml"
     out = tmp_path / "r" / "x"
-    cfg.write_text(f"input: {{bfile: c}}\nout: {out}\ncluster: none\ndevice: cpu\n"
+    (tmp_path / "sex.txt").write_text("#IID\tSEX\n" + "".join(f"s{j}\t{'MF'[j % 2]}\n" for j in range(40)))
+    cfg.write_text(f"input: {{bfile: c}}\nout: {out}\ncluster: none\ndevice: cpu\nupdate_sex: sex.txt\n"  # beside it
                    "chunks: {variants: 16, samples: 16}\nsteps:\n  - qc: {geno: 0.1, make_bed: true}\n")
     res = popgen("run", cfg)
     assert res.returncode == 0, res.stderr
     assert (out.parent / "x.afreq").is_file() and (out.parent / "x.bed").is_file()
+    assert [line.split()[4] for line in (out.parent / "x.fam").read_text().splitlines()[:3]] == ["1", "2", "1"]
     assert np.loadtxt(out.parent / "x.afreq", usecols=4, skiprows=1).shape == (60,)
 
 
