@@ -140,6 +140,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -2893,7 +2894,7 @@ def _draw_plots(jobs, chrom, pos) -> None:
 
 
 def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool = True,
-                  batch: int | None = None) -> dict:
+                  batch: int | None = None, genome_assembly: str | None = None) -> dict:
     """Stream a scan's results to PLINK 2 .glm files, GWAS-SSF files and plots.
 
     ``scan`` is an :class:`AssociationScan` or a list of them (one model each, e.g. the
@@ -2906,8 +2907,9 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
     temporary name and renamed when complete.
 
     Writes, per phenotype ``PHENO``: ``PREFIX.PHENO.glm.linear`` (or
-    ``.glm.logistic.hybrid``), ``PREFIX.PHENO.ssf.tsv``,
-    ``PREFIX.PHENO.manhattan.png``, ``PREFIX.PHENO.qq.png``.
+    ``.glm.logistic.hybrid``), ``PREFIX.PHENO.ssf.tsv`` with its GWAS-SSF metadata
+    ``PREFIX.PHENO.ssf.tsv-meta.yaml`` (:func:`ssf_metadata`; ``genome_assembly`` e.g.
+    ``GRCh38``, else ``#NA``), ``PREFIX.PHENO.manhattan.png``, ``PREFIX.PHENO.qq.png``.
 
     Returns
     -------
@@ -2916,6 +2918,8 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
         estimates), ``n_firth``, ``n_samples``, ``n_cases``, ``lambda_gc``,
         ``min_p``, ``errcodes`` (counts).
     """
+    import hashlib
+
     from popgen.io.files import atomic_write, ensure_parent
 
     prefix = str(prefix)
@@ -2936,8 +2940,8 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
             glm[name][1].write(("\t".join(glm_header(kind, firth)) + "\n").encode())
             if ssf:
                 spath = f"{prefix}.{name}.ssf.tsv"
-                ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")))
-                ssf_f[name][1].write(("\t".join(ssf_header(kind)) + "\n").encode())
+                ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")), hashlib.md5())
+                _write_hashed(ssf_f[name], ("\t".join(ssf_header(kind)) + "\n").encode())
         for sc in scans:
             for chunk in sc.iter_chunks(compute, batch):
                 meta = _variant_meta(sc.ds, chunk.start, chunk.stop)
@@ -2950,7 +2954,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
                         continue
                     glm[name][1].write(_glm_lines(meta, res, kind, firth))
                     if ssf:
-                        ssf_f[name][1].write(_ssf_lines(meta, res, kind))
+                        _write_hashed(ssf_f[name], _ssf_lines(meta, res, kind))
                     p_parts[name].append(res["P"])
                     counts[name] += np.bincount(res["ERRCODE"], minlength=len(ERRCODES))
                     n_firth[name] += int(res["FIRTH"].sum())
@@ -2969,6 +2973,13 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
             files += [man, qq]
         c = counts[name]
         finite = p[np.isfinite(p)]
+        if ssf:
+            meta_path = f"{ssf_f[name][0]}-meta.yaml"
+            _write_ssf_metadata(meta_path, ssf_metadata(
+                ssf_f[name][0], ssf_f[name][2].hexdigest(), name, n_samples=first.n_samples.get(name),
+                n_cases=first.n_cases.get(name), covariates=first.covariate_names, genome_assembly=genome_assembly,
+                is_sorted=_ssf_sorted(chrom, pos)))
+            files.insert(2, meta_path)
         report[name] = {
             "kind": kind, "files": files, "n_variants": int(c.sum()),
             "n_tested": int(c[E_OK] + c[E_UNFINISHED]), "n_firth": n_firth[name],
@@ -2978,6 +2989,71 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
         }
     _draw_plots(plot_jobs, chrom, pos)
     return report
+
+
+def _write_hashed(entry, data: bytes) -> None:
+    """Write ``data`` to an open GWAS-SSF file ``(path, file, md5)`` and add it to its md5sum."""
+    entry[1].write(data)
+    entry[2].update(data)
+
+
+def _ssf_sorted(chrom, pos) -> bool:
+    """Whether variants are in GWAS-SSF's genomic order (chromosome 1-25, then position)."""
+    codes = np.array([_ssf_chrom(c) for c in dict.fromkeys(np.asarray(chrom).tolist())])
+    if not all(c.isdigit() for c in codes):
+        return False
+    by_name = dict(zip(dict.fromkeys(np.asarray(chrom).tolist()), codes.astype(np.int64)))
+    key = np.array([by_name[c] for c in np.asarray(chrom).tolist()], dtype=np.int64)
+    d_chrom, d_pos = np.diff(key), np.diff(np.asarray(pos, dtype=np.int64))
+    return bool(np.all((d_chrom > 0) | ((d_chrom == 0) & (d_pos >= 0))))
+
+
+def ssf_metadata(data_file, md5sum: str, trait: str, *, n_samples=None, n_cases=None, covariates=(),
+                 genome_assembly: str | None = None, is_sorted: bool = True) -> dict:
+    """The GWAS-SSF metadata (``<data file>-meta.yaml``, GWAS Catalog schema) of a popgen GWAS:
+    the fields popgen knows -- data file name and md5sum, file type, trait (the phenotype's
+    name), sample size and case/control counts, covariates, coordinate system (1-based, as
+    PLINK), analysis software, sortedness, not harmonised -- and ``genome_assembly``, which
+    the GWAS Catalog requires and only the user knows (``#NA`` when not given).  Ancestry
+    and genotyping technology are the submitter's to add."""
+    import datetime
+
+    from popgen import __version__
+
+    sample = {"sample_size": int(n_samples) if n_samples is not None else None}
+    sample = {k: v for k, v in sample.items() if v is not None}
+    if n_cases is not None:
+        sample.update(case_control_study=True, case_count=int(n_cases),
+                      control_count=int(n_samples) - int(n_cases) if n_samples is not None else None)
+        sample = {k: v for k, v in sample.items() if v is not None}
+    meta = {
+        "trait_description": [str(trait)],
+        "genome_assembly": genome_assembly or "#NA",
+        "coordinate_system": "1-based",
+        "samples": [sample],
+        "sex": "combined",
+        "data_file_name": Path(data_file).name,
+        "file_type": "GWAS-SSF v1.0",
+        "data_file_md5sum": md5sum,
+        "analysis_software": f"popgen {__version__}",
+        "is_harmonised": False,
+        "is_sorted": bool(is_sorted),
+        "date_metadata_last_modified": datetime.date.today(),
+    }
+    if covariates:
+        meta["adjusted_covariates"] = [str(c) for c in covariates]
+    return meta
+
+
+def _write_ssf_metadata(path, meta: dict) -> None:
+    import yaml
+
+    from popgen.io.files import atomic_write
+
+    with atomic_write(path) as f:
+        f.write("# GWAS-SSF metadata (https://github.com/EBISPOT/gwas-summary-statistics-standard), "
+                "written by popgen gwas\n")
+        yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=False)
 
 
 def _columns_from_table(table, kind) -> tuple[dict, dict]:
@@ -3095,7 +3171,8 @@ def _sample_sex(ds):
 
 
 def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", firth: str = "fallback",
-         ssf: bool = True, plots: bool = True, batch: int | None = None, founders=None) -> dict:
+         ssf: bool = True, plots: bool = True, batch: int | None = None, founders=None,
+         genome_assembly: str | None = None) -> dict:
     """Run and write a whole GWAS: linear scans of the quantitative phenotypes, logistic
     (Firth-fallback) scans of the case/control ones, as ``plink2 --glm hide-covar``.
 
@@ -3136,7 +3213,8 @@ def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", f
                     log.warning("phenotype %s: %s not tested: %s", name, where, why)
             scans.append(scan)
         if scans:
-            report.update(write_results(prefix, scans, compute=compute, ssf=ssf, plots=plots, batch=batch))
+            report.update(write_results(prefix, scans, compute=compute, ssf=ssf, plots=plots, batch=batch,
+                                        genome_assembly=genome_assembly))
         for name in phenotypes:
             why = next((sc.skipped[name] for sc in scans if name in sc.skipped and name not in sc.phenotypes), None)
             if name not in report and why is not None:

@@ -237,7 +237,9 @@ class _ListOptions(click.Command):
 @click.option("--missing", type=click.Choice(["drop", "mean"]), default="drop", show_default=True,
               help="missing calls: drop the sample for that variant (PLINK 2) or mean-impute (faster)")
 @click.option("--firth", type=click.Choice(["fallback", "always", "never"]), default="fallback", show_default=True)
-@click.option("--ssf/--no-ssf", default=True, help="GWAS-SSF summary statistics")
+@click.option("--ssf/--no-ssf", default=True, help="GWAS-SSF summary statistics (with their -meta.yaml)")
+@click.option("--genome-assembly", metavar="NAME", default=None,
+              help="assembly of the positions (e.g. GRCh38), for the GWAS-SSF metadata")
 @click.option("--plots/--no-plots", default=True, help="Manhattan and QQ plots")
 @run_options
 def gwas(pheno_name, covar, covar_name, **kwargs):

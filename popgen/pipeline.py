@@ -360,7 +360,10 @@ class GWASParams(_Strict):
     missing: Literal["drop", "mean"] = Field("drop", description="missing calls: drop the sample for that "
                                              "variant (PLINK 2, default) or mean-impute (faster)")
     firth: Literal["fallback", "always", "never"] = "fallback"
-    ssf: bool = Field(True, description="also write GWAS-SSF summary statistics (OUT.<PHENO>.ssf.tsv)")
+    ssf: bool = Field(True, description="also write GWAS-SSF summary statistics (OUT.<PHENO>.ssf.tsv) and "
+                                        "their metadata (.ssf.tsv-meta.yaml)")
+    genome_assembly: Optional[str] = Field(None, description="genome assembly of the positions, e.g. GRCh38, "
+                                                             "for the GWAS-SSF metadata")
     plots: bool = Field(True, description="Manhattan and QQ plots (PNG)")
 
 
@@ -386,7 +389,8 @@ def gwas_step(run, state: State, out: str, params: GWASParams):
         pheno = association.load_phenotypes(ds, params.pheno, params.pheno_name, covar or None, names,
                                             case_control_01=params.case_control_01, model=params.model)
         report = association.gwas(ds, pheno, out, compute=lambda *c: run.compute(*c, label="GWAS"),
-                                  missing=params.missing, firth=params.firth, ssf=params.ssf, plots=params.plots)
+                                  missing=params.missing, firth=params.firth, ssf=params.ssf, plots=params.plots,
+                                  genome_assembly=params.genome_assembly)
         for name, r in report.items():
             if "skipped" in r:
                 log.warning("phenotype %s skipped: %s", name, r["skipped"])

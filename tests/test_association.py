@@ -429,10 +429,32 @@ def test_writers_stream_and_leave_nothing_half_written(tmp_path, rng, monkeypatc
         A.write_results(tmp_path / "o", scan, plots=False, batch=1)
     assert seen == [0, 10] and not list(tmp_path.iterdir())  # chunk by chunk; no file left behind
     monkeypatch.undo()
-    rep = A.write_results(tmp_path / "o", scan, plots=False, batch=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.qt.glm.linear", "o.qt.ssf.tsv", "o.qt2.glm.linear",
-                                                          "o.qt2.ssf.tsv"]
+    rep = A.write_results(tmp_path / "o", scan, plots=False, batch=1, genome_assembly="GRCh38")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.qt.glm.linear", "o.qt.ssf.tsv", "o.qt.ssf.tsv-meta.yaml",
+                                                          "o.qt2.glm.linear", "o.qt2.ssf.tsv", "o.qt2.ssf.tsv-meta.yaml"]
     assert rep["qt"]["errcodes"]["CONST_OMITTED_ALLELE"] == 1
+    # GWAS-SSF metadata: the GWAS Catalog schema's required keys, the data file's md5sum, what popgen knows
+    import hashlib
+
+    import yaml
+
+    meta = yaml.safe_load((tmp_path / "o.qt.ssf.tsv-meta.yaml").read_text())
+    assert {"data_file_name", "file_type", "data_file_md5sum", "genome_assembly"} <= set(meta)
+    assert meta["data_file_md5sum"] == hashlib.md5((tmp_path / "o.qt.ssf.tsv").read_bytes()).hexdigest()
+    assert (meta["data_file_name"], meta["genome_assembly"], meta["coordinate_system"]) == \
+        ("o.qt.ssf.tsv", "GRCh38", "1-based")
+    assert meta["samples"] == [{"sample_size": rep["qt"]["n_samples"]}] and meta["is_sorted"] is True
+    assert meta["trait_description"] == ["qt"] and meta["is_harmonised"] is False
+
+
+def test_ssf_metadata_fields():
+    meta = A.ssf_metadata("d/o.BT.ssf.tsv", "0" * 32, "BT", n_samples=100, n_cases=30, covariates=["AGE", "PC1"])
+    assert meta["samples"] == [{"sample_size": 100, "case_control_study": True, "case_count": 30, "control_count": 70}]
+    assert meta["genome_assembly"] == "#NA" and meta["adjusted_covariates"] == ["AGE", "PC1"]
+    assert meta["data_file_name"] == "o.BT.ssf.tsv"
+    assert A._ssf_sorted(np.array(["1", "1", "2", "X"]), [5, 9, 1, 3])
+    assert not A._ssf_sorted(np.array(["1", "2", "1"]), [5, 1, 9]) and not A._ssf_sorted(np.array(["1", "1"]), [9, 5])
+    assert not A._ssf_sorted(np.array(["1", "chrUn"]), [1, 2])  # no GWAS-SSF chromosome code
 
 
 def test_lambda_gc_and_p_formatting(tmp_path, rng):
