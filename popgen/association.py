@@ -2961,6 +2961,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
     plot_jobs = []
     chrom = np.concatenate(chroms) if chroms else np.zeros(0, dtype=object)
     pos = np.concatenate(positions) if positions else np.zeros(0)
+    sorted_ = _ssf_sorted(chrom, pos) if ssf else False  # the same variants for every phenotype
     del chroms, positions
     for name in phenotypes:
         first = next(sc for sc in scans if name in sc.phenotypes)  # the autosomes' scan, where there is one
@@ -2978,7 +2979,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
             _write_ssf_metadata(meta_path, ssf_metadata(
                 ssf_f[name][0], ssf_f[name][2].hexdigest(), name, n_samples=first.n_samples.get(name),
                 n_cases=first.n_cases.get(name), covariates=first.covariate_names, genome_assembly=genome_assembly,
-                is_sorted=_ssf_sorted(chrom, pos)))
+                is_sorted=sorted_))
             files.insert(2, meta_path)
         report[name] = {
             "kind": kind, "files": files, "n_variants": int(c.sum()),
@@ -2999,11 +3000,11 @@ def _write_hashed(entry, data: bytes) -> None:
 
 def _ssf_sorted(chrom, pos) -> bool:
     """Whether variants are in GWAS-SSF's genomic order (chromosome 1-25, then position)."""
-    codes = np.array([_ssf_chrom(c) for c in dict.fromkeys(np.asarray(chrom).tolist())])
+    names, index = np.unique(np.asarray(chrom).astype(str), return_inverse=True)
+    codes = [_ssf_chrom(c) for c in names]
     if not all(c.isdigit() for c in codes):
         return False
-    by_name = dict(zip(dict.fromkeys(np.asarray(chrom).tolist()), codes.astype(np.int64)))
-    key = np.array([by_name[c] for c in np.asarray(chrom).tolist()], dtype=np.int64)
+    key = np.array(codes, dtype=np.int64)[index]
     d_chrom, d_pos = np.diff(key), np.diff(np.asarray(pos, dtype=np.int64))
     return bool(np.all((d_chrom > 0) | ((d_chrom == 0) & (d_pos >= 0))))
 
