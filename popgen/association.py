@@ -127,8 +127,8 @@ Sex chromosomes and mitochondria (:func:`gwas`, as ``plink2 --glm`` by default)
     BETA and SE doubled).  XY (pseudo-autosomal) is diploid.  Checked against PLINK 2
     on a cohort with all of them (``tests/data/sexchrom``).  The scans of
     :func:`linear_scan` / :func:`logistic_scan` themselves, and the federated GWAS, treat
-    every contig as an autosome; GWAS-SSF's ``effect_allele_frequency`` on chrX counts a
-    male's call as two alleles (his 0/2 code; ``popgen qc``'s ``.afreq`` counts one).
+    every contig as an autosome.  GWAS-SSF's ``effect_allele_frequency`` on chrX counts a
+    male's call as one allele, as ``popgen qc``'s ``.afreq`` does.
 """
 
 from __future__ import annotations
@@ -2142,6 +2142,9 @@ class AssociationScan:
     #: haploid contig (chrY, MT): genotypes coded 0/2 in the data are analysed as PLINK 2's
     #: haploid dosages 0/1 -- the same fit with BETA and SE doubled (Z/T and P unchanged)
     haploid: bool = False
+    #: per phenotype, ALT allele frequencies (variants,) among its samples that replace
+    #: ``A1_CT / (2 OBS_CT)`` as ``A1_FREQ`` (chrX: a male's call is one allele, :func:`gwas`)
+    alt_freq: dict | None = None
 
     @property
     def extension(self) -> str:
@@ -2194,6 +2197,10 @@ class AssociationScan:
             lnp = _t_lnp(stat, n - npred) if self.kind == "linear" else _z_lnp(stat)
             freq = a1 / (2.0 * n)
         p, obs, a1_is_ref, firth = np.exp(lnp), n.astype(np.int64), f[:, :, 6] > 0.5, f[:, :, 5] > 0.5
+        for j, name in enumerate(self.phenotypes if self.alt_freq else ()):
+            if name in self.alt_freq:
+                alt = self.alt_freq[name][start:stop]
+                freq[j] = np.where(a1_is_ref[j], 1.0 - alt, alt)
         cols = {name: {"BETA": beta[j], "SE": se[j], "STAT": stat[j], "LNP": lnp[j], "P": p[j], "OBS_CT": obs[j],
                        "A1_CT": a1[j], "A1_FREQ": freq[j], "A1_IS_REF": a1_is_ref[j], "ERRCODE": err[j],
                        "FIRTH": firth[j]}
@@ -3167,6 +3174,25 @@ def _founder_weights(model, ds, founders, sex):
     return f * np.where(male, 0.5, 1.0) if model == "x" else f * male
 
 
+def _chrx_alt_freq(ds, scan, values, covariates, compute=None) -> dict:
+    """chrX ALT allele frequencies among each phenotype's samples (with every covariate) as
+    ``plink2 --freq`` counts them (a male's call one allele): for GWAS-SSF's
+    ``effect_allele_frequency``.  One pass over the run's variants per distinct sample set."""
+    from popgen.qc import variant_stats
+
+    compute = compute or _backend.compute
+    ok = np.ones(ds.sizes["samples"], dtype=bool) if covariates is None else np.all(np.isfinite(covariates), axis=1)
+    masks = {name: np.isfinite(np.asarray(values[name], dtype=np.float64)) & ok for name in scan.phenotypes}
+    by_mask, out = {}, {}
+    for name, mask in masks.items():
+        key = mask.tobytes()
+        if key not in by_mask:
+            stats = variant_stats(ds, samples=mask, merge=False, sex_chromosomes=True)
+            (by_mask[key],) = compute(stats["variant_allele_frequency"].data[:, 1])
+        out[name] = np.asarray(by_mask[key], dtype=np.float64)
+    return out
+
+
 def _sample_sex(ds):
     return np.asarray(ds["sample_sex"].values) if "sample_sex" in ds else None
 
@@ -3209,6 +3235,8 @@ def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", f
                 log.warning("%s not tested: %s", where, e)
                 continue
             scan.haploid = haploid
+            if model == "x":
+                scan.alt_freq = _chrx_alt_freq(part, scan, values, cov, compute)
             if model != "autosome":
                 for name, why in scan.skipped.items():
                     log.warning("phenotype %s: %s not tested: %s", name, where, why)

@@ -1051,6 +1051,17 @@ def test_sex_chromosomes_equal_plink2(tmp_path, covar_names, ref):
         assert obs["Y"] < obs["1"] / 2 + 50 and obs["X"] < obs["1"]
     ssf = pd.read_csv(tmp_path / "s.QT.ssf.tsv", sep="\t")
     assert len(ssf) == ds.sizes["variants"] and set(ssf.chromosome.astype(str)) >= {"23", "24", "25"}
+    # chrX effect allele frequencies among the phenotype's samples, a male's call one allele (as --freq)
+    alt = ds.call_alt_count.values.astype(float)
+    sex = ds.sample_sex.values
+    used = np.isfinite(data.values["QT"]) & np.all(np.isfinite(data.covariates), axis=1) & (sex > 0)
+    x = np.flatnonzero(np.asarray(ds.contig_id.values)[ds.variant_contig.values] == "X")
+    g = np.where(alt[x] >= 0, alt[x], 0.0)[:, used]
+    called = (alt[x] >= 0)[:, used]
+    male = sex[used] == 1
+    alt_freq = (g[:, ~male].sum(1) + g[:, male].sum(1) / 2) / (2 * called[:, ~male].sum(1) + called[:, male].sum(1))
+    eaf = np.where(ssf.ref_allele[x] == "EA", 1 - alt_freq, alt_freq)
+    np.testing.assert_allclose(ssf.effect_allele_frequency[x], eaf, rtol=1e-5)
 
 
 def test_contig_models_and_runs(rng):
