@@ -515,3 +515,34 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "p.yaml").write_text("name: x\nvariants: nothere.bim\n")
     r = _popgen("federated", "plan", tmp_path / "p.yaml")
     assert r.returncode == 2 and "nothere.bim: file not found" in r.stderr
+
+
+def test_sex_chromosome_counts_equal_pooled_qc(tmp_path):
+    """chrX (males one allele), chrY (males only) and MT (haploid) in the pooled frequency panel
+    and filters (chrX's --hwe by Graffelman and Weir's test) as popgen qc on the pooled cohort,
+    and so as PLINK 2 (tests/data/plink2/sexchrom.afreq)."""
+    from conftest import DATA
+    from popgen import qc
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+    from popgen.io.plink import read_plink
+    from popgen.pipeline import subset_samples
+
+    sx = DATA / "sexchrom" / "sexchrom"
+    filters = {"geno": 0.012, "hwe": 0.05, "maf": 0.1}
+    plan = write_plan(tmp_path / "plan.yaml", variants=f"{sx}.bim", filters=filters, pca=None,
+                      gwas={"phenotypes": ["QT"], "covariates": ["AGE"]}, privacy={"min_samples": 100})
+    ds = read_plink(sx, chunks=(64, 400))
+    iid = np.asarray(ds.sample_id.values).astype(str)
+    bundles = []
+    for k in range(2):  # two sites: alternate samples
+        keep = tmp_path / f"site{k}.keep"
+        keep.write_text("".join(f"{i} {i}\n" for i in iid[k::2]))
+        st = S.align(subset_samples(ds, keep, None), plan, f"site{k}")
+        bundles.append(S.export_counts(st, tmp_path / f"site{k}.pgb"))
+    pooled = C.combine_counts(plan, C.read_site_bundles(bundles, plan, "counts"))
+    C.write_frequency_panel(tmp_path / "pooled", plan, pooled)
+    assert (tmp_path / "pooled.afreq").read_bytes() == (DATA / "plink2" / "sexchrom.afreq").read_bytes()
+    ref, rep = qc.apply_filters(ds, qc.Filters(**filters))
+    assert (tmp_path / "pooled.filter.in").read_text().split() == list(np.asarray(ref.variant_id.values).astype(str))
+    assert pooled["removed"] == rep.removed and rep.removed["hwe"] > 0

@@ -65,14 +65,19 @@ def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
 
 
 def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
-    """Pooled genotype counts (sums over sites) and frequencies."""
-    keys = ("n_called", "n_het", "n_hom_alt", "freq_n_called", "freq_n_het", "freq_n_hom_alt")
+    """Pooled genotype counts (sums over sites) and frequencies; chrX, chrY and MT counted as
+    ``popgen qc`` counts them on the pooled cohort (the sites' haploid-aware allele counts,
+    males only on chrY)."""
+    from popgen.federated.site import X_COUNTS
+
+    keys = ("n_called", "n_het", "n_hom_alt", "n_counted", "freq_n_called", "freq_n_het", "freq_n_hom_alt",
+            "freq_alt_x2", "freq_alleles_x2", *X_COUNTS)
     out = {k: sum(b.arrays[k].astype(np.int64) for b in bundles) for k in keys}
     contributing = [(b.arrays["present"] > 0) & (b.arrays["suppressed"] == 0) for b in bundles]
-    out["n_samples"] = sum(np.where(c, b.attrs["n_samples"], 0) for b, c in zip(bundles, contributing))
+    out["n_samples"] = out.pop("n_counted")  # per variant: the contributing sites' samples (chrY: males)
     out["n_sites"] = sum(c.astype(np.int64) for c in contributing)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["alt_freq"] = (out["freq_n_het"] + 2 * out["freq_n_hom_alt"]) / (2.0 * out["freq_n_called"])
+        out["alt_freq"] = out["freq_alt_x2"] / out["freq_alleles_x2"]
         out["call_rate"] = out["n_called"] / out["n_samples"]
     out["sites"] = [b.site for b in bundles]
     out["site_samples"] = {b.site: int(b.attrs["n_samples"]) for b in bundles}
@@ -86,13 +91,21 @@ def pooled_filters(plan: LoadedPlan, pooled: dict):
     from popgen.hwe import hwe_exact_p
     from popgen.qc import variant_filter_mask
 
+    from popgen.federated.site import X_COUNTS
+    from popgen.genotypes import contig_model
+    from popgen.hwe import hwe_x_exact_p
+
     f = plan.plan.filters
     if not f.variant_filters:
         return np.ones(plan.n_variants, dtype=bool), {}
-    alt = pooled["freq_n_het"] + 2 * pooled["freq_n_hom_alt"]
-    ac = np.stack([2 * pooled["freq_n_called"] - alt, alt], axis=1)
+    ac = np.stack([pooled["freq_alleles_x2"] - pooled["freq_alt_x2"], pooled["freq_alt_x2"]], axis=1) / 2.0
     hom_ref = pooled["freq_n_called"] - pooled["freq_n_het"] - pooled["freq_n_hom_alt"]
     p = hwe_exact_p(pooled["freq_n_het"], hom_ref, pooled["freq_n_hom_alt"])
+    names, index = np.unique(plan.chrom.astype(str), return_inverse=True)
+    model = np.array([contig_model(c) for c in names])[index]
+    if (model != "autosome").any():  # chrX: Graffelman and Weir's test; chrY and MT: none (as popgen qc)
+        p = np.where(model == "x", hwe_x_exact_p(*(pooled[k] for k in X_COUNTS)), p)
+        p = np.where(np.isin(model, ["y", "mt"]), np.nan, p)
     return variant_filter_mask(f.qc(samples=False), pooled["n_called"], pooled["n_samples"], ac, p)
 
 
@@ -114,15 +127,17 @@ def kept_variants(prefix, plan: LoadedPlan):
 
 
 def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
-    """``PREFIX.afreq`` (frequency samples, as ``plink2 --freq``), ``PREFIX.gcount``
-    (all samples, as ``plink2 --geno-counts``) and ``PREFIX.sites.tsv`` (sites per variant)."""
-    from popgen.io.reports import Formatted, variant_columns, write_table
+    """``PREFIX.afreq`` (frequency samples, as ``plink2 --freq``; chrX/chrY/MT as ``popgen qc``
+    counts them), ``PREFIX.gcount`` (all samples, as ``plink2 --geno-counts``; haploid calls are
+    in the diploid columns as their 0/2 codes, HAP_* are 0) and ``PREFIX.sites.tsv`` (sites per
+    variant)."""
+    from popgen.io.reports import Formatted, _fmt_g_nan, variant_columns, write_table
 
     ds = plan_dataset(plan)
     v = variant_columns(ds)
     afreq = dict(v)
-    afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"])
-    afreq["OBS_CT"] = 2 * pooled["freq_n_called"]
+    afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"], _fmt_g_nan)
+    afreq["OBS_CT"] = pooled["freq_alleles_x2"] // 2
     write_table(f"{prefix}.afreq", afreq)
     hom_ref = pooled["n_called"] - pooled["n_het"] - pooled["n_hom_alt"]
     g = dict(v)

@@ -119,30 +119,47 @@ def counts(site: Site, *, compute=None) -> dict:
     from popgen import qc
 
     compute = compute or _backend.compute
-    _warn_sex_chromosomes(site)
-    a = qc.variant_stats(site.ds, merge=False)
-    f = qc.variant_stats(site.ds, samples=site.founders(), merge=False)
+    a = qc.variant_stats(site.ds, merge=False, sex_chromosomes=True)
+    f = qc.variant_stats(site.ds, samples=site.founders(), merge=False, sex_chromosomes=True)
     vals = compute(a["variant_n_called"].data, a["variant_n_het"].data, a["variant_n_hom_alt"].data,
-                   f["variant_n_called"].data, f["variant_n_het"].data, f["variant_n_hom_alt"].data)
-    called, het, hom, f_called, f_het, f_hom = (np.asarray(v, dtype=np.int64) for v in vals)
+                   a["variant_n_samples"].data, f["variant_n_called"].data, f["variant_n_het"].data,
+                   f["variant_n_hom_alt"].data, 2 * f["variant_allele_count"].data[:, 1],
+                   2 * f["variant_allele_total"].data, f["variant_hwe_x_counts"].data)
+    called, het, hom, counted, f_called, f_het, f_hom, alt2, total2, x = (
+        np.rint(np.asarray(v)).astype(np.int64) for v in vals)
     mac = _minor_count(called, het + 2 * hom)
     sup = (mac > 0) & (mac < site.plan.plan.privacy.min_allele_count)
     out = {}
-    for key, v in (("n_called", called), ("n_het", het), ("n_hom_alt", hom), ("freq_n_called", f_called),
-                   ("freq_n_het", f_het), ("freq_n_hom_alt", f_hom)):
+    for key, v in (("n_called", called), ("n_het", het), ("n_hom_alt", hom), ("n_counted", counted),
+                   ("freq_n_called", f_called), ("freq_n_het", f_het), ("freq_n_hom_alt", f_hom),
+                   ("freq_alt_x2", alt2), ("freq_alleles_x2", total2),
+                   *((k, x[:, i]) for i, k in enumerate(X_COUNTS))):
         out[key] = site.scatter(np.where(sup, 0, v))
     out["suppressed"] = site.scatter(sup.astype(np.uint8))
     out["present"] = site.scatter(np.ones(len(site.plan_index), dtype=np.uint8))
     return out
 
 
+#: the chrX Hardy-Weinberg test's counts among the frequency samples (0 off chrX)
+X_COUNTS = ("freq_x_female_hom_ref", "freq_x_female_het", "freq_x_female_hom_alt", "freq_x_male_ref",
+            "freq_x_male_alt")
+
 COUNT_MEANINGS = {
-    "n_called": "called genotypes (all samples)",
-    "n_het": "heterozygous genotypes (all samples)",
-    "n_hom_alt": "homozygous ALT genotypes (all samples)",
+    "n_called": "called genotypes (all samples; chrY: males)",
+    "n_het": "heterozygous genotypes (all samples; chrY: males)",
+    "n_hom_alt": "homozygous ALT genotypes (all samples; chrY: males)",
+    "n_counted": "samples counted (all samples; chrY: males), the call rate's denominator",
     "freq_n_called": "called genotypes among the plan's frequency samples (founders or all)",
     "freq_n_het": "heterozygous genotypes among the frequency samples",
     "freq_n_hom_alt": "homozygous ALT genotypes among the frequency samples",
+    "freq_alt_x2": "twice the ALT alleles among the frequency samples (chrX males and chrY/MT calls haploid: "
+                   "a heterozygous haploid call is half an allele)",
+    "freq_alleles_x2": "twice the alleles among the frequency samples (haploid calls one allele)",
+    "freq_x_female_hom_ref": "chrX: females' REF/REF calls among the frequency samples",
+    "freq_x_female_het": "chrX: females' REF/ALT calls among the frequency samples",
+    "freq_x_female_hom_alt": "chrX: females' ALT/ALT calls among the frequency samples",
+    "freq_x_male_ref": "chrX: males' REF calls among the frequency samples",
+    "freq_x_male_alt": "chrX: males' ALT calls among the frequency samples",
     "suppressed": "1 where the site's minor allele count is below the plan's minimum (counts withheld, 0)",
     "present": "1 where the variant is in the site's data",
 }
@@ -205,14 +222,14 @@ def unpack_sym(packed, p: int):
 
 
 def _warn_sex_chromosomes(site: Site) -> None:
-    """The federated counts and GWAS have no chrX/chrY/MT model yet (``popgen qc`` and ``popgen
-    gwas`` have PLINK 2's): say so."""
+    """The federated GWAS has no chrX/chrY/MT model yet (``popgen gwas`` has PLINK 2's; the
+    federated counts do): say so."""
     from popgen.genotypes import model_runs
 
     other = sum(b - a for a, b, model in model_runs(site.ds) if model != "autosome")
     if other:
-        log.warning("site %s: %d plan variants on chrX/chrY/MT are counted and scanned as autosomes (the "
-                    "federated analysis has no sex-chromosome model; keep them out of the plan)", site.name, other)
+        log.warning("site %s: %d plan variants on chrX/chrY/MT are scanned as autosomes (the federated GWAS "
+                    "has no sex-chromosome model; keep them out of the plan's GWAS)", site.name, other)
 
 
 def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:
