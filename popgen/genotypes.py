@@ -86,17 +86,20 @@ def _empty_like(meta, ndim, dtype):
     return namespace(meta).empty((0,) * ndim, dtype=dtype)
 
 
-#: contig names of PLINK 2's chrX / chrY / mitochondrial models; XY (the pseudo-autosomal
-#: region) is diploid and analysed as an autosome
-_X_CONTIGS = frozenset({"X", "23", "CHRX"})
-_Y_CONTIGS = frozenset({"Y", "24", "CHRY"})
-_MT_CONTIGS = frozenset({"MT", "M", "26", "CHRM", "CHRMT"})
+#: contig names (with or without a "chr" prefix) of PLINK 2's chrX / chrY / mitochondrial
+#: models; XY (25, the pseudo-autosomal region) is diploid and analysed as an autosome, as
+#: are other contigs (unplaced, non-human names)
+_X_CONTIGS = frozenset({"X", "23"})
+_Y_CONTIGS = frozenset({"Y", "24"})
+_MT_CONTIGS = frozenset({"MT", "M", "26"})
 
 
 def contig_model(name) -> str:
-    """PLINK 2's model of a contig (``--glm``, ``--freq``, ``--missing``, ``--hardy``):
-    ``"x"``, ``"y"``, ``"mt"`` or ``"autosome"``."""
+    """PLINK 2's model of a contig (``--glm``, ``--freq``, ``--missing``, ``--hardy``; ``--pca``,
+    ``--make-king`` and ``--make-rel`` keep only ``"autosome"``): ``"x"``, ``"y"``, ``"mt"`` or
+    ``"autosome"``."""
     n = str(name).upper()
+    n = n[3:] if n.startswith("CHR") else n
     return "x" if n in _X_CONTIGS else "y" if n in _Y_CONTIGS else "mt" if n in _MT_CONTIGS else "autosome"
 
 

@@ -150,9 +150,6 @@ KING_COUNTS = ("NSNP", "HETHET", "IBS0", "HET1", "HET2")
 DEGREE_BOUNDS = (0.354, 0.177, 0.0884, 0.0442)
 DEGREE_NAMES = {0: "duplicate/MZ twin", 1: "1st degree", 2: "2nd degree", 3: "3rd degree", -1: "unrelated"}
 
-#: contigs PLINK 2 leaves out of --make-king-table and --make-rel (with or without a "chr"
-#: prefix): X, Y and MT; the pseudo-autosomal XY (25) stays in, as PLINK 2 keeps it
-_NON_AUTOSOMES = frozenset({"X", "Y", "MT", "M", "23", "24", "26"})
 #: variants per float32 indicator product in the GEMM tile
 _GEMM_ROWS = 4096
 #: default sample tile; smaller for unfiltered tables, see _table_tile
@@ -371,12 +368,11 @@ def autosomal_variants(ds) -> np.ndarray:
     -------
     ndarray, bool, shape (variants,)
     """
+    from popgen.genotypes import contig_model
     from popgen.io.reports import _str
 
     contigs = _str(ds["contig_id"].values) if "contig_id" in ds else np.array(ds.attrs["contigs"], dtype=object)
-    names = [str(c).upper() for c in contigs.tolist()]
-    names = [c[3:] if c.startswith("CHR") else c for c in names]
-    auto = np.array([c not in _NON_AUTOSOMES for c in names], dtype=bool)
+    auto = np.array([contig_model(c) == "autosome" for c in contigs.tolist()], dtype=bool)
     return auto[np.asarray(ds["variant_contig"].values)] if len(auto) else np.zeros(ds.sizes["variants"], bool)
 
 

@@ -546,3 +546,6 @@ def test_sex_chromosome_counts_equal_pooled_qc(tmp_path):
     ref, rep = qc.apply_filters(ds, qc.Filters(**filters))
     assert (tmp_path / "pooled.filter.in").read_text().split() == list(np.asarray(ref.variant_id.values).astype(str))
     assert pooled["removed"] == rep.removed and rep.removed["hwe"] > 0
+    # the plan's PCA keeps the autosomes (and XY), as popgen pca and plink2 --pca
+    with_pca = write_plan(tmp_path / "pca.yaml", variants=f"{sx}.bim", pca={"n_pcs": 3})
+    assert set(with_pca.chrom[with_pca.pca_mask].astype(str)) == {"1", "XY", "2"}

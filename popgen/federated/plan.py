@@ -99,7 +99,7 @@ class LoadedPlan:
     variant_id: np.ndarray
     ref: np.ndarray
     alt: np.ndarray
-    pca_mask: np.ndarray     # bool (variants,): used by the PCA
+    pca_mask: np.ndarray     # bool (variants,): used by the PCA (autosomes of pca.variants)
     sha256: str
 
     @property
@@ -178,6 +178,11 @@ def load_plan(path) -> LoadedPlan:
         if not pca_mask.any():
             raise PopgenError("none of the listed IDs are variants of the plan", ppath)
         content["pca"]["variants"] = _file_sha256(ppath)
+    if plan.pca is not None:  # autosomes only, as popgen pca and plink2 --pca
+        from popgen.genotypes import contig_model
+
+        names, index = np.unique(chrom.astype(str), return_inverse=True)
+        pca_mask &= np.array([contig_model(c) == "autosome" for c in names], dtype=bool)[index]
     if plan.pca is not None and plan.pca.n_pcs >= int(pca_mask.sum()):
         raise PopgenError(f"pca.n_pcs {plan.pca.n_pcs} needs more than that many PCA variants "
                           f"({int(pca_mask.sum())})", path)
