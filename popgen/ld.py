@@ -24,6 +24,7 @@ import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
+from popgen.genotypes import contig_model
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,6 @@ _TILE = {"cpu": 64, "gpu": 64}
 _GROUP = {"cpu": 512, "gpu": 4096}
 #: variants per host batch: chunks are grouped until a batch has this many rows
 _BATCH_ROWS = 16384
-#: contigs PLINK 2 does not prune as diploid autosomes: X (males count half),
-#: Y (males only) and MT (haploid); the pseudo-autosomal XY is diploid
-_SPECIAL_CONTIGS = {"X", "Y", "MT", "M", "23", "24", "26"}
 
 
 # ------------------------------------------------------------------ block math
@@ -622,8 +620,8 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
     names = _contig_names(ds)
     codes = np.asarray(ds["variant_contig"].values)
     positions = np.asarray(ds["variant_position"].values).astype(np.int64)
-    special = sorted({str(names[c]) for c in np.unique(codes)
-                      if _strip_chr(str(names[c])).upper() in _SPECIAL_CONTIGS})
+    special = sorted({str(names[c]) for c in np.unique(codes)  # PLINK 2 does not prune X, Y, MT as diploid
+                      if contig_model(names[c]) != "autosome"})
     if special:
         log.warning("contigs %s are pruned as diploid autosomes (plink2 treats X, Y and MT differently)",
                     ", ".join(special))
