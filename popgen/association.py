@@ -2587,18 +2587,38 @@ def _meta_bytes(meta) -> dict:
     return mb
 
 
-def glm_header(kind: str, firth: str | None = "fallback") -> list[str]:
-    """PLINK 2 a3.5's default .glm column set (hide-covar: one ADD row per variant)."""
+def glm_header(kind: str, firth: str | None = "fallback", ci: float | None = None) -> list[str]:
+    """PLINK 2 a3.5's default .glm column set (hide-covar: one ADD row per variant); with ``ci``
+    (``--ci 0.95``), its ``L95 U95`` (``L{100 ci}``) after the standard error."""
     cols = ["#CHROM", "POS", "ID", "REF", "ALT", "A1"]
     if kind == "logistic" and firth == "fallback":
         cols.append("FIRTH?")
     cols += ["TEST", "OBS_CT"]
-    cols += ["BETA", "SE", "T_STAT"] if kind == "linear" else ["OR", "LOG(OR)_SE", "Z_STAT"]
+    cols += ["BETA", "SE"] if kind == "linear" else ["OR", "LOG(OR)_SE"]
+    if ci is not None:
+        level = f"{100 * ci:g}"
+        cols += [f"L{level}", f"U{level}"]
+    cols.append("T_STAT" if kind == "linear" else "Z_STAT")
     return cols + ["P", "ERRCODE"]
 
 
-def _glm_lines(meta, res, kind, firth) -> bytes:
-    """A chunk's ``.glm`` rows of one phenotype (ASCII bytes)."""
+def _ci_bounds(beta, se, kind, ci):
+    """``plink2 --ci``: ``beta -/+ z se`` with ``z`` the normal quantile of ``(1 + ci) / 2`` (for
+    linear regression too), exponentiated for odds ratios; empty arrays without ``ci``."""
+    if ci is None:
+        return np.zeros(0), np.zeros(0)
+    from scipy import special
+
+    z = float(special.ndtri(0.5 + ci / 2.0))
+    lo, hi = beta - z * se, beta + z * se
+    if kind == "logistic":
+        with np.errstate(over="ignore"):
+            lo, hi = np.exp(lo), np.exp(hi)
+    return lo, hi
+
+
+def _glm_lines(meta, res, kind, firth, ci: float | None = None) -> bytes:
+    """A chunk's ``.glm`` rows of one phenotype (ASCII bytes); ``ci``: with ``L95 U95`` bounds."""
     from popgen.io.textfmt import byte_matrix, glm_rows, row_prefixes
 
     shown = (res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)
@@ -2616,10 +2636,11 @@ def _glm_lines(meta, res, kind, firth) -> bytes:
     mat, widths, prefix = mb["glm_meta"]
     flag = (res["FIRTH"].astype(np.int8) if kind == "logistic" and firth == "fallback"
             else np.full(n, -1, dtype=np.int8))
+    lo, hi = _ci_bounds(res["BETA"], res["SE"], kind, ci)
     return glm_rows(prefix, mat, widths, ref_field=3, alt_field=4, a1_is_ref=res["A1_IS_REF"], firth=flag,
                     obs=res["OBS_CT"], beta=beta, se=res["SE"], stat=res["STAT"], shown=shown, p=res["P"],
                     p_text=_tiny_p_text(np.where(shown, res["LNP"], np.nan)), err=res["ERRCODE"],
-                    err_text=_ERRCODE_BYTES)
+                    err_text=_ERRCODE_BYTES, ci_lo=lo, ci_hi=hi)
 
 
 _ERRCODE_BYTES = np.array([e.encode() for e in ERRCODES])
@@ -2901,7 +2922,7 @@ def _draw_plots(jobs, chrom, pos) -> None:
 
 
 def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool = True,
-                  batch: int | None = None, genome_assembly: str | None = None) -> dict:
+                  batch: int | None = None, genome_assembly: str | None = None, ci: float | None = None) -> dict:
     """Stream a scan's results to PLINK 2 .glm files, GWAS-SSF files and plots.
 
     ``scan`` is an :class:`AssociationScan` or a list of them (one model each, e.g. the
@@ -2917,6 +2938,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
     ``.glm.logistic.hybrid``), ``PREFIX.PHENO.ssf.tsv`` with its GWAS-SSF metadata
     ``PREFIX.PHENO.ssf.tsv-meta.yaml`` (:func:`ssf_metadata`; ``genome_assembly`` e.g.
     ``GRCh38``, else ``#NA``), ``PREFIX.PHENO.manhattan.png``, ``PREFIX.PHENO.qq.png``.
+    ``ci`` (e.g. 0.95): the .glm files get PLINK 2's ``--ci`` columns ``L95 U95``.
 
     Returns
     -------
@@ -2944,7 +2966,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
         for name in phenotypes:
             path = f"{prefix}.{name}.{extension}"
             glm[name] = (path, stack.enter_context(atomic_write(path, "wb")))  # rows come as ASCII bytes
-            glm[name][1].write(("\t".join(glm_header(kind, firth)) + "\n").encode())
+            glm[name][1].write(("\t".join(glm_header(kind, firth, ci)) + "\n").encode())
             if ssf:
                 spath = f"{prefix}.{name}.ssf.tsv"
                 ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")), hashlib.md5())
@@ -2959,7 +2981,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
                     if res is None:  # not tested on this run of variants (e.g. too few males on chrY)
                         p_parts[name].append(np.full(chunk.stop - chunk.start, np.nan))
                         continue
-                    glm[name][1].write(_glm_lines(meta, res, kind, firth))
+                    glm[name][1].write(_glm_lines(meta, res, kind, firth, ci))
                     if ssf:
                         _write_hashed(ssf_f[name], _ssf_lines(meta, res, kind))
                     p_parts[name].append(res["P"])
@@ -3199,7 +3221,7 @@ def _sample_sex(ds):
 
 def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", firth: str = "fallback",
          ssf: bool = True, plots: bool = True, batch: int | None = None, founders=None,
-         genome_assembly: str | None = None) -> dict:
+         genome_assembly: str | None = None, ci: float | None = None) -> dict:
     """Run and write a whole GWAS: linear scans of the quantitative phenotypes, logistic
     (Firth-fallback) scans of the case/control ones, as ``plink2 --glm hide-covar``.
 
@@ -3243,7 +3265,7 @@ def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", f
             scans.append(scan)
         if scans:
             report.update(write_results(prefix, scans, compute=compute, ssf=ssf, plots=plots, batch=batch,
-                                        genome_assembly=genome_assembly))
+                                        genome_assembly=genome_assembly, ci=ci))
         for name in phenotypes:
             why = next((sc.skipped[name] for sc in scans if name in sc.skipped and name not in sc.phenotypes), None)
             if name not in report and why is not None:

@@ -364,6 +364,8 @@ class GWASParams(_Strict):
                                         "their metadata (.ssf.tsv-meta.yaml)")
     genome_assembly: Optional[str] = Field(None, description="genome assembly of the positions, e.g. GRCh38, "
                                                              "for the GWAS-SSF metadata")
+    ci: Optional[float] = Field(None, gt=0, lt=1, description="confidence intervals in the .glm files "
+                                                              "(plink2 --ci 0.95: L95 U95)")
     plots: bool = Field(True, description="Manhattan and QQ plots (PNG)")
 
 
@@ -390,7 +392,7 @@ def gwas_step(run, state: State, out: str, params: GWASParams):
                                             case_control_01=params.case_control_01, model=params.model)
         report = association.gwas(ds, pheno, out, compute=lambda *c: run.compute(*c, label="GWAS"),
                                   missing=params.missing, firth=params.firth, ssf=params.ssf, plots=params.plots,
-                                  genome_assembly=params.genome_assembly)
+                                  genome_assembly=params.genome_assembly, ci=params.ci)
         for name, r in report.items():
             if "skipped" in r:
                 log.warning("phenotype %s skipped: %s", name, r["skipped"])

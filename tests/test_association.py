@@ -1109,3 +1109,22 @@ def test_sex_chromosomes_without_sex(tmp_path, caplog):
     x = np.flatnonzero(np.asarray(ds.contig_id.values)[ds.variant_contig.values] == "X")
     autosomal = A.linear_scan(ds.isel(variants=x), data.quantitative(), data.covariates).collect()["QT"]
     np.testing.assert_allclose(got[got["#CHROM"] == "X"].BETA.to_numpy(), autosomal.BETA.to_numpy(), rtol=1e-5)
+
+
+def test_confidence_intervals_equal_plink2(tmp_path):
+    """--ci 0.95: L95 U95 after the standard error, as plink2 --glm --ci 0.95 writes them (normal
+    quantile; exponentiated for odds ratios)."""
+    from popgen.cli import main
+
+    assert main(["gwas", "--bfile", str(SEXCHROM), "--pheno", f"{SEXCHROM}.pheno", "--covar", f"{SEXCHROM}.covar",
+                 "--covar-name", "AGE", "--ci", "0.95", "--out", str(tmp_path / "c"), "--cluster", "none",
+                 "--device", "cpu", "--no-ssf", "--no-plots", "--no-progress"]) == 0
+    for name, ext, tol in (("QT", "glm.linear", 1e-5), ("BT", "glm.logistic.hybrid", 5e-3)):
+        got, want = pd.read_csv(tmp_path / f"c.{name}.{ext}", sep="\t"), plink(f"sexchrom.ci.glm.{name}.{ext}")
+        assert list(got.columns) == list(want.columns) and "L95" in got
+        for col in ("L95", "U95"):  # logistic: PLINK 2's single-precision fits, as OR and SE above
+            assert rel(got[col], want[col]).max() < tol, (name, col)
+        est, se = (got.BETA, got.SE) if name == "QT" else (np.log(got.OR), got["LOG(OR)_SE"])
+        lo = est - 1.959963984540054 * se  # from the printed 6-digit estimates: to their precision
+        assert (np.abs(np.log(got.L95) - lo) if name == "BT" else np.abs(got.L95 - lo)).max() < \
+            1e-5 * (1 + np.abs(lo).max() + se.max())

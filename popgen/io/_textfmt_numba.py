@@ -350,15 +350,17 @@ def prefixes(meta, widths, n_fields, out, offsets):
 
 @numba.njit(nogil=True, cache=True)
 def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, firth, obs, beta, se, stat, shown,
-             p, p_index, p_text, err, err_text, out):
+             p, p_index, p_text, err, err_text, ci_lo, ci_hi, out):
     """PLINK 2 ``.glm`` rows (one pass, no per-column arrays): ``prefix[offsets[i]:offsets[i + 1]]``
     row ``i``'s ``#CHROM POS ID REF ALT`` with their tabs (:func:`prefixes`, once per chunk for all
     phenotypes); A1 is field ``ref_field`` or ``alt_field`` of ``meta`` (n, sum widths; NUL-padded
     fields) by ``a1_is_ref``; ``firth`` (n,) int8: -1 no FIRTH? column, 0 ``N``, 1 ``Y``; ``TEST``
     is ``ADD``; ``beta``/``se``/``stat``/``p`` as :func:`put_g6` (``NA`` where not ``shown`` or not
     finite), except rows with ``p_index >= 0``, whose P is the text ``p_text[p_index]`` (below
-    double's range); ``err_text[err[i]]`` the ERRCODE.  Returns the bytes written."""
+    double's range); ``err_text[err[i]]`` the ERRCODE; ``ci_lo``/``ci_hi`` (``--ci`` bounds, as
+    :func:`put_g6`, after SE) where they are not empty.  Returns the bytes written."""
     starts = field_starts(widths)
+    with_ci = ci_lo.shape[0] > 0
     pos = 0
     for i in range(meta.shape[0]):
         a, b = offsets[i], offsets[i + 1]
@@ -376,10 +378,18 @@ def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, fir
         pos = put_int(out, pos + 4, obs[i])
         out[pos] = 9
         pos += 1
-        for v in (beta[i], se[i], stat[i]):
+        for v in (beta[i], se[i]):
             pos = put_g6(out, pos, v if shown[i] else np.nan, True)
             out[pos] = 9
             pos += 1
+        if with_ci:
+            for v in (ci_lo[i], ci_hi[i]):
+                pos = put_g6(out, pos, v if shown[i] else np.nan, True)
+                out[pos] = 9
+                pos += 1
+        pos = put_g6(out, pos, stat[i] if shown[i] else np.nan, True)
+        out[pos] = 9
+        pos += 1
         pos = put_p(out, pos, p[i] if shown[i] else np.nan, p_index[i], p_text)
         out[pos] = 9
         pos = put_field(out, pos + 1, err_text[err[i]])

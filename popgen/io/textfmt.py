@@ -138,19 +138,20 @@ def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_fiel
 
 
 def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref, firth, obs,
-             beta, se, stat, shown, p, p_text, err, err_text) -> bytes:
+             beta, se, stat, shown, p, p_text, err, err_text, ci_lo=(), ci_hi=()) -> bytes:
     """PLINK 2 ``.glm`` rows in one numba pass (:func:`popgen.io._textfmt_numba.glm_rows`):
     ``prefix`` the :func:`row_prefixes` of ``#CHROM POS ID REF ALT``; ``meta``/``widths`` from
     :func:`byte_matrix` of the same columns (A1 is one of them); ``firth`` int8 (-1: no FIRTH?
     column); ``p`` float64 P-values, except where ``p_text`` (a dict row -> ``bytes``) has the
-    text; ``err_text`` ``S`` array of ERRCODE names.  ASCII ``bytes`` (as :func:`ssf_rows`)."""
+    text; ``err_text`` ``S`` array of ERRCODE names; ``ci_lo``/``ci_hi`` (per row, or empty: no
+    columns) ``--ci`` bounds after SE.  ASCII ``bytes`` (as :func:`ssf_rows`)."""
     n = meta.shape[0]
     if not n:
         return b""
     p_index, texts = _p_texts(n, p_text)
     err_text = np.ascontiguousarray(to_bytes(err_text))
     err_text = err_text.view(np.uint8).reshape(len(err_text), err_text.dtype.itemsize)
-    row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 5 * _WIDTH + 20 + 8 + \
+    row = int(widths.sum()) + int(max(widths[ref_field], widths[alt_field])) + 7 * _WIDTH + 20 + 8 + \
         texts.shape[1] + err_text.shape[1] + 16
     out = np.empty(n * row, dtype=np.uint8)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
@@ -158,5 +159,5 @@ def glm_rows(prefix, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, al
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), np.ascontiguousarray(firth, dtype=np.int8),
                         np.ascontiguousarray(obs, dtype=np.int64), f64(beta), f64(se), f64(stat),
                         np.ascontiguousarray(shown, dtype=np.bool_), f64(p), p_index, texts,
-                        np.ascontiguousarray(err, dtype=np.int64), err_text, out)
+                        np.ascontiguousarray(err, dtype=np.int64), err_text, f64(ci_lo), f64(ci_hi), out)
     return out[:end].tobytes()

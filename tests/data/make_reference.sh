@@ -79,6 +79,8 @@ SX=tests/data/sexchrom/sexchrom
 P2S=(plink2 --threads 2 --silent --bfile "$SX" --pheno "$SX.pheno" --covar "$SX.covar")
 "${P2S[@]}" --covar-name AGE --glm hide-covar firth-fallback --out "$REF/sexchrom.glm"
 "${P2S[@]}" --covar-name AGE,SEX --glm hide-covar firth-fallback no-x-sex --out "$REF/sexchrom.sexcovar.glm"
+# --ci 0.95: L95 U95 after the standard error (normal quantile, exponentiated for odds ratios)
+"${P2S[@]}" --covar-name AGE --glm hide-covar firth-fallback --ci 0.95 --out "$REF/sexchrom.ci.glm"
 rm -f "$REF"/*.log
 #    QC reports and filters on the same cohort: --freq/--missing count chrX males as
 #    one allele, chrY males only, MT haploid; --het and .hardy use the autosomes and XY,
