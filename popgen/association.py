@@ -2651,11 +2651,12 @@ _SSF_CHROM = {"X": "23", "Y": "24", "XY": "23", "MT": "25", "M": "25", "23": "23
               "26": "25"}
 
 
-def ssf_header(kind: str) -> list[str]:
-    """GWAS-SSF v1.0 columns: the 8 mandatory ones in order, then encouraged ones."""
+def ssf_header(kind: str, ci: float | None = None) -> list[str]:
+    """GWAS-SSF v1.0 columns: the 8 mandatory ones in order, then encouraged ones (with ``ci``:
+    ``ci_upper ci_lower``, of the odds ratio for logistic scans)."""
     return ["chromosome", "base_pair_location", "effect_allele", "other_allele",
             "beta" if kind == "linear" else "odds_ratio", "standard_error", "effect_allele_frequency", "p_value",
-            "variant_id", "rsid", "n", "ref_allele"]
+            "variant_id", "rsid", "n", "ref_allele"] + (["ci_upper", "ci_lower"] if ci is not None else [])
 
 
 def _ssf_chrom(c):
@@ -2665,8 +2666,8 @@ def _ssf_chrom(c):
     return _SSF_CHROM.get(s.upper(), s)
 
 
-def _ssf_lines(meta, res, kind) -> bytes:
-    """A chunk's GWAS-SSF rows of one phenotype (ASCII bytes)."""
+def _ssf_lines(meta, res, kind, ci: float | None = None) -> bytes:
+    """A chunk's GWAS-SSF rows of one phenotype (ASCII bytes); ``ci``: with its bounds."""
     from popgen.io.textfmt import byte_matrix, row_prefixes, ssf_rows, to_bytes
 
     keep = ((res["ERRCODE"] == E_OK) | (res["ERRCODE"] == E_UNFINISHED)) & np.isfinite(res["SE"])
@@ -2687,9 +2688,10 @@ def _ssf_lines(meta, res, kind) -> bytes:
     if kind == "logistic":
         with np.errstate(over="ignore"):
             beta = np.exp(beta)
+    lo, hi = _ci_bounds(res["BETA"][idx], res["SE"][idx], kind, ci)
     return ssf_rows(idx, head, tail, alleles, widths, ref_field=0, alt_field=1, a1_is_ref=res["A1_IS_REF"][idx],
                     beta=beta, se=res["SE"][idx], freq=res["A1_FREQ"][idx], p=res["P"][idx],
-                    p_text=_tiny_p_text(res["LNP"][idx]), obs=res["OBS_CT"][idx])
+                    p_text=_tiny_p_text(res["LNP"][idx]), obs=res["OBS_CT"][idx], ci_hi=hi, ci_lo=lo)
 
 
 def lambda_gc(p) -> float:
@@ -2938,7 +2940,8 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
     ``.glm.logistic.hybrid``), ``PREFIX.PHENO.ssf.tsv`` with its GWAS-SSF metadata
     ``PREFIX.PHENO.ssf.tsv-meta.yaml`` (:func:`ssf_metadata`; ``genome_assembly`` e.g.
     ``GRCh38``, else ``#NA``), ``PREFIX.PHENO.manhattan.png``, ``PREFIX.PHENO.qq.png``.
-    ``ci`` (e.g. 0.95): the .glm files get PLINK 2's ``--ci`` columns ``L95 U95``.
+    ``ci`` (e.g. 0.95): the .glm files get PLINK 2's ``--ci`` columns ``L95 U95``, the GWAS-SSF
+    files ``ci_upper ci_lower``.
 
     Returns
     -------
@@ -2970,7 +2973,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
             if ssf:
                 spath = f"{prefix}.{name}.ssf.tsv"
                 ssf_f[name] = (spath, stack.enter_context(atomic_write(spath, "wb")), hashlib.md5())
-                _write_hashed(ssf_f[name], ("\t".join(ssf_header(kind)) + "\n").encode())
+                _write_hashed(ssf_f[name], ("\t".join(ssf_header(kind, ci)) + "\n").encode())
         for sc in scans:
             for chunk in sc.iter_chunks(compute, batch):
                 meta = _variant_meta(sc.ds, chunk.start, chunk.stop)
@@ -2983,7 +2986,7 @@ def write_results(prefix, scan, *, compute=None, ssf: bool = True, plots: bool =
                         continue
                     glm[name][1].write(_glm_lines(meta, res, kind, firth, ci))
                     if ssf:
-                        _write_hashed(ssf_f[name], _ssf_lines(meta, res, kind))
+                        _write_hashed(ssf_f[name], _ssf_lines(meta, res, kind, ci))
                     p_parts[name].append(res["P"])
                     counts[name] += np.bincount(res["ERRCODE"], minlength=len(ERRCODES))
                     n_firth[name] += int(res["FIRTH"].sum())

@@ -1118,7 +1118,7 @@ def test_confidence_intervals_equal_plink2(tmp_path):
 
     assert main(["gwas", "--bfile", str(SEXCHROM), "--pheno", f"{SEXCHROM}.pheno", "--covar", f"{SEXCHROM}.covar",
                  "--covar-name", "AGE", "--ci", "0.95", "--out", str(tmp_path / "c"), "--cluster", "none",
-                 "--device", "cpu", "--no-ssf", "--no-plots", "--no-progress"]) == 0
+                 "--device", "cpu", "--no-plots", "--no-progress"]) == 0
     for name, ext, tol in (("QT", "glm.linear", 1e-5), ("BT", "glm.logistic.hybrid", 5e-3)):
         got, want = pd.read_csv(tmp_path / f"c.{name}.{ext}", sep="\t"), plink(f"sexchrom.ci.glm.{name}.{ext}")
         assert list(got.columns) == list(want.columns) and "L95" in got
@@ -1128,3 +1128,7 @@ def test_confidence_intervals_equal_plink2(tmp_path):
         lo = est - 1.959963984540054 * se  # from the printed 6-digit estimates: to their precision
         assert (np.abs(np.log(got.L95) - lo) if name == "BT" else np.abs(got.L95 - lo)).max() < \
             1e-5 * (1 + np.abs(lo).max() + se.max())
+        ssf = pd.read_csv(tmp_path / f"c.{name}.ssf.tsv", sep="\t")  # GWAS-SSF: ci_upper ci_lower, last
+        assert list(ssf.columns[-2:]) == ["ci_upper", "ci_lower"]
+        np.testing.assert_array_equal(ssf.ci_upper, got.U95)
+        np.testing.assert_array_equal(ssf.ci_lower, got.L95)

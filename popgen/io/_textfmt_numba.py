@@ -400,15 +400,17 @@ def glm_rows(prefix, offsets, meta, widths, ref_field, alt_field, a1_is_ref, fir
 
 @numba.njit(nogil=True, cache=True)
 def ssf_rows(rows, head, head_off, meta, widths, ref_field, alt_field, a1_is_ref, beta, se, freq, p, p_index,
-             p_text, tail, tail_off, obs, out):
+             p_text, tail, tail_off, obs, ci_hi, ci_lo, out):
     """GWAS-SSF rows of the variants ``rows`` in one pass: ``head[head_off[v]:head_off[v + 1]]``
     variant ``v``'s ``chromosome base_pair_location`` with tabs, then effect (A1) and other
     allele (fields ``ref_field`` / ``alt_field`` of ``meta`` by ``a1_is_ref``), ``beta`` /
     ``se`` / ``freq`` / ``p`` as :func:`put_g6` (``p_text[p_index[i]]`` where ``p_index[i] >= 0``),
     ``tail[tail_off[v]:tail_off[v + 1]]`` (``variant_id rsid`` with tabs), ``obs`` and
-    ``EA`` / ``OA`` (the reference allele's role).  Per-row arrays are indexed by row ``i``,
-    per-variant ones by ``v = rows[i]``.  Returns the bytes written."""
+    ``EA`` / ``OA`` (the reference allele's role), then ``ci_hi``/``ci_lo`` where not empty.
+    Per-row arrays are indexed by row ``i``, per-variant ones by ``v = rows[i]``.  Returns the
+    bytes written."""
     starts = field_starts(widths)
+    with_ci = ci_hi.shape[0] > 0
     pos = 0
     for i in range(rows.shape[0]):
         v = rows[i]
@@ -435,6 +437,11 @@ def ssf_rows(rows, head, head_off, meta, widths, ref_field, alt_field, a1_is_ref
         out[pos] = 9
         out[pos + 1] = 69 if a1_is_ref[i] else 79  # EA / OA
         out[pos + 2] = 65
-        out[pos + 3] = 10
-        pos += 4
+        pos += 3
+        if with_ci:
+            for x in (ci_hi[i], ci_lo[i]):
+                out[pos] = 9
+                pos = put_g6(out, pos + 1, x, True)
+        out[pos] = 10
+        pos += 1
     return pos

@@ -115,13 +115,14 @@ def _p_texts(n: int, p_text: dict):
 
 
 def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_field: int, alt_field: int, a1_is_ref,
-             beta, se, freq, p, p_text, obs) -> bytes:
+             beta, se, freq, p, p_text, obs, ci_hi=(), ci_lo=()) -> bytes:
     """GWAS-SSF rows of the variants ``rows`` (indices) in one numba pass
     (:func:`popgen.io._textfmt_numba.ssf_rows`): ``head`` / ``tail`` the :func:`row_prefixes` of
     ``chromosome base_pair_location`` and of ``variant_id rsid``; ``meta``/``widths`` the
     :func:`byte_matrix` holding REF and ALT; per-row ``a1_is_ref``, ``beta``, ``se``, ``freq``,
-    ``p`` (float, except rows in ``p_text``: row -> ``bytes``), ``obs``.  ASCII ``bytes``, for a
-    file opened in binary mode (no decoding and re-encoding of ~80 bytes per row)."""
+    ``p`` (float, except rows in ``p_text``: row -> ``bytes``), ``obs``, and where not empty
+    ``ci_hi``/``ci_lo`` (``ci_upper ci_lower`` last).  ASCII ``bytes``, for a file opened in
+    binary mode (no decoding and re-encoding of ~80 bytes per row)."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     n = rows.shape[0]
     if not n:
@@ -129,11 +130,12 @@ def ssf_rows(rows, head, tail, meta: np.ndarray, widths: np.ndarray, *, ref_fiel
     p_index, texts = _p_texts(n, p_text)
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
     row = int(np.diff(head[1]).max()) + int(np.diff(tail[1]).max()) + int(widths[ref_field] + widths[alt_field]) + \
-        4 * _WIDTH + texts.shape[1] + 20 + 16
+        6 * _WIDTH + texts.shape[1] + 20 + 16
     out = np.empty(n * row, dtype=np.uint8)
     end = _kernels().ssf_rows(rows, head[0], head[1], np.ascontiguousarray(meta), widths, ref_field, alt_field,
                         np.ascontiguousarray(a1_is_ref, dtype=np.bool_), f64(beta), f64(se), f64(freq), f64(p),
-                        p_index, texts, tail[0], tail[1], np.ascontiguousarray(obs, dtype=np.int64), out)
+                        p_index, texts, tail[0], tail[1], np.ascontiguousarray(obs, dtype=np.int64), f64(ci_hi),
+                        f64(ci_lo), out)
     return out[:end].tobytes()
 
 
