@@ -43,7 +43,7 @@ case "${1:-}" in
   example)
     setup ""
     "$VENV/bin/popgen" run configs/example.yaml "${@:2}"
-    echo "results in results/example/: QC reports (.afreq .hardy .vmiss .smiss .het), filtered cohort (.bed), LD prune lists, KING (.kin0 .king.cutoff.in.id), PCA (.eigenvec .pca.png), GWAS (.QT.glm.linear .BT.glm.logistic.hybrid .ssf.tsv, plots), example.log"
+    echo "results in results/example/: QC reports (.afreq .hardy .vmiss .smiss .het), filtered cohort (.bed), LD prune lists, KING (.kin0 .king.cutoff.in.id), PCA (.eigenvec .pca.png), GWAS (.QT.glm.linear .BT.glm.logistic.hybrid, GWAS-SSF .ssf.tsv with -meta.yaml, plots), example.log"
     ;;
   test)
     apt_install plink2 libopenblas0-pthread  # plink2 on OpenBLAS, as the benchmarks compare against
