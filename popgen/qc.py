@@ -180,8 +180,10 @@ def variant_stats(ds, *, samples=None, merge: bool = True, sex_chromosomes: bool
         chrX/chrY/MT with ``sex_chromosomes``), ``variant_chrx`` and
         ``variant_hwe_x_counts`` (variants, 5: females' REF/REF, REF/ALT, ALT/ALT calls,
         males' REF and ALT calls, their heterozygous calls left out; 0 off chrX), the
-        counts of chrX's Hardy-Weinberg test.  Lazy, NumPy backed.  Biallelic: any
-        non-REF allele counts as ALT.
+        counts of chrX's Hardy-Weinberg test; ``variant_genotype_counts`` (variants, 6:
+        ``plink2 --geno-counts``' HOM_REF, HET, TWO_ALT diploid calls, HAP_REF, HAP_ALT haploid
+        calls, MISSING, where a heterozygous haploid call counts as missing).  Lazy, NumPy
+        backed.  Biallelic: any non-REF allele counts as ALT.
     """
     if sex_chromosomes:
         from popgen.genotypes import model_runs
@@ -227,6 +229,16 @@ def _variant_stats(ds, samples, model, male=None, female=None):
     called, het, hom_alt = c[:, 0], c[:, 1], c[:, 2]
     hom_ref = called - het - hom_alt
     ac = da.stack([total - n_alt, n_alt], axis=1)
+    # plink2 --geno-counts: diploid calls, haploid calls (a heterozygous haploid call is missing there)
+    zero = da.zeros_like(called)
+    if model == "autosome":
+        dip, hap = (hom_ref, het, hom_alt), (zero, zero, zero)
+    elif model == "mt":
+        dip, hap = (zero, zero, zero), (hom_ref, hom_alt, het)
+    else:
+        dip = (o[:, 0] - o[:, 1] - o[:, 2], o[:, 1], o[:, 2])
+        hap = (m[:, 0] - m[:, 1] - m[:, 2], m[:, 2], m[:, 1])
+    geno_counts = da.stack([*dip, hap[0], hap[1], n_samples - called + hap[2]], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         af = ac / total[:, None]
         rate = called / n_samples if n_samples else called * np.nan
@@ -245,6 +257,7 @@ def _variant_stats(ds, samples, model, male=None, female=None):
             "variant_autosomal": (("variants",), da.full(nv, model == "autosome", chunks=called.chunks, dtype=bool)),
             "variant_chrx": (("variants",), da.full(nv, model == "x", chunks=called.chunks, dtype=bool)),
             "variant_hwe_x_counts": (("variants", "hwe_x_counts"), x_counts),
+            "variant_genotype_counts": (("variants", "genotype_counts"), geno_counts),
         }
     )
 

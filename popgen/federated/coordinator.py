@@ -68,10 +68,10 @@ def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     """Pooled genotype counts (sums over sites) and frequencies; chrX, chrY and MT counted as
     ``popgen qc`` counts them on the pooled cohort (the sites' haploid-aware allele counts,
     males only on chrY)."""
-    from popgen.federated.site import X_COUNTS
+    from popgen.federated.site import GENO_COUNTS, X_COUNTS
 
     keys = ("n_called", "n_het", "n_hom_alt", "n_counted", "freq_n_called", "freq_n_het", "freq_n_hom_alt",
-            "freq_alt_x2", "freq_alleles_x2", *X_COUNTS)
+            "freq_alt_x2", "freq_alleles_x2", *X_COUNTS, *GENO_COUNTS)
     out = {k: sum(b.arrays[k].astype(np.int64) for b in bundles) for k in keys}
     contributing = [(b.arrays["present"] > 0) & (b.arrays["suppressed"] == 0) for b in bundles]
     out["n_samples"] = out.pop("n_counted")  # per variant: the contributing sites' samples (chrY: males)
@@ -128,8 +128,8 @@ def kept_variants(prefix, plan: LoadedPlan):
 
 def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
     """``PREFIX.afreq`` (frequency samples, as ``plink2 --freq``; chrX/chrY/MT as ``popgen qc``
-    counts them), ``PREFIX.gcount`` (all samples, as ``plink2 --geno-counts``; haploid calls are
-    in the diploid columns as their 0/2 codes, HAP_* are 0) and ``PREFIX.sites.tsv`` (sites per
+    counts them), ``PREFIX.gcount`` (all samples, as ``plink2 --geno-counts``: haploid calls in
+    HAP_REF_CT/HAP_ALT_CTS, a heterozygous haploid call missing) and ``PREFIX.sites.tsv`` (sites per
     variant)."""
     from popgen.io.reports import Formatted, _fmt_g_nan, variant_columns, write_table
 
@@ -139,11 +139,10 @@ def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
     afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"], _fmt_g_nan)
     afreq["OBS_CT"] = pooled["freq_alleles_x2"] // 2
     write_table(f"{prefix}.afreq", afreq)
-    hom_ref = pooled["n_called"] - pooled["n_het"] - pooled["n_hom_alt"]
     g = dict(v)
-    g.update({"HOM_REF_CT": hom_ref, "HET_REF_ALT_CTS": pooled["n_het"], "TWO_ALT_GENO_CTS": pooled["n_hom_alt"],
-              "HAP_REF_CT": np.zeros_like(hom_ref), "HAP_ALT_CTS": np.zeros_like(hom_ref),
-              "MISSING_CT": pooled["n_samples"] - pooled["n_called"]})
+    g.update({"HOM_REF_CT": pooled["gc_hom_ref"], "HET_REF_ALT_CTS": pooled["gc_het"],
+              "TWO_ALT_GENO_CTS": pooled["gc_two_alt"], "HAP_REF_CT": pooled["gc_hap_ref"],
+              "HAP_ALT_CTS": pooled["gc_hap_alt"], "MISSING_CT": pooled["gc_missing"]})
     write_table(f"{prefix}.gcount", g)
     write_table(f"{prefix}.sites.tsv", {"ID": v["ID"], "N_SITES": pooled["n_sites"], "N_SAMPLES": pooled["n_samples"]})
     from popgen.io.files import atomic_write

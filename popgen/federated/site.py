@@ -124,8 +124,9 @@ def counts(site: Site, *, compute=None) -> dict:
     vals = compute(a["variant_n_called"].data, a["variant_n_het"].data, a["variant_n_hom_alt"].data,
                    a["variant_n_samples"].data, f["variant_n_called"].data, f["variant_n_het"].data,
                    f["variant_n_hom_alt"].data, 2 * f["variant_allele_count"].data[:, 1],
-                   2 * f["variant_allele_total"].data, f["variant_hwe_x_counts"].data)
-    called, het, hom, counted, f_called, f_het, f_hom, alt2, total2, x = (
+                   2 * f["variant_allele_total"].data, f["variant_hwe_x_counts"].data,
+                   a["variant_genotype_counts"].data)
+    called, het, hom, counted, f_called, f_het, f_hom, alt2, total2, x, gc = (
         np.rint(np.asarray(v)).astype(np.int64) for v in vals)
     mac = _minor_count(called, het + 2 * hom)
     sup = (mac > 0) & (mac < site.plan.plan.privacy.min_allele_count)
@@ -133,7 +134,8 @@ def counts(site: Site, *, compute=None) -> dict:
     for key, v in (("n_called", called), ("n_het", het), ("n_hom_alt", hom), ("n_counted", counted),
                    ("freq_n_called", f_called), ("freq_n_het", f_het), ("freq_n_hom_alt", f_hom),
                    ("freq_alt_x2", alt2), ("freq_alleles_x2", total2),
-                   *((k, x[:, i]) for i, k in enumerate(X_COUNTS))):
+                   *((k, x[:, i]) for i, k in enumerate(X_COUNTS)),
+                   *((k, gc[:, i]) for i, k in enumerate(GENO_COUNTS))):
         out[key] = site.scatter(np.where(sup, 0, v))
     out["suppressed"] = site.scatter(sup.astype(np.uint8))
     out["present"] = site.scatter(np.ones(len(site.plan_index), dtype=np.uint8))
@@ -143,6 +145,9 @@ def counts(site: Site, *, compute=None) -> dict:
 #: the chrX Hardy-Weinberg test's counts among the frequency samples (0 off chrX)
 X_COUNTS = ("freq_x_female_hom_ref", "freq_x_female_het", "freq_x_female_hom_alt", "freq_x_male_ref",
             "freq_x_male_alt")
+
+#: plink2 --geno-counts' columns over all samples (haploid calls apart; a heterozygous one is missing)
+GENO_COUNTS = ("gc_hom_ref", "gc_het", "gc_two_alt", "gc_hap_ref", "gc_hap_alt", "gc_missing")
 
 COUNT_MEANINGS = {
     "n_called": "called genotypes (all samples; chrY: males)",
@@ -160,6 +165,12 @@ COUNT_MEANINGS = {
     "freq_x_female_hom_alt": "chrX: females' ALT/ALT calls among the frequency samples",
     "freq_x_male_ref": "chrX: males' REF calls among the frequency samples",
     "freq_x_male_alt": "chrX: males' ALT calls among the frequency samples",
+    "gc_hom_ref": "diploid REF/REF calls (all samples)",
+    "gc_het": "diploid REF/ALT calls (all samples)",
+    "gc_two_alt": "diploid ALT/ALT calls (all samples)",
+    "gc_hap_ref": "haploid REF calls (all samples: males on chrX/chrY, everyone on MT)",
+    "gc_hap_alt": "haploid ALT calls (all samples)",
+    "gc_missing": "missing calls (all samples; a heterozygous haploid call counts as missing)",
     "suppressed": "1 where the site's minor allele count is below the plan's minimum (counts withheld, 0)",
     "present": "1 where the variant is in the site's data",
 }

@@ -84,9 +84,10 @@ P2S=(plink2 --threads 2 --silent --bfile "$SX" --pheno "$SX.pheno" --covar "$SX.
 rm -f "$REF"/*.log
 #    QC reports and filters on the same cohort: --freq/--missing count chrX males as
 #    one allele, chrY males only, MT haploid; --het and .hardy use the autosomes and XY,
-#    .hardy.x tests chrX (Graffelman and Weir's exact test), which --hwe uses there too.
+#    .hardy.x tests chrX (Graffelman and Weir's exact test), which --hwe uses there too;
+#    .gcount (haploid calls apart) is the federated pooled panel's reference.
 P2Q=(plink2 --threads 2 --silent --bfile "$SX")
-"${P2Q[@]}" --freq --hardy --missing --het --out "$REF/sexchrom"
+"${P2Q[@]}" --freq --hardy --missing --het --geno-counts --out "$REF/sexchrom"
 "${P2Q[@]}" --maf 0.1 --geno 0.012 --mind 0.012 --hwe 0.05 --write-snplist --make-just-fam \
   --out "$REF/sexchrom.filtered"
 rm -f "$REF"/*.log
