@@ -75,63 +75,84 @@ def _log_row_term(n_f, a_f, h):
             - math.lgamma(n_f - aa - h + 1.0) + h * math.log(2.0))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step_up(n_f, a_f, h):
+    """T(h + 2) / T(h) in a row of the X-chromosomal test: 4 AA BB / ((h + 1)(h + 2))."""
+    aa = (a_f - h) // 2
+    return 4.0 * aa * (n_f - aa - h) / ((h + 1.0) * (h + 2.0))
+
+
 @numba.njit(cache=True, nogil=True)
 def _row_tails(n_f, a_f, log_offset, log_row, log_target, log_floor):
     """One row (fixed male A count; ``a_f`` A alleles among ``n_f`` females) of the
     X-chromosomal test: the sum of its terms ``exp(log_offset + _log_row_term(...))`` at or
     below ``exp(log_target)`` (both tails of a log-concave row); ``log_row`` the row's log
-    mass.  The tails' inner ends are found by bisection, then summed outwards until their
-    terms fall below ``exp(log_floor)``: work per row is logarithmic in its width."""
+    mass.  The mode and the tails' inner ends are found by bisection.  Where the observed
+    term is near the mode, the few terms above it are summed and taken from the row's mass
+    (when that leaves at least 1e-3 of it); otherwise the tails are summed outwards, by the
+    terms' ratio, until they fall below ``exp(log_floor)``."""
     lo_h, hi_h = a_f % 2, min(a_f, 2 * n_f - a_f)
-    # the mode: T(h+2)/T(h) = 4 AA BB / ((h+1)(h+2)) crosses 1 (bisection on the step index)
-    a, b = 0, (hi_h - lo_h) // 2
+    k_max = (hi_h - lo_h) // 2
+    a, b = 0, k_max  # the mode: the first step ratio at or below 1
     while a < b:
         k = (a + b) // 2
-        h = lo_h + 2 * k
-        aa, bb = (a_f - h) // 2, n_f - (a_f - h) // 2 - h
-        if 4.0 * aa * bb > (h + 1.0) * (h + 2.0):
+        if _step_up(n_f, a_f, lo_h + 2 * k) > 1.0:
             a = k + 1
         else:
             b = k
-    mode = lo_h + 2 * a
-    if log_offset + _log_row_term(n_f, a_f, mode) <= log_target:
+    k_mode = a
+    log_mode = log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k_mode)
+    if log_mode <= log_target:
         return math.exp(log_row)  # no term of the row is likelier than observed
-    total = 0.0
-    for side in (-1, 1):
-        # the tail's first index: the term nearest the mode at or below the target
-        if side == 1:
-            a, b = (mode - lo_h) // 2 + 1, (hi_h - lo_h) // 2 + 1  # b: past the end
+    a, b = -1, k_mode  # the left tail's inner end: the largest k with its term at or below the target
+    while a < b:
+        k = (a + b + 1) // 2
+        if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
+            a = k
         else:
-            a, b = 0, (mode - lo_h) // 2  # search the last index (from the mode down) ...
-        if side == 1:
-            while a < b:
-                k = (a + b) // 2
-                if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
-                    b = k
-                else:
-                    a = k + 1
-            k, step = a, 1
-            if k > (hi_h - lo_h) // 2:
-                continue
+            b = k - 1
+    k_left = a
+    a, b = k_mode, k_max + 1  # the right tail's: the smallest
+    while a < b:
+        k = (a + b) // 2
+        if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
+            b = k
         else:
-            # largest k <= mode index with term <= target (terms increase towards the mode)
-            a, b = -1, (mode - lo_h) // 2
-            while a < b:
-                k = (a + b + 1) // 2
-                if log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k) <= log_target:
-                    a = k
-                else:
-                    b = k - 1
-            k, step = a, -1
-            if k < 0:
-                continue
-        while 0 <= k <= (hi_h - lo_h) // 2:
-            lt = log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k)
-            if lt < log_floor:
+            a = k + 1
+    k_right = a
+    if k_right - k_left - 1 <= 4096 and log_mode - log_target < 30.0:
+        middle, t = 0.0, 1.0  # relative to the mode's term
+        for k in range(k_mode, k_right):
+            middle += t
+            t *= _step_up(n_f, a_f, lo_h + 2 * k)
+        t = 1.0
+        for k in range(k_mode, k_left + 1, -1):
+            t /= _step_up(n_f, a_f, lo_h + 2 * (k - 1))
+            middle += t
+        rest = math.exp(log_row) - middle * math.exp(log_mode)
+        if rest >= 1e-3 * math.exp(log_row):
+            return rest
+    total = 0.0  # relative to the target, so that nothing underflows
+    rel_floor = math.exp(max(log_floor - log_target, -700.0))
+    if k_right <= k_max:
+        t = math.exp(log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k_right) - log_target)
+        k = k_right
+        while t >= rel_floor:
+            total += t
+            if k == k_max:
                 break
-            total += math.exp(lt)
-            k += step
-    return total
+            t *= _step_up(n_f, a_f, lo_h + 2 * k)
+            k += 1
+    if k_left >= 0:
+        t = math.exp(log_offset + _log_row_term(n_f, a_f, lo_h + 2 * k_left) - log_target)
+        k = k_left
+        while t >= rel_floor:
+            total += t
+            if k == 0:
+                break
+            t /= _step_up(n_f, a_f, lo_h + 2 * (k - 1))
+            k -= 1
+    return total * math.exp(log_target)
 
 
 @numba.njit(cache=True, nogil=True)

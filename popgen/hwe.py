@@ -54,8 +54,10 @@ def hwe_x_exact_p(f_hom_ref, f_het, f_hom_alt, m_ref, m_alt) -> np.ndarray:
     -------
     ndarray, float64, shape (variants,)
         Two-sided exact p-value (not mid-p), NaN where no calls.  Each is summed from the
-        rows of male allele counts outwards, terms below 1e-30 of the observed one left out
-        (0.1-0.2 s per variant at 500,000 samples).
+        rows of male allele counts outwards, terms below 1e-30 of the observed one left out;
+        within 1e-9 of full enumeration (1e-11 on small tables), ~1 ms per variant at 500,000
+        samples (each row's tails found by bisection, summed by the terms' ratio, or the row's
+        mass less its few terms above the observed one).
 
     References
     ----------
