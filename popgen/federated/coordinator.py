@@ -72,6 +72,11 @@ def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
 
     keys = ("n_called", "n_het", "n_hom_alt", "n_counted", "freq_n_called", "freq_n_het", "freq_n_hom_alt",
             "freq_alt_x2", "freq_alleles_x2", *X_COUNTS, *GENO_COUNTS)
+    for b in bundles:
+        lacking = [k for k in keys if k not in b.arrays]
+        if lacking:
+            raise PopgenError(f"counts bundle of site {b.site} lacks {', '.join(lacking)} (made by an older "
+                              "popgen: export it again)", b.path)
     out = {k: sum(b.arrays[k].astype(np.int64) for b in bundles) for k in keys}
     contributing = [(b.arrays["present"] > 0) & (b.arrays["suppressed"] == 0) for b in bundles]
     out["n_samples"] = out.pop("n_counted")  # per variant: the contributing sites' samples (chrY: males)
