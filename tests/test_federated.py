@@ -550,3 +550,15 @@ def test_sex_chromosome_counts_equal_pooled_qc(tmp_path):
     # the plan's PCA keeps the autosomes (and XY), as popgen pca and plink2 --pca
     with_pca = write_plan(tmp_path / "pca.yaml", variants=f"{sx}.bim", pca={"n_pcs": 3})
     assert set(with_pca.chrom[with_pca.pca_mask].astype(str)) == {"1", "XY", "2"}
+
+
+def test_counts_bundle_of_an_older_version_is_refused(fed):
+    import dataclasses
+
+    from popgen.federated import coordinator as C
+
+    plan = fed["plan"]
+    bundles = C.read_site_bundles(fed["bundles"]["counts"], plan, "counts")
+    old = dataclasses.replace(bundles[0], arrays={k: v for k, v in bundles[0].arrays.items() if k != "gc_missing"})
+    with pytest.raises(PopgenError, match="lacks gc_missing .made by an older popgen"):
+        C.combine_counts(plan, [old, *bundles[1:]])
