@@ -107,13 +107,15 @@ def _run_step(step: str, kwargs: dict, before=()):
 @click.option("--nonfounders", is_flag=True, help="use all samples, not only founders, for frequencies and HWE")
 @click.option("--make-bed", is_flag=True, help="write the filtered cohort as OUT.bed/.bim/.fam")
 @click.option("--make-vcz", is_flag=True, help="write the filtered cohort as OUT.vcz")
+@click.option("--geno-counts", is_flag=True, help="also write OUT.gcount (plink2 --geno-counts; all samples)")
 @run_options
 def qc(**kwargs):
     """Allele frequencies, Hardy-Weinberg, missingness, heterozygosity; filters.
 
-    Writes OUT.afreq, OUT.hardy, OUT.vmiss, OUT.smiss, OUT.het in PLINK 2's formats (for the
-    input cohort), then applies the filters in PLINK 2's order and, with --make-bed
-    / --make-vcz, writes the filtered cohort.
+    Writes OUT.afreq, OUT.hardy (and OUT.hardy.x for chrX), OUT.vmiss, OUT.smiss, OUT.het
+    (and with --geno-counts OUT.gcount) in PLINK 2's formats (for the input cohort), then
+    applies the filters in PLINK 2's order and, with --make-bed / --make-vcz, writes the
+    filtered cohort.
     """
     _run_step("qc", kwargs)
 

@@ -56,6 +56,7 @@ class QCParams(_Strict):
     nonfounders: bool = Field(False, description="use all samples (not only founders) for frequencies and HWE")
     make_bed: bool = Field(False, description="write the filtered cohort as OUT.bed/.bim/.fam")
     make_vcz: bool = Field(False, description="write the filtered cohort as OUT.vcz")
+    geno_counts: bool = Field(False, description="also write OUT.gcount (plink2 --geno-counts; all samples)")
 
 
 def qc_step(run, state: State, out: str, params: QCParams):
@@ -78,15 +79,18 @@ def qc_step(run, state: State, out: str, params: QCParams):
         f_v = qc.variant_stats(ds, samples=founders, merge=False, sex_chromosomes=True)
         hwe = qc.hardy_weinberg_test(f_v, merge=False)
         s = qc.sample_stats(ds, merge=False, sex_chromosomes=True)
-        n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, chrx, x_counts, s_called, s_counted = \
-            run.compute(
-                all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
-                f_v["variant_allele_frequency"].data[:, 1],
-                f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
-                hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, f_v["variant_chrx"].data,
-                f_v["variant_hwe_x_counts"].data, s["sample_n_called"].data, s["sample_n_variants"].data,
-                label="QC statistics",
-            )
+        (n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, chrx, x_counts, s_called, s_counted,
+         geno_counts) = run.compute(
+            all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
+            f_v["variant_allele_frequency"].data[:, 1],
+            f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
+            hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, f_v["variant_chrx"].data,
+            f_v["variant_hwe_x_counts"].data, s["sample_n_called"].data, s["sample_n_variants"].data,
+            all_v["variant_genotype_counts"].data, label="QC statistics",
+        )
+        if params.geno_counts:
+            reports.write_gcount(f"{out}.gcount", ds, geno_counts)
+            run.wrote(f"{out}.gcount")
         if chrx.any() and x_counts[chrx].any():  # PLINK 2's chrX test and report (needs known sexes)
             reports.write_hardy_x(f"{out}.hardy.x", ds, x_counts, p, chrx)
             run.wrote(f"{out}.hardy.x")

@@ -58,7 +58,7 @@ def assert_printed_equal(a, b, what):
 def qc_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("qc") / "ex"
     assert main(["qc", "--bfile", str(EXAMPLE), "--out", str(out), "--cluster", "none", "--device", "cpu",
-                 "--chunk-variants", "1024", "--chunk-samples", "256"]) == 0
+                 "--chunk-variants", "1024", "--chunk-samples", "256", "--geno-counts"]) == 0
     return out
 
 
@@ -68,7 +68,7 @@ def test_reports_equal_plink2(qc_out, ext):
 
 
 def test_frequency_and_missingness_files_are_byte_identical(qc_out):
-    for ext in ("afreq", "vmiss", "smiss", "het", "hardy"):
+    for ext in ("afreq", "vmiss", "smiss", "het", "hardy", "gcount"):
         assert qc_out.with_suffix(f".{ext}").read_bytes() == (REF / f"example.{ext}").read_bytes(), ext
 
 
@@ -158,12 +158,13 @@ SEXCHROM = DATA / "sexchrom" / "sexchrom"
 
 def test_sex_chromosome_reports_and_filters_equal_plink2(tmp_path):
     """chrX (males one allele), chrY (males only), XY and MT (haploid) between two autosomes:
-    .afreq/.vmiss/.smiss/.het/.hardy and chrX's .hardy.x byte-identical to PLINK 2's, and the
-    same filters (--hwe with chrX's test) keep the same samples and variants."""
+    .afreq/.vmiss/.smiss/.het/.hardy, chrX's .hardy.x and --geno-counts' .gcount (haploid calls
+    apart) byte-identical to PLINK 2's, and the same filters (--hwe with chrX's test) keep the
+    same samples and variants."""
     out = tmp_path / "sx"
     assert main(["qc", "--bfile", str(SEXCHROM), "--out", str(out), "--cluster", "none", "--device", "cpu",
-                 "--chunk-variants", "64"]) == 0
-    for ext in ("afreq", "vmiss", "smiss", "het", "hardy", "hardy.x"):
+                 "--chunk-variants", "64", "--geno-counts"]) == 0
+    for ext in ("afreq", "vmiss", "smiss", "het", "hardy", "hardy.x", "gcount"):
         assert out.with_suffix(f".{ext}").read_bytes() == (REF / f"sexchrom.{ext}").read_bytes(), ext
     assert (read(REF / "sexchrom.hardy.x")["P"].astype(float) < 0.05).sum() >= 2  # chrX variants --hwe removes
     chroms = set(read(REF / "sexchrom.afreq")["#CHROM"])

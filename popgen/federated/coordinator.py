@@ -144,11 +144,10 @@ def write_frequency_panel(prefix, plan: LoadedPlan, pooled: dict) -> list[str]:
     afreq["ALT_FREQS"] = Formatted(pooled["alt_freq"], _fmt_g_nan)
     afreq["OBS_CT"] = pooled["freq_alleles_x2"] // 2
     write_table(f"{prefix}.afreq", afreq)
-    g = dict(v)
-    g.update({"HOM_REF_CT": pooled["gc_hom_ref"], "HET_REF_ALT_CTS": pooled["gc_het"],
-              "TWO_ALT_GENO_CTS": pooled["gc_two_alt"], "HAP_REF_CT": pooled["gc_hap_ref"],
-              "HAP_ALT_CTS": pooled["gc_hap_alt"], "MISSING_CT": pooled["gc_missing"]})
-    write_table(f"{prefix}.gcount", g)
+    from popgen.federated.site import GENO_COUNTS
+    from popgen.io.reports import write_gcount
+
+    write_gcount(f"{prefix}.gcount", ds, np.stack([pooled[k] for k in GENO_COUNTS], axis=1))
     write_table(f"{prefix}.sites.tsv", {"ID": v["ID"], "N_SITES": pooled["n_sites"], "N_SAMPLES": pooled["n_samples"]})
     from popgen.io.files import atomic_write
 

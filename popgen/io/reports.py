@@ -167,6 +167,17 @@ def write_hardy(path, ds, n_hom_ref, n_het, n_hom_alt, p, rows=None) -> None:
     )
 
 
+def write_gcount(path, ds, counts) -> None:
+    """``.gcount`` (``plink2 --geno-counts``): #CHROM ID REF ALT HOM_REF_CT HET_REF_ALT_CTS
+    TWO_ALT_GENO_CTS HAP_REF_CT HAP_ALT_CTS MISSING_CT from ``counts`` (variants, 6), as
+    :func:`popgen.qc.variant_stats`' ``variant_genotype_counts``."""
+    c = np.asarray(counts)
+    cols = variant_columns(ds)
+    names = ("HOM_REF_CT", "HET_REF_ALT_CTS", "TWO_ALT_GENO_CTS", "HAP_REF_CT", "HAP_ALT_CTS", "MISSING_CT")
+    cols.update({name: c[:, i] for i, name in enumerate(names)})
+    write_table(path, cols)
+
+
 def write_hardy_x(path, ds, x_counts, p, rows) -> None:
     """``.hardy.x`` (PLINK 2's chrX Hardy-Weinberg report): #CHROM ID A1 AX FEMALE_HOM_A1_CT
     FEMALE_HET_A1_CT FEMALE_TWO_AX_CT MALE_A1_CT MALE_AX_CT O(FEMALE_HET_A1) E(FEMALE_HET_A1)

@@ -18,7 +18,7 @@ rm -f "$EX.log"
 # 2. PLINK 2 reports on the input (frequencies and HWE on founders, as by default)
 mkdir -p "$REF"
 P2=(plink2 --threads 2 --silent --bfile "$EX")
-"${P2[@]}" --freq --hardy --missing --het --out "$REF/example"
+"${P2[@]}" --freq --hardy --missing --het --geno-counts --out "$REF/example"
 # all samples (what VCF input, which has no parents, must equal)
 "${P2[@]}" --freq --hardy --het --nonfounders --out "$REF/example.nonfounders"
 # filters in PLINK 2's order: the samples and variants that remain
