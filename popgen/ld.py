@@ -24,7 +24,6 @@ import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
-from popgen.genotypes import contig_model
 
 log = logging.getLogger(__name__)
 
@@ -533,10 +532,15 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
       until one removes nothing, then the window moves on; survivors keep
       their place in the next window and are only compared with new variants.
 
-    All contigs are treated as diploid autosomes: PLINK 2's handling of X
-    (males with half weight), Y and MT is not reproduced (a warning names
-    such contigs).  PLINK 2 also refuses fewer than 50 founders without
-    ``--bad-ld``; here that is a warning.
+    **chrX, chrY and MT** (:func:`popgen.genotypes.contig_model`) are pruned as
+    PLINK 2 prunes them, each run of them on its own view of the samples
+    (:func:`_haploid_view`): on chrX a male's call counts once and another
+    sample's twice, a male's heterozygous call is missing; chrY uses males only
+    and MT every sample, heterozygous calls missing; the tie-break frequencies
+    count a male's chrX call as one allele (``popgen qc``'s ``.afreq``).  (PLINK
+    v2.00a3.5 takes the wrong samples there when the cohort has non-founders,
+    a bug fixed upstream in 2023; popgen follows the fixed rule.)  PLINK 2 also
+    refuses fewer than 50 founders without ``--bad-ld``; here that is a warning.
 
     Parameters
     ----------
@@ -588,6 +592,7 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
     PLINK 2.0 documentation, "--indep-pairwise":
     https://www.cog-genomics.org/plink/2.0/ld#indep
     """
+    from popgen.genotypes import model_runs
     from popgen.variables import validate
 
     window_bp = _check_params(window, window_kb, step, r2)
@@ -595,14 +600,96 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
     n_variants = ds.sizes["variants"]
     if n_variants == 0:
         raise PopgenError("the cohort has no variants to prune")
+    runs = model_runs(ds)
+    kw = dict(window=window, window_bp=window_bp, step=step, r2=r2, compute=compute)
+    if all(model == "autosome" for *_, model in runs):
+        keep, skipped = _ld_prune(ds, samples=samples, allele_frequency=allele_frequency, **kw)
+    else:
+        _segments(np.asarray(ds["variant_contig"].values), np.asarray(ds["variant_position"].values).astype(np.int64),
+                  _contig_names(ds), window_bp)  # a contig in several runs is an error, as without sex chromosomes
+        if allele_frequency is None:  # chrX: a male's call is one allele (plink2 --freq)
+            from popgen.qc import variant_stats
+
+            stats = variant_stats(ds, samples=_check_samples(samples, ds.sizes["samples"]), merge=False,
+                                  sex_chromosomes=True)
+            (allele_frequency,) = (compute or _backend.compute)(stats["variant_allele_frequency"].data[:, 1])
+        allele_frequency = np.asarray(allele_frequency, dtype=np.float64)
+        keep, skipped = np.zeros(n_variants, dtype=bool), np.zeros(n_variants, dtype=bool)
+        for a, b, model in runs:
+            part = ds.isel(variants=slice(a, b))
+            if model != "autosome":
+                part = _haploid_view(part, model, _check_samples(samples, ds.sizes["samples"]))
+                if part.sizes["samples"] < 2:
+                    log.warning("LD pruning: %d variants on %s removed: fewer than 2 samples to compare them on "
+                                "(chrY needs males)", b - a, model)
+                    continue
+            keep[a:b], skipped[a:b] = _ld_prune(part, samples=None if model != "autosome" else samples,
+                                                allele_frequency=allele_frequency[a:b], **kw)
+    if not keep.any():
+        raise PopgenError(f"LD pruning removed every variant ({n_variants} in, "
+                          f"{int(skipped.sum())} on contig 0, the rest monomorphic or in LD)")
+    log.info("LD pruning: %d of %d variants removed", int((~keep & ~skipped).sum()), n_variants)
+    return keep
+
+
+def _check_samples(samples, n_samples):
+    if samples is None:
+        return None
+    samples = np.asarray(samples)
+    if samples.dtype != bool or samples.shape != (n_samples,):
+        raise PopgenError(f"samples must be a boolean mask of shape ({n_samples},), "
+                          f"got {samples.dtype} {samples.shape}")
+    return samples
+
+
+def _het_missing(alt):
+    from popgen.backend import namespace
+
+    xp = namespace(alt)
+    return xp.where(alt == 1, xp.asarray(-1, dtype=alt.dtype), alt)
+
+
+def _haploid_view(ds, model, samples):
+    """A chrX, chrY or MT run of ``ds`` as PLINK 2's --indep-pairwise sees it, as a cohort
+    whose r^2 is the plain one: the samples of ``samples`` (founders), a haploid call's
+    heterozygote missing; on chrX the males once and the other samples twice (weights 1
+    and 2), on chrY the males only, on MT everyone.  Lazy (the same chunks of genotypes,
+    sample columns taken and repeated)."""
+    import dask.array as da
+    import xarray as xr
+
+    from popgen.genotypes import alt_allele_count
+    from popgen.io.plink import genotype_from_alt_count
+
+    n = ds.sizes["samples"]
+    base = np.ones(n, dtype=bool) if samples is None else samples
+    male = np.asarray(ds["sample_sex"].values) == 1 if "sample_sex" in ds else np.zeros(n, dtype=bool)
+    alt = alt_allele_count(ds)
+    hap = alt.map_blocks(_het_missing, dtype=alt.dtype)
+    if model == "x":
+        cols = [(hap, base & male), (alt, base & ~male), (alt, base & ~male)]
+    elif model == "y":
+        cols = [(hap, base & male)]
+    else:
+        cols = [(hap, base)]
+    parts = [g[:, np.flatnonzero(m)] for g, m in cols if m.any()]
+    g = da.concatenate(parts, axis=1) if parts else alt[:, :0]
+    gt = g.map_blocks(genotype_from_alt_count, new_axis=2, chunks=g.chunks + ((2,),), dtype=np.int8)
+    return xr.Dataset(
+        {"call_alt_count": (("variants", "samples"), g), "call_genotype": (("variants", "samples", "ploidy"), gt),
+         "variant_contig": ds["variant_contig"], "variant_position": ds["variant_position"],
+         "contig_id": ds["contig_id"]},
+    )
+
+
+def _ld_prune(ds, *, window, window_bp, step, r2, samples, allele_frequency, compute):
+    """:func:`ld_prune` of a cohort whose contigs all follow one model (after the checks):
+    ``(keep, skipped)`` (``skipped``: contig 0, in neither list)."""
+    n_variants = ds.sizes["variants"]
     n_samples = ds.sizes["samples"]
-    if samples is not None:
-        samples = np.asarray(samples)
-        if samples.dtype != bool or samples.shape != (n_samples,):
-            raise PopgenError(f"samples must be a boolean mask of shape ({n_samples},), "
-                              f"got {samples.dtype} {samples.shape}")
-        if samples.all():
-            samples = None
+    samples = _check_samples(samples, n_samples)
+    if samples is not None and samples.all():
+        samples = None
     n_used = n_samples if samples is None else int(samples.sum())
     if n_used < 2:
         raise PopgenError(f"LD pruning needs at least two samples, {n_used} selected")
@@ -620,11 +707,6 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
     names = _contig_names(ds)
     codes = np.asarray(ds["variant_contig"].values)
     positions = np.asarray(ds["variant_position"].values).astype(np.int64)
-    special = sorted({str(names[c]) for c in np.unique(codes)  # PLINK 2 does not prune X, Y, MT as diploid
-                      if contig_model(names[c]) != "autosome"})
-    if special:
-        log.warning("contigs %s are pruned as diploid autosomes (plink2 treats X, Y and MT differently)",
-                    ", ".join(special))
     seg_s, seg_e, skipped = _segments(codes, positions, names, window_bp)
     if window_bp is None:
         win_s, win_e, win_new = _count_windows(seg_s, seg_e, window, step)
@@ -639,12 +721,7 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
         log.warning("no pair of variants to compare (plink2 skips --indep-pairwise and writes no lists)")
     else:
         _prune_windows(ds, samples, n_used, maj, win_s, win_e, win_new, r2, removed, compute)
-    keep = ~removed & ~skipped
-    if not keep.any():
-        raise PopgenError(f"LD pruning removed every variant ({n_variants} in, "
-                          f"{int(skipped.sum())} on contig 0, the rest monomorphic or in LD)")
-    log.info("LD pruning: %d of %d variants removed", int(removed.sum()), n_variants)
-    return keep
+    return ~removed & ~skipped, skipped
 
 
 def _check_params(window, window_kb, step, r2):

@@ -168,7 +168,8 @@ def ld_prune_step(run, state: State, out: str, params: LDPruneParams):
         if params.nonfounders:  # as plink2: r^2 on founders, tie-break frequencies from all samples
             from popgen.qc import variant_stats
 
-            (allele_frequency,) = run.compute(variant_stats(ds, merge=False)["variant_allele_frequency"].data[:, 1])
+            stats = variant_stats(ds, merge=False, sex_chromosomes=True)  # chrX: a male's call one allele
+            (allele_frequency,) = run.compute(stats["variant_allele_frequency"].data[:, 1])
         keep = ld_prune(ds, window=params.window, window_kb=params.window_kb, step=params.step, r2=params.r2,
                         samples=founder_mask(ds), allele_frequency=allele_frequency,
                         compute=lambda *c: run.compute(*c, label="LD pruning"))

@@ -398,3 +398,25 @@ def test_cli_ld_prune_equals_plink2(tmp_path, args, ref):
     n_in = len((tmp_path / "o.prune.in").read_text().split())
     n_out = len((tmp_path / "o.prune.out").read_text().split())
     assert n_in + n_out == 5000
+
+
+@pytest.mark.parametrize("name, args", [("ld_50_5_0.2", ["50", "5", "0.2"]), ("ld_20kb_1_0.5", ["20kb", "1", "0.5"])])
+def test_sex_chromosomes_equal_plink2(tmp_path, name, args):
+    """chrX (a male's call once, others twice, male heterozygotes missing; tie-break frequencies
+    with a male's call one allele), chrY (males), MT (haploid) and XY, with LD blocks on each:
+    byte-identical .prune.in, and different from pruning them as autosomes."""
+    from popgen.cli import main
+    from popgen.io.plink import read_plink
+
+    ldsex = DATA / "sexchrom" / "ldsex"
+    out = tmp_path / "l"
+    assert main(["ld-prune", "--bfile", str(ldsex), "--indep-pairwise", *args, "--out", str(out), "--cluster",
+                 "none", "--device", "cpu", "--chunk-variants", "48"]) == 0
+    assert out.with_suffix(".prune.in").read_bytes() == (REF / f"ldsex.{name}.prune.in").read_bytes()
+    kept = out.with_suffix(".prune.in").read_text().split()
+    assert {k.split(":")[0] for k in kept} == {"1", "X", "XY", "Y", "MT"} and len(kept) < 360
+    # the rule matters: as diploid autosomes, chrX and MT would prune differently
+    ds = read_plink(ldsex)
+    as_autosomes = ds.assign(contig_id=("contigs", np.array(["1", "23x", "XY", "24y", "26m"], dtype=object)))
+    plain = ld.ld_prune(as_autosomes, window=50, step=5, r2=0.2)
+    assert (plain != ld.ld_prune(ds, window=50, step=5, r2=0.2)).any()

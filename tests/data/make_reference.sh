@@ -91,3 +91,10 @@ P2Q=(plink2 --threads 2 --silent --bfile "$SX")
 "${P2Q[@]}" --maf 0.1 --geno 0.012 --mind 0.012 --hwe 0.05 --write-snplist --make-just-fam \
   --out "$REF/sexchrom.filtered"
 rm -f "$REF"/*.log
+#    --indep-pairwise on chrX (a male's call once, others twice, male heterozygotes missing),
+#    chrY (males), MT (haploid) and XY, on a cohort with LD blocks (tests/test_ld.py)
+LX=tests/data/sexchrom/ldsex
+P2L=(plink2 --threads 2 --silent --bfile "$LX")
+"${P2L[@]}" --indep-pairwise 50 5 0.2 --out "$REF/ldsex.ld_50_5_0.2"
+"${P2L[@]}" --indep-pairwise 20 kb 1 0.5 --out "$REF/ldsex.ld_20kb_1_0.5"
+rm -f "$REF"/ldsex*.prune.out "$REF"/*.log

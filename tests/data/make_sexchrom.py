@@ -3,7 +3,8 @@ chrY, the pseudo-autosomal XY and MT between two autosomes, for PLINK 2's --glm 
 the sex chromosomes (see make_reference.sh, section 6).
 
 Males' haploid calls are coded 0/2 as a .bed holds them, with a few heterozygous errors; 12
-samples have unknown sex; females' chrY calls are mostly missing.  Run from the repository root:
+samples have unknown sex; females' chrY calls are mostly missing.  Also ``ldsex``, the same
+contigs with LD blocks (:func:`main_ld`).  Run from the repository root:
 ``.venv/bin/python tests/data/make_sexchrom.py``.
 """
 
@@ -49,5 +50,38 @@ def main(n=800, seed=11):
         f"{OUT}.covar", sep="\t", index=False, na_rep="NA")
 
 
+def main_ld(n=600, seed=12, out="tests/data/sexchrom/ldsex"):
+    """``ldsex``: the same contigs with LD blocks (variants copying a block's haplotype with
+    noise), for --indep-pairwise; every sample a founder (PLINK v2.00a3.5 takes the wrong
+    samples on chrX/chrY when there are non-founders)."""
+    rng = np.random.default_rng(seed)
+    sex = rng.choice([1, 2], n)
+    sex[:10] = 0
+    male = sex == 1
+    rows, contig, pos = [], [], []
+    for c, m in (("1", 100), ("X", 150), ("XY", 30), ("Y", 40), ("MT", 40)):
+        hap = np.zeros((m, 2 * n), dtype=np.int8)
+        for b in range(0, m, 10):
+            base = rng.binomial(1, rng.uniform(0.1, 0.5), 2 * n)
+            for j in range(b, min(m, b + 10)):
+                hap[j] = np.where(rng.uniform(size=2 * n) < rng.uniform(0.02, 0.3), 1 - base, base)
+        h1, h2 = hap[:, 0::2], hap[:, 1::2]
+        for j in range(m):
+            g = {"X": np.where(male, 2 * h1[j], h1[j] + h2[j]),
+                 "Y": np.where(male, 2 * h1[j], np.where(rng.uniform(size=n) < 0.9, -1, h1[j] + h2[j])),
+                 "MT": 2 * h1[j]}.get(c, h1[j] + h2[j])
+            g = np.where(rng.uniform(size=n) < 0.003, 1, g)   # heterozygous haploid errors
+            g = np.where(rng.uniform(size=n) < 0.01, -1, g)
+            rows.append(g)
+            contig.append(c)
+            pos.append(5_000 + 1000 * j)
+    ids = [f"j{k}" for k in range(n)]
+    ds = dataset_from_alt_count(np.array(rows, dtype=np.int8), contig=contig, position=pos, ref=["A"] * len(pos),
+                                alt=["G"] * len(pos), variant_id=[f"{c}:{p}" for c, p in zip(contig, pos)],
+                                sample_id=ids, family_id=ids, sex=sex, chunks=(64, n))
+    write_plink(ds, out)
+
+
 if __name__ == "__main__":
     main()
+    main_ld()
