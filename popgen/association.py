@@ -146,7 +146,7 @@ import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
-from popgen.genotypes import contig_model, model_runs  # noqa: F401  (PLINK 2's contig models, used by gwas)
+from popgen.genotypes import model_runs
 
 log = logging.getLogger("popgen")
 

@@ -1069,12 +1069,14 @@ def test_contig_models_and_runs(rng):
     ds = make_dataset(g, chunks=(4, 20))
     ds["contig_id"] = ("contigs", np.array(["1", "chrX", "Y", "MT", "XY"], dtype=object))
     ds["variant_contig"] = ("variants", np.array([0, 0, 1, 1, 4, 2, 3, 0, 0], dtype=np.int32))
-    assert [A.contig_model(c) for c in ("1", "23", "chrX", "X", "24", "M", "26", "XY", "25")] == \
+    from popgen.genotypes import contig_model, model_runs
+
+    assert [contig_model(c) for c in ("1", "23", "chrX", "X", "24", "M", "26", "XY", "25")] == \
         ["autosome", "x", "x", "x", "y", "mt", "mt", "autosome", "autosome"]
     runs = [(0, 2, "autosome"), (2, 4, "x"), (4, 5, "autosome"), (5, 6, "y"), (6, 7, "mt"), (7, 9, "autosome")]
-    assert A.model_runs(ds) == runs
+    assert model_runs(ds) == runs
     for chunks in (1, 2, 4):  # a lazy variant_contig is read block by block: runs across and at block edges
-        assert A.model_runs(ds.chunk({"variants": chunks})) == runs
+        assert model_runs(ds.chunk({"variants": chunks})) == runs
 
 
 def test_sex_chromosome_inputs(rng):
