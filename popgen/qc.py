@@ -58,6 +58,10 @@ def sample_counts_block(alt):
     """Per-sample call counts of one block: ``(s, 3)`` int64 (called, het, hom ALT)."""
     from popgen.backend import namespace
 
+    if isinstance(alt, np.ndarray):  # one numba pass instead of six
+        from popgen.kernels.qc import sample_counts_cpu
+
+        return sample_counts_cpu(alt)
     xp = namespace(alt)
     return xp.stack(
         [xp.astype(xp.count_nonzero(x, axis=0), xp.int64) for x in (alt >= 0, alt == 1, alt == 2)], axis=1
@@ -85,6 +89,10 @@ def inbreeding_block(alt, expected_hom, polymorphic, rows: int = 1024):
     """
     from popgen.backend import namespace
 
+    if isinstance(alt, np.ndarray):  # one numba pass (the composed version: masks and a float64 product)
+        from popgen.kernels.qc import inbreeding_cpu
+
+        return inbreeding_cpu(alt, np.asarray(expected_hom), np.asarray(polymorphic))
     xp = namespace(alt)
     use = xp.asarray(polymorphic)[:, None]
     called = (alt >= 0) & use

@@ -104,6 +104,7 @@ def test_block_math_matches_numpy_oracle(rng, backend_name):
     sc = to_np(sample_counts_block(x))
     np.testing.assert_array_equal(sc[:, 0], (g >= 0).sum(0))
     np.testing.assert_array_equal(sc[:, 1], (g == 1).sum(0))
+    np.testing.assert_array_equal(sc[:, 2], (g == 2).sum(0))
 
 
 def test_alt_count_multiallelic_counts_non_ref():
