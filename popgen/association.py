@@ -146,7 +146,7 @@ import numpy as np
 
 from popgen import backend as _backend
 from popgen.errors import PopgenError
-from popgen.genotypes import model_runs
+from popgen.genotypes import model_runs, sample_sex
 
 log = logging.getLogger("popgen")
 
@@ -3218,10 +3218,6 @@ def _chrx_alt_freq(ds, scan, values, covariates, compute=None) -> dict:
     return out
 
 
-def _sample_sex(ds):
-    return np.asarray(ds["sample_sex"].values) if "sample_sex" in ds else None
-
-
 def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", firth: str = "fallback",
          ssf: bool = True, plots: bool = True, batch: int | None = None, founders=None,
          genome_assembly: str | None = None, ci: float | None = None) -> dict:
@@ -3235,7 +3231,7 @@ def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", f
     """
     report = {}
     runs = model_runs(ds)
-    sex = _sample_sex(ds) if any(m != "autosome" for *_, m in runs) else None
+    sex = sample_sex(ds) if any(m != "autosome" for *_, m in runs) else None
     for phenotypes, scan_fn, kw in (
             (pheno.quantitative(), linear_scan, dict(missing=missing)),
             (pheno.case_control(), logistic_scan, dict(firth=firth))):

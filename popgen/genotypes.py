@@ -79,6 +79,14 @@ def founder_mask(ds) -> np.ndarray:
     return ~has_parent
 
 
+def sample_sex(ds) -> np.ndarray:
+    """Sample sexes as PLINK codes them, int8 (samples,): 1 male, 2 female, 0 unknown -- all 0
+    for a cohort without ``sample_sex`` (VCF input without ``--update-sex``)."""
+    if "sample_sex" not in ds:
+        return np.zeros(ds.sizes["samples"], dtype=np.int8)
+    return np.asarray(ds["sample_sex"].values).astype(np.int8)
+
+
 def _empty_like(meta, ndim, dtype):
     """A zero-size array of the same array type as ``meta`` (for ``map_blocks(meta=)``)."""
     from popgen.backend import namespace

@@ -607,24 +607,25 @@ def ld_prune(ds, *, window: int | None = None, window_kb: float | None = None, s
     else:
         _segments(np.asarray(ds["variant_contig"].values), np.asarray(ds["variant_position"].values).astype(np.int64),
                   _contig_names(ds), window_bp)  # a contig in several runs is an error, as without sex chromosomes
-        if allele_frequency is None:  # chrX: a male's call is one allele (plink2 --freq)
-            from popgen.qc import variant_stats
-
-            stats = variant_stats(ds, samples=_check_samples(samples, ds.sizes["samples"]), merge=False,
-                                  sex_chromosomes=True)
-            (allele_frequency,) = (compute or _backend.compute)(stats["variant_allele_frequency"].data[:, 1])
-        allele_frequency = np.asarray(allele_frequency, dtype=np.float64)
+        checked = _check_samples(samples, ds.sizes["samples"])
+        given = None if allele_frequency is None else np.asarray(allele_frequency, dtype=np.float64)
         keep, skipped = np.zeros(n_variants, dtype=bool), np.zeros(n_variants, dtype=bool)
         for a, b, model in runs:
             part = ds.isel(variants=slice(a, b))
+            freq = None if given is None else given[a:b]
             if model != "autosome":
-                part = _haploid_view(part, model, _check_samples(samples, ds.sizes["samples"]))
+                if freq is None:  # the tie-break's: a male's chrX call is one allele (plink2 --freq)
+                    from popgen.qc import variant_stats
+
+                    stats = variant_stats(part, samples=checked, merge=False, sex_chromosomes=True)
+                    (freq,) = (compute or _backend.compute)(stats["variant_allele_frequency"].data[:, 1])
+                part = _haploid_view(part, model, checked)
                 if part.sizes["samples"] < 2:
                     log.warning("LD pruning: %d variants on %s removed: fewer than 2 samples to compare them on "
                                 "(chrY needs males)", b - a, model)
                     continue
             keep[a:b], skipped[a:b] = _ld_prune(part, samples=None if model != "autosome" else samples,
-                                                allele_frequency=allele_frequency[a:b], **kw)
+                                                allele_frequency=freq, **kw)
     if not keep.any():
         raise PopgenError(f"LD pruning removed every variant ({n_variants} in, "
                           f"{int(skipped.sum())} on contig 0, the rest monomorphic or in LD)")
@@ -658,12 +659,12 @@ def _haploid_view(ds, model, samples):
     import dask.array as da
     import xarray as xr
 
-    from popgen.genotypes import alt_allele_count
+    from popgen.genotypes import alt_allele_count, sample_sex
     from popgen.io.plink import genotype_from_alt_count
 
     n = ds.sizes["samples"]
     base = np.ones(n, dtype=bool) if samples is None else samples
-    male = np.asarray(ds["sample_sex"].values) == 1 if "sample_sex" in ds else np.zeros(n, dtype=bool)
+    male = sample_sex(ds) == 1
     alt = alt_allele_count(ds)
     hap = alt.map_blocks(_het_missing, dtype=alt.dtype)
     if model == "x":

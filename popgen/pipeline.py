@@ -538,6 +538,7 @@ def update_sex(ds, path):
     :func:`popgen.association.gwas`)."""
     import numpy as np
 
+    from popgen.genotypes import sample_sex
     from popgen.io.pheno import match_samples, read_table
 
     table = read_table(path, numeric=False)
@@ -551,8 +552,7 @@ def update_sex(ds, path):
     if bad:
         raise PopgenError(f"column {col}: sex code {bad[0]!r} is not 1/M (male), 2/F (female) or 0/NA (unknown)",
                           path)
-    sex = np.asarray(ds["sample_sex"].values, dtype=np.int8).copy() if "sample_sex" in ds else \
-        np.zeros(ds.sizes["samples"], dtype=np.int8)
+    sex = sample_sex(ds)  # a copy (astype)
     sex[listed] = [_SEX_CODES[str(v)] for v in codes[listed]]
     log.info("--update-sex: %d samples' sexes from %s (%d male, %d female, %d unknown in the cohort)",
              int(listed.sum()), path, int((sex == 1).sum()), int((sex == 2).sum()), int((sex == 0).sum()))

@@ -274,17 +274,12 @@ def _variant_stats_by_model(ds, runs, samples):
     """:func:`_variant_stats` of each run of variants under one contig model, concatenated."""
     import xarray as xr
 
-    male, female = _has_sex(ds, 1), _has_sex(ds, 2)
+    from popgen.genotypes import sample_sex
+
+    sex = sample_sex(ds)
+    male, female = sex == 1, sex == 2
     parts = [_variant_stats(ds.isel(variants=slice(a, b)), samples, model, male, female) for a, b, model in runs]
     return xr.concat(parts, dim="variants")
-
-
-def _has_sex(ds, code: int) -> np.ndarray:
-    """``sample_sex == code`` (1 males, 2 females; a cohort without sexes has neither, as PLINK 2
-    counts samples of unknown sex)."""
-    if "sample_sex" not in ds:
-        return np.zeros(ds.sizes["samples"], dtype=bool)
-    return np.asarray(ds["sample_sex"].values) == code
 
 
 def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
@@ -303,12 +298,12 @@ def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     import dask.array as da
     import xarray as xr
 
-    from popgen.genotypes import alt_allele_count, model_runs
+    from popgen.genotypes import alt_allele_count, model_runs, sample_sex
 
     alt = alt_allele_count(ds)
     runs = model_runs(ds) if sex_chromosomes else []
     if any(model == "y" for *_, model in runs):
-        male = _has_sex(ds, 1)
+        male = sample_sex(ds) == 1
         c, n_variants = 0, np.zeros(alt.shape[1], dtype=np.int64)
         for a, b, model in runs:  # chrY runs count for males only
             w = male if model == "y" else np.ones(alt.shape[1], dtype=bool)
