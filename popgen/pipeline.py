@@ -536,8 +536,6 @@ def update_sex(ds, path):
     the IDs), matched by sample ID; samples the file lacks keep theirs (unknown for VCF input,
     which has none).  chrX and chrY analyses need the sexes (:func:`popgen.qc.variant_stats`,
     :func:`popgen.association.gwas`)."""
-    import numpy as np
-
     from popgen.genotypes import sample_sex
     from popgen.io.pheno import match_samples, read_table
 
