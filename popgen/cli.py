@@ -240,7 +240,7 @@ class _ListOptions(click.Command):
               help="missing calls: drop the sample for that variant (PLINK 2) or mean-impute (faster)")
 @click.option("--firth", type=click.Choice(["fallback", "always", "never"]), default="fallback", show_default=True)
 @click.option("--ssf/--no-ssf", default=True, help="GWAS-SSF summary statistics (with their -meta.yaml)")
-@click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None, metavar="LEVEL",
+@click.option("--ci", type=float, default=None, metavar="LEVEL",
               help="confidence intervals in the .glm files (plink2 --ci 0.95: L95 U95)")
 @click.option("--genome-assembly", metavar="NAME", default=None,
               help="assembly of the positions (e.g. GRCh38), for the GWAS-SSF metadata")

@@ -230,3 +230,10 @@ def test_example_pipeline_runs(tmp_path):
     for d, name in (("0", "duplicate/MZ"), ("1", "1st degree"), ("2", "2nd degree"), ("3", "3rd degree")):
         assert f"{name} pairs: {table.count(d)}" in log_text, name
     assert table.count("3") > 0
+
+
+def test_bad_ci_level(bfile, tmp_path):
+    res = popgen("gwas", "--bfile", bfile, "--pheno", tmp_path / "p.txt", "--out", tmp_path / "o", "--ci", "1.5",
+                 "--cluster", "none")
+    assert_one_line_error(res, "--ci")
+    assert not list(tmp_path.glob("o.*"))
