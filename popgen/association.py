@@ -3199,6 +3199,19 @@ def _founder_weights(model, ds, founders, sex):
     return f * np.where(male, 0.5, 1.0) if model == "x" else f * male
 
 
+def run_inputs(model, ds, sex, phenotypes: Mapping, covariates, covariate_names, founders=None):
+    """What a run of variants under ``model`` (:func:`popgen.genotypes.contig_model`) is scanned
+    with, as :func:`gwas` scans it: ``(phenotypes, covariates, covariate_names, haploid,
+    founder weights)`` (:func:`sex_chromosome_inputs`, :func:`_founder_weights`), or a string
+    (why the run is not tested)."""
+    if model == "autosome":
+        return phenotypes, covariates, covariate_names, False, founders
+    inputs = sex_chromosome_inputs(model, sex, phenotypes, covariates, covariate_names)
+    if isinstance(inputs, str):
+        return inputs
+    return (*inputs, _founder_weights(model, ds, founders, sex))
+
+
 def _chrx_alt_freq(ds, scan, values, covariates, compute=None) -> dict:
     """chrX ALT allele frequencies among each phenotype's samples (with every covariate) as
     ``plink2 --freq`` counts them (a male's call one allele): for GWAS-SSF's
@@ -3240,14 +3253,12 @@ def gwas(ds, pheno: PhenoData, prefix, *, compute=None, missing: str = "drop", f
         scans = []
         for start, stop, model in runs:
             part = ds if len(runs) == 1 else ds.isel(variants=slice(start, stop))
-            inputs = (phenotypes, pheno.covariates, pheno.covariate_names, False) if model == "autosome" else \
-                sex_chromosome_inputs(model, sex, phenotypes, pheno.covariates, pheno.covariate_names)
+            inputs = run_inputs(model, ds, sex, phenotypes, pheno.covariates, pheno.covariate_names, founders)
             where = f"{stop - start} variants on {_MODEL_LABEL[model]}"
             if isinstance(inputs, str):
                 log.warning("%s not tested: %s", where, inputs)
                 continue
-            values, cov, names, haploid = inputs
-            weights = founders if model == "autosome" else _founder_weights(model, ds, founders, sex)
+            values, cov, names, haploid, weights = inputs
             try:
                 scan = scan_fn(part, values, cov, covariate_names=names, founders=weights, **kw)
             except PopgenError as e:

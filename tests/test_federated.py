@@ -562,3 +562,151 @@ def test_counts_bundle_of_an_older_version_is_refused(fed):
     old = dataclasses.replace(bundles[0], arrays={k: v for k, v in bundles[0].arrays.items() if k != "gc_missing"})
     with pytest.raises(PopgenError, match="lacks gc_missing .made by an older popgen"):
         C.combine_counts(plan, [old, *bundles[1:]])
+    bundles = C.read_site_bundles(fed["bundles"]["linear"], plan, "linear")
+    old = dataclasses.replace(bundles[1], arrays={k: v for k, v in bundles[1].arrays.items() if not k.startswith(("x_", "y_"))})
+    with pytest.raises(PopgenError, match="site north lacks the chrX/chrY statistics .made by an older popgen"):
+        C.combine_linear(plan, [bundles[0], old, bundles[2]])
+
+
+# ------------------------------------------------------------------ sex chromosomes in the GWAS
+
+
+def _sexchrom_sites(tmp_path, covariates, *, privacy=None, unknown_site=None):
+    """The sex-chromosome cohort as two sites (alternate samples); ``unknown_site``: that site's
+    .fam has no sexes (as a VCF without --update-sex).  Returns the plan, the pooled cohort (the
+    same sexes) and the site of each sample."""
+    from conftest import DATA
+    from popgen.io.plink import read_plink
+
+    sx = DATA / "sexchrom" / "sexchrom"
+    plan = write_plan(tmp_path / "plan.yaml", variants=f"{sx}.bim", pca=None,
+                      gwas={"phenotypes": ["QT"], "covariates": covariates},
+                      privacy={"min_samples": 100, "min_allele_count": 0, "min_missing_count": 0, **(privacy or {})})
+    ds = read_plink(sx, chunks=(64, 400))
+    site_of = np.arange(ds.sizes["samples"]) % 2
+    if unknown_site is not None:
+        sex = np.asarray(ds.sample_sex.values).copy()
+        sex[site_of == unknown_site] = 0
+        ds = ds.assign(sample_sex=(("samples",), sex))
+    iid = np.asarray(ds.sample_id.values).astype(str)
+    return plan, ds, site_of, [(f"site{k}", iid[site_of == k]) for k in range(2)], sx
+
+
+def _sexchrom_federated(tmp_path, covariates, kind="linear", **kw):
+    from popgen import association as A
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+    from popgen.pipeline import subset_samples
+
+    plan, ds, site_of, sites, sx = _sexchrom_sites(tmp_path, covariates, **kw)
+    bundles = []
+    for name, ids in sites:
+        keep = tmp_path / f"{name}.keep"
+        keep.write_text("".join(f"{i} {i}\n" for i in ids))
+        st = S.align(subset_samples(ds, keep, None), plan, name)
+        ph = A.load_phenotypes(st.ds, f"{sx}.pheno", ["QT"], f"{sx}.covar", covariates)
+        export = S.export_linear if kind == "linear" else S.export_sumstats
+        bundles.append(export(st, ph, tmp_path / f"{name}.{kind}.pgb"))
+    return plan, ds, site_of, sx, C.read_site_bundles(bundles, plan, kind)
+
+
+def _read_tsv(path):
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", keep_default_na=False)
+
+
+@pytest.mark.parametrize("covariates, kw", [
+    (["AGE"], {}),                      # the sex added on chrX
+    (["AGE", "SEX"], {}),               # already a covariate: not added; chrY drops it (constant among males)
+    (["AGE"], {"unknown_site": 1}),     # one site knows no sexes: its samples leave chrX and chrY
+], ids=["sex-added", "sex-covariate", "site-without-sexes"])
+def test_sex_chromosome_linear_gwas_equals_pooled(tmp_path, covariates, kw):
+    """chrX (the sex as a covariate where popgen gwas adds it, A1 and GWAS-SSF's allele frequency
+    with a male's call one allele), chrY (males; haploid) and MT (haploid) of the federated linear
+    GWAS: the .glm.linear and GWAS-SSF files equal popgen gwas's on the pooled cohort with the site
+    indicator as a covariate (numbers within 1e-6 relative as printed, everything else identical)."""
+    import dataclasses
+
+    from popgen import association as A
+    from popgen.federated import coordinator as C
+
+    plan, ds, site_of, sx, bundles = _sexchrom_federated(tmp_path, covariates, **kw)
+    res = C.combine_linear(plan, bundles)
+    assert res["untested"] == {"x": {}, "y": {}}
+    assert res["models"]["x"] == (["AGE", "SEX"]) and res["models"]["y"] == ["AGE"]
+    C.write_linear(tmp_path / "fed", plan, res, plots=False)
+    ph = A.load_phenotypes(ds, f"{sx}.pheno", ["QT"], f"{sx}.covar", covariates)
+    ph = dataclasses.replace(ph, covariates=np.column_stack([ph.covariates, site_of == 1]).astype(float),
+                             covariate_names=covariates + ["SITE=site1"])
+    A.gwas(ds, ph, tmp_path / "pooled", plots=False)
+    if kw.get("unknown_site") == 1:  # chrX: only site0's samples have a sex, so the site indicator is constant
+        A.gwas(ds, A.load_phenotypes(ds, f"{sx}.pheno", ["QT"], f"{sx}.covar", covariates),  # (popgen gwas stops)
+               tmp_path / "site0", plots=False)
+    for ext in ("glm.linear", "ssf.tsv"):
+        got, ref = _read_tsv(tmp_path / f"fed.QT.{ext}"), _read_tsv(tmp_path / f"pooled.QT.{ext}")
+        if kw.get("unknown_site") == 1:
+            import pandas as pd
+
+            # rows by the .glm IDs (GWAS-SSF codes X and XY alike; its rows are those with an estimate)
+            glm = {f: _read_tsv(tmp_path / f"{f}.QT.glm.linear") for f in ("fed", "pooled", "site0")}
+            rows = {f: t[t["ERRCODE"] == "."] if ext == "ssf.tsv" else t for f, t in glm.items()}
+            own = _read_tsv(tmp_path / f"site0.QT.{ext}")
+            x = (rows["site0"]["#CHROM"].astype(str) == "X").to_numpy()
+            ref = pd.concat([ref, own[x]])
+            ids = pd.concat([rows["pooled"]["ID"], rows["site0"]["ID"][x]])
+            ref = ref.iloc[np.argsort(pd.Index(rows["fed"]["ID"]).get_indexer(ids))].reset_index(drop=True)
+        assert list(got.columns) == list(ref.columns) and len(got) == len(ref)
+        assert len(got) == plan.n_variants if ext == "glm.linear" else len(got) > 0.9 * plan.n_variants
+        for col in ref.columns:
+            if ref[col].dtype.kind == "f":
+                np.testing.assert_allclose(got[col], ref[col], rtol=1e-6, err_msg=f"{ext} {col}")
+            else:
+                assert (got[col] == ref[col]).all(), f"{ext} {col}"
+    meta = [yaml.safe_load((tmp_path / f"{p}.QT.ssf.tsv-meta.yaml").read_text()) for p in ("fed", "pooled")]
+    for m in meta:
+        del m["data_file_name"], m["data_file_md5sum"], m["file_type"], m["date_metadata_last_modified"]
+    assert meta[0] == meta[1]
+    assert set(_read_tsv(tmp_path / "fed.QT.glm.linear")["#CHROM"].astype(str)) == {"1", "X", "XY", "Y", "MT", "2"}
+
+
+def test_chrx_with_the_sex_is_withheld_where_few_samples_have_no_sex(tmp_path, caplog):
+    """Each site has 6 samples of unknown sex: with min_missing_count 10 the statistics with the sex
+    covariate would let them be told apart, so the sites withhold them and the coordinator does not
+    test chrX (everything else as pooled)."""
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    plan, ds, site_of, sx, bundles = _sexchrom_federated(tmp_path, ["AGE"], privacy={"min_missing_count": 10})
+    assert all((b.arrays["x_status"] == S.X_WITHHELD).all() and not b.arrays["x_xtx"].any() for b in bundles)
+    res = C.combine_linear(plan, bundles)
+    assert set(res["untested"]["x"]) == {"QT"} and "withheld" in res["untested"]["x"]["QT"]
+    C.write_linear(tmp_path / "fed", plan, res, plots=False)
+    chrom = _read_tsv(tmp_path / "fed.QT.glm.linear")["#CHROM"].astype(str)
+    assert "X" not in set(chrom) and len(chrom) == plan.n_variants - 120
+    assert "120 variants on chrX not tested" in caplog.text
+
+
+def test_sex_chromosome_meta_analysis_uses_each_sites_popgen_gwas(tmp_path):
+    """The meta-analysis bundles carry each site's own popgen gwas results on chrX (with the sex),
+    chrY (males) and MT, per ALT allele (haploid contigs per haploid allele, as the .glm files)."""
+    from popgen import association as A
+    from popgen.genotypes import model_runs, sample_sex
+    from popgen.io.plink import read_plink
+    from popgen.pipeline import subset_samples
+
+    plan, ds, site_of, sx, bundles = _sexchrom_federated(tmp_path, ["AGE"], kind="sumstats")
+    site_ds = subset_samples(read_plink(sx, chunks=(64, 400)), tmp_path / "site0.keep", None)
+    ph = A.load_phenotypes(site_ds, f"{sx}.pheno", ["QT"], f"{sx}.covar", ["AGE"])
+    A.gwas(site_ds, ph, tmp_path / "site0", plots=False, ssf=False)
+    import pandas as pd
+
+    ref = pd.read_csv(tmp_path / "site0.QT.glm.linear", sep="\t")
+    b = bundles[0].arrays
+    beta = np.where(ref["A1"] == ref["REF"], -ref["BETA"], ref["BETA"])
+    assert np.isfinite(beta).sum() > 300
+    np.testing.assert_allclose(b["beta"][:, 0], beta, rtol=2e-5, atol=1e-9)
+    np.testing.assert_allclose(b["se"][:, 0], ref["SE"], rtol=2e-5)
+    np.testing.assert_array_equal(b["obs_ct"][:, 0], ref["OBS_CT"])
+    runs = {m for *_, m in model_runs(site_ds)}
+    assert runs == {"autosome", "x", "y", "mt"} and (sample_sex(site_ds) == 1).sum() > 100

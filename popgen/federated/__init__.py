@@ -21,6 +21,17 @@ statistics resting on fewer than ``privacy.min_allele_count`` minor alleles (or 
 between 1 and ``privacy.min_missing_count`` - 1 missing calls, for the GWAS statistics)
 are withheld; the manifest of every bundle lists each array, its shape and meaning.
 
+chrX, chrY and MT are modelled as ``popgen gwas`` models them on the pooled cohort (with
+site indicators): the ``linear`` bundle also holds chrX's statistics with the .fam sex as
+a covariate (over the samples of known sex) and chrY's over the males, with the moments of
+the covariates (and sex) from which the coordinator decides, as on the pooled cohort,
+whether chrX takes the sex covariate and which covariates are constant among the males;
+``sumstats`` bundles hold each site's own ``popgen gwas`` results per run.  A site whose
+samples of unknown sex are between 1 and ``min_missing_count`` - 1 among a phenotype's
+withholds that phenotype's chrX-with-sex statistics (they would tell those samples apart
+from the statistics without it); the coordinator then tests chrX for it only where the
+pooled model needs no sex covariate, and says so.
+
 What exact pooling cannot hide: the linear GWAS statistics of two variants whose
 missing-call sets differ by a few samples differ by those samples' contributions.  The
 missing-cell threshold stops the direct case (a variant with one missing call next to a

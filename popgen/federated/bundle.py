@@ -32,7 +32,10 @@ FORMAT = "popgen-federated-bundle"
 #: kinds of bundle: per-site exports and the coordinator's PCA bases
 KINDS = ("counts", "linear", "sumstats", "pca-product", "pca-basis")
 #: the only dimension names an array in a bundle may have (never "samples")
-ALLOWED_DIMS = frozenset({"variants", "phenotypes", "predictors", "predictors2", "basis", "components"})
+ALLOWED_DIMS = frozenset({"variants", "phenotypes", "predictors", "predictors2", "basis", "components",
+                          # the linear GWAS's chrX (with the sex covariate) and chrY statistics
+                          "variants_x", "variants_y", "predictors_x", "predictors2_x", "covariates",
+                          "covariates_sex", "sex_counts"})
 
 
 @dataclasses.dataclass

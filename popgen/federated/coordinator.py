@@ -184,27 +184,21 @@ def _basis_maps(centres, j, k: int):
     return maps, dy
 
 
-def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 16384) -> dict:
-    """Pooled linear regression of each plan phenotype on each variant, from the sites'
-    ``linear`` bundles.  Returns ``fields`` (variants, phenotypes, 7) as
-    :func:`popgen.association.linear_finalize_block`, ``n_predictors`` (variants,
-    phenotypes) and per phenotype the pooled sample counts."""
+def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=None, block: int = 16384):
+    """Pooled fields (variants, P, N_FIELDS) and predictor counts of the regressions whose sufficient
+    statistics the sites' ``{prefix}xtx``, ``{prefix}xty``, ``{prefix}yy`` and ``{prefix}centre`` hold
+    (``k`` covariates): ``[1, covariates (those of ``covariates``, default all), site indicators,
+    g]`` over the sites with samples at each variant."""
     from popgen import association as assoc
     from popgen.federated.site import unpack_sym
 
-    g = plan.plan.gwas
-    if g is None:
-        raise PopgenError("the plan has no gwas section", plan.path)
-    P, k = len(g.phenotypes), len(g.covariates)
     K = k + 1
     S = len(bundles)
     B = 1 + k + S + 1
-    M = plan.n_variants
-    centres = [b.arrays["centre"] for b in bundles]
+    cov_cols = [1 + i for i in (range(k) if covariates is None else covariates)]
+    centres = [b.arrays[f"{prefix}centre"] for b in bundles]
     maps = [_basis_maps(centres, j, k) for j in range(P)]
-    f_alt = sum(b.arrays["freq_alt"] for b in bundles)
-    f_called = sum(b.arrays["freq_called"] for b in bundles)
-    flip_all = (f_called > 0) & (f_alt > f_called)
+    M = len(flip_all)
     fields = np.zeros((M, P, assoc.N_FIELDS))
     npred = np.zeros((M, P), dtype=np.int64)
     for v0 in range(0, M, block):
@@ -214,8 +208,8 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
         yy = np.zeros((v1 - v0, P))
         active = np.zeros((v1 - v0, P, S), dtype=bool)
         for s, b in enumerate(bundles):
-            xs = unpack_sym(b.arrays["xtx"][v0:v1], K + 1)
-            ys = b.arrays["xty"][v0:v1]
+            xs = unpack_sym(b.arrays[f"{prefix}xtx"][v0:v1], K + 1)
+            ys = b.arrays[f"{prefix}xty"][v0:v1]
             active[:, :, s] = xs[..., 0, 0] > 0
             for j in range(P):
                 t, dy = maps[j][0][s], maps[j][1][s]
@@ -223,40 +217,166 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
                 y = ys[:, j] + dy * x[:, :, 0]
                 big[:, j] += np.einsum("ab,vbc,dc->vad", t, x, t, optimize=True)
                 xty[:, j] += y @ t.T
-                yy[:, j] += b.arrays["yy"][v0:v1, j] + 2 * dy * ys[:, j, 0] + dy * dy * x[:, 0, 0]
+                yy[:, j] += b.arrays[f"{prefix}yy"][v0:v1, j] + 2 * dy * ys[:, j, 0] + dy * dy * x[:, 0, 0]
         code = active.astype(np.int64) @ (1 << np.arange(S))
         flip = flip_all[v0:v1]
         for c in np.unique(code):
             vi, ji = np.nonzero(code == c)
             sites = [s for s in range(S) if c >> s & 1]
-            cols = list(range(1 + k)) + [1 + k + s for s in sites[1:]] + [B - 1]
+            cols = [0] + cov_cols + [1 + k + s for s in sites[1:]] + [B - 1]
             ix = np.ix_(range(len(vi)), cols, cols)
             sub = big[vi, ji][ix][:, None]
             res = assoc.linear_solve(sub, xty[vi, ji][:, cols][:, None], yy[vi, ji][:, None], flip[vi])
             fields[v0 + vi, ji] = res[:, 0]
             npred[v0 + vi, ji] = len(cols)
+    return fields, npred
+
+
+#: the pooled sex is a function of the covariates (and site indicators) when the residual sum of
+#: squares of its regression on them is at most this fraction of its total sum of squares (from
+#: summed cross-products, whose rounding leaves ~1e-16 of the total: ``popgen gwas`` tests the
+#: residual's norm at 1e-8 on the samples themselves)
+_SPAN_RSS = 1e-10
+
+
+def _pooled_moments(bundles, prefix: str, n_index: int):
+    """Pooled mean and total (about it) and within-site centred cross-products of the sites'
+    ``{prefix}_mean`` / ``{prefix}_gram`` moments (``sex_counts[n_index]`` samples each; sites
+    that withheld them left out)."""
+    ns = np.array([b.arrays["sex_counts"][n_index] if b.arrays[f"{prefix}_gram"].any() else 0 for b in bundles],
+                  dtype=np.float64)
+    p = bundles[0].arrays[f"{prefix}_mean"].shape[0]
+    if ns.sum() == 0:
+        return 0.0, np.zeros((p, p)), np.zeros((p, p))
+    means = np.array([b.arrays[f"{prefix}_mean"] for b in bundles])
+    mean = (ns[:, None] * means).sum(axis=0) / ns.sum()
+    within = sum(b.arrays[f"{prefix}_gram"] for b, n in zip(bundles, ns) if n > 0)
+    d = means - mean
+    total = within + (ns[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0)
+    return ns.sum(), within, total
+
+
+def _chrx_sex_covariate(bundles, k: int):
+    """Whether the pooled chrX model adds the sex covariate, as ``popgen gwas`` decides on the
+    pooled cohort with site indicators (:func:`popgen.association.sex_chromosome_inputs`): both
+    sexes present and the sex not a function of the covariates and the site indicators."""
+    counts = np.array([b.arrays["sex_counts"] for b in bundles])
+    if counts[:, 1].sum() == 0 or counts[:, 2].sum() == 0:
+        return False
+    n, within, total = _pooled_moments(bundles, "sex", 0)
+    if n == 0 or total[k, k] <= 0:
+        return False
+    w_cc, w_cs = within[:k, :k], within[:k, k]
+    rss = within[k, k] - (w_cs @ np.linalg.pinv(w_cc) @ w_cs if k else 0.0)
+    return bool(rss > _SPAN_RSS * total[k, k])
+
+
+def _chry_covariates(bundles, k: int) -> list[int]:
+    """The covariates kept on chrY: those not constant among the pooled males with every
+    covariate (``popgen gwas`` drops the others)."""
+    n, _, total = _pooled_moments(bundles, "male", 3)
+    if not k or n == 0:
+        return list(range(k))
+    means = np.array([b.arrays["male_mean"] for b in bundles])
+    scale = np.maximum(np.abs(means).max(axis=0), 1.0)
+    return [i for i in range(k) if total[i, i] > n * (1e-9 * scale[i]) ** 2]
+
+
+def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 16384) -> dict:
+    """Pooled linear regression of each plan phenotype on each variant, from the sites'
+    ``linear`` bundles.  Returns ``fields`` (variants, phenotypes, 7) as
+    :func:`popgen.association.linear_finalize_block`, ``n_predictors`` (variants,
+    phenotypes), per phenotype the pooled sample counts, and per sex-chromosome model the
+    covariates it was fitted with (``models``) or why it was not tested (``untested``).
+
+    chrX, chrY and MT are fitted as ``popgen gwas`` fits them on the pooled cohort: chrX with
+    the sex as a further covariate where the pooled cohort needs it (from the sites' ``x_*``
+    statistics), chrY over the males (``y_*``) without covariates constant among them.
+    """
+    g = plan.plan.gwas
+    if g is None:
+        raise PopgenError("the plan has no gwas section", plan.path)
+    lacking = [b.site for b in bundles if "x_xtx" not in b.arrays]
+    if lacking:
+        raise PopgenError(f"linear bundle of site {lacking[0]} lacks the chrX/chrY statistics (made by an older "
+                          "popgen: export it again)", next(b.path for b in bundles if b.site == lacking[0]))
+    P, k = len(g.phenotypes), len(g.covariates)
+    f_alt = sum(b.arrays["freq_alt"] for b in bundles)
+    f_called = sum(b.arrays["freq_called"] for b in bundles)
+    flip_all = (f_called > 0) & (f_alt > f_called)
+    fields, npred = _pooled_fit(bundles, "", k, flip_all, P=P, block=block)
+    models = {"x": list(g.covariates), "y": list(g.covariates)}
+    untested: dict = {"x": {}, "y": {}}
+    alt_x = {"alt": sum(b.arrays["xa_alt"] for b in bundles), "alleles": sum(b.arrays["xa_alleles"] for b in bundles)}
+    x_idx, y_idx = plan.model_index("x"), plan.model_index("y")
+    if len(x_idx) and _chrx_sex_covariate(bundles, k):
+        models["x"] = list(g.covariates) + ["SEX"]
+        status = np.array([b.arrays["x_status"] for b in bundles])
+        for j, name in enumerate(g.phenotypes):
+            why = [f"site {b.site} {'has the sex among its covariates' if st == 2 else 'withheld them'}"
+                   for b, st in zip(bundles, status[:, j]) if st in (2, 3)]
+            if why:
+                untested["x"][name] = "no statistics with the sex covariate: " + "; ".join(why)
+        f, n = _pooled_fit(bundles, "x_", k + 1, flip_all[x_idx], P=P, block=block)
+        fields[x_idx], npred[x_idx] = f, n
+        alt_x = {"alt": sum(b.arrays["x_alt"] for b in bundles), "alleles": sum(b.arrays["x_alleles"] for b in bundles)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_freq = alt_x["alt"] / alt_x["alleles"]
+    if len(y_idx):
+        males = sum(int(b.arrays["sex_counts"][1]) for b in bundles)
+        if males == 0:
+            untested["y"] = dict.fromkeys(g.phenotypes, "no male sample")
+        keep = _chry_covariates(bundles, k)
+        models["y"] = [g.covariates[i] for i in keep]
+        for j, name in enumerate(g.phenotypes):
+            if males and not any(b.arrays["y_used"][j] for b in bundles):
+                untested["y"][name] = "no site has enough males with the phenotype"
+        f, n = _pooled_fit(bundles, "y_", k, flip_all[y_idx], P=P, covariates=keep, block=block)
+        fields[y_idx], npred[y_idx] = f, n
+    centres = [b.arrays["centre"] for b in bundles]
     n_samples = {name: int(sum(c[j, 0] for c in centres)) for j, name in enumerate(g.phenotypes)}
     used = np.array([sum(int(b.arrays["phenotype_used"][j]) for b in bundles) for j in range(P)])
     return {"fields": fields, "n_predictors": npred, "n_samples": n_samples, "n_sites": used,
-            "sites": [b.site for b in bundles]}
+            "sites": [b.site for b in bundles], "models": models, "untested": untested, "x_alt_freq": x_freq}
 
 
 def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, plots: bool = True) -> dict:
-    """Write the pooled linear GWAS as ``popgen gwas`` does (``.glm.linear``, GWAS-SSF, plots)."""
+    """Write the pooled linear GWAS as ``popgen gwas`` does (``.glm.linear``, GWAS-SSF, plots):
+    each run of chrX, chrY and MT variants with its model's covariates, chrY and MT haploid."""
     import dask.array as da
 
     from popgen import association as assoc
+    from popgen.genotypes import model_runs
 
     g = plan.plan.gwas
     names = [n for j, n in enumerate(g.phenotypes) if result["n_sites"][j] > 0]
-    idx = [g.phenotypes.index(n) for n in names]
     keep = kept_variants(prefix, plan)
-    fields = result["fields"][keep][:, idx]
-    scan = assoc.AssociationScan(
-        plan_dataset(plan, keep), "linear", names, da.from_array(fields, chunks=(65536, len(names), assoc.N_FIELDS)),
-        result["n_predictors"][keep][:, idx], list(g.covariates) + [f"SITE={s}" for s in result["sites"][1:]],
-        {n: result["n_samples"][n] for n in names}, {}, {})
-    return assoc.write_results(prefix, scan, ssf=ssf, plots=plots)
+    kept = np.flatnonzero(keep)
+    ds = plan_dataset(plan, keep)
+    sites = [f"SITE={s}" for s in result["sites"][1:]]
+    x_pos = np.searchsorted(plan.model_index("x"), kept)
+    scans = []
+    for start, stop, model in model_runs(ds) or [(0, 0, "autosome")]:
+        untested = result["untested"].get(model, {})
+        run = [n for n in names if n not in untested]
+        for n in names:
+            if n in untested:
+                log.warning("phenotype %s: %d variants on %s not tested: %s", n, stop - start,
+                            assoc._MODEL_LABEL[model], untested[n])
+        if not run:
+            continue
+        idx = [g.phenotypes.index(n) for n in run]
+        rows = kept[start:stop]
+        fields = result["fields"][rows][:, idx]
+        scan = assoc.AssociationScan(
+            ds.isel(variants=slice(start, stop)), "linear", run,
+            da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS)), result["n_predictors"][rows][:, idx],
+            result["models"].get(model, list(g.covariates)) + sites, {n: result["n_samples"][n] for n in run}, {}, {})
+        scan.haploid = model in ("y", "mt")
+        if model == "x":
+            scan.alt_freq = {n: result["x_alt_freq"][x_pos[start:stop], j] for n, j in zip(run, idx)}
+        scans.append(scan)
+    return assoc.write_results(prefix, scans, ssf=ssf, plots=plots)
 
 
 # ------------------------------------------------------------------ meta-analysis

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -110,6 +111,18 @@ class LoadedPlan:
     def short(self) -> str:
         return self.sha256[:12]
 
+    @functools.cached_property
+    def models(self) -> np.ndarray:
+        """Each variant's :func:`popgen.genotypes.contig_model` ("autosome", "x", "y", "mt")."""
+        from popgen.genotypes import contig_model
+
+        names, index = np.unique(self.chrom.astype(str), return_inverse=True)
+        return np.array([contig_model(c) for c in names], dtype=object)[index].astype(str)
+
+    def model_index(self, model: str) -> np.ndarray:
+        """The plan positions of the variants under ``model``, in plan order."""
+        return np.flatnonzero(self.models == model)
+
 
 def _resolve(base: Path, p: str) -> Path:
     q = Path(p)
@@ -203,6 +216,7 @@ def plan_dataset(plan: LoadedPlan, mask=None):
             "variant_position": (("variants",), plan.pos[sel]),
             "variant_id": (("variants",), plan.variant_id[sel].astype(str)),
             "variant_allele": (("variants", "alleles"), np.stack([plan.ref[sel], plan.alt[sel]], axis=1).astype(str)),
+            "contig_id": (("contigs",), contigs),
         },
         attrs={"contigs": contigs.tolist()},
     )

@@ -232,51 +232,27 @@ def unpack_sym(packed, p: int):
     return out
 
 
-def _warn_sex_chromosomes(site: Site) -> None:
-    """The federated GWAS has no chrX/chrY/MT model yet (``popgen gwas`` has PLINK 2's; the
-    federated counts do): say so."""
-    from popgen.genotypes import model_runs
-
-    other = sum(b - a for a, b, model in model_runs(site.ds) if model != "autosome")
-    if other:
-        log.warning("site %s: %d plan variants on chrX/chrY/MT are scanned as autosomes (the federated GWAS "
-                    "has no sex-chromosome model; keep them out of the plan's GWAS)", site.name, other)
-
-
-def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:
-    """Per plan variant and phenotype, the normal equations of ``y ~ 1 + covariates + g``
-    over the site's samples with the phenotype, every covariate and a call at the variant
-    (:func:`popgen.association.linear_stats`), plus the centring of each phenotype's sample set.
-
-    Suppressed (all statistics 0, ``suppressed`` = 1) per variant and phenotype: a
-    minor allele count in ``[1, min_allele_count)`` or a number of missing calls in
-    ``[1, min_missing_count)`` among the phenotype's samples.
-    """
-
+def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, *, compute, batch: int = 8) -> dict:
+    """One pass of the exact linear statistics over ``ds`` (the site's variants, or a run of
+    them): per variant and plan phenotype ``xtx`` (v, P, K+1, K+1), ``xty``, ``yy``, ``sup``
+    (suppressed), the founder frequency columns ``f_alt``, ``f_called`` (v,), and per phenotype
+    ``centre`` (P, K+1), ``used`` (P,) and ``masks`` (its samples).  Raises PopgenError where no
+    phenotype has enough samples."""
     from popgen import association as assoc
     from popgen.backend import to_cpu
 
-    compute = compute or _backend.compute
     g = site.plan.plan.gwas
-    _warn_sex_chromosomes(site)
-    values = _site_phenotypes(site, pheno, binary=False)
-    P, k = len(g.phenotypes), len(g.covariates)
+    P = len(g.phenotypes)
+    design = assoc._design(ds, values, covariates, covariate_names, binary=False,
+                           min_samples=max(g.min_samples, site.plan.plan.privacy.min_samples),
+                           founders=founders, check_covariates=False)
+    k = design.covariates.shape[1]
     K = k + 1
-    used = np.array([name in values for name in g.phenotypes])
-    if not used.any():
-        raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")
-    try:
-        design = assoc._design(site.ds, values, pheno.covariates, pheno.covariate_names, binary=False,
-                               min_samples=max(g.min_samples, site.plan.plan.privacy.min_samples),
-                               founders=site.founders(), check_covariates=False)
-    except PopgenError as e:
-        raise PopgenError(f"site {site.name}: {e}") from None
     kept = [g.phenotypes.index(n) for n in design.names]
     used = np.zeros(P, dtype=bool)
     used[kept] = True
-    sums, totals = assoc.linear_sums(site.ds, design)
-    Pk = len(kept)
-    nv = site.ds.sizes["variants"]
+    sums, totals = assoc.linear_sums(ds, design)
+    nv = ds.sizes["variants"]
     xtx = np.zeros((nv, P, K + 1, K + 1))
     xty = np.zeros((nv, P, K + 1))
     yy = np.zeros((nv, P))
@@ -288,14 +264,14 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
         idx = range(b0, min(n_blocks, b0 + batch))
         blocks = compute(*[sums.blocks[i] for i in idx])
         for i, blk in zip(idx, blocks):
-            st = assoc.linear_stats(np.asarray(to_cpu(blk)), totals, n_pheno=Pk, n_cov=k,
+            st = assoc.linear_stats(np.asarray(to_cpu(blk)), totals, n_pheno=len(kept), n_cov=k,
                                     n_founders=int(design.founders.sum()))
-            s, e = bounds[i], bounds[i + 1]
-            xtx[s:e, kept] = st["xtx"]
-            xty[s:e, kept] = st["xty"]
-            yy[s:e, kept] = st["yy"]
-            f_alt[s:e] = st["founder_alt"]
-            f_called[s:e] = st["founder_called"]
+            a, b = bounds[i], bounds[i + 1]
+            xtx[a:b, kept] = st["xtx"]
+            xty[a:b, kept] = st["xty"]
+            yy[a:b, kept] = st["yy"]
+            f_alt[a:b] = st["founder_alt"]
+            f_called[a:b] = st["founder_called"]
     # suppression: small minor allele counts and small missing-call cells
     pr = site.plan.plan.privacy
     n_used = np.array([design.n_used.get(name, 0) for name in g.phenotypes], dtype=np.float64)
@@ -313,43 +289,247 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
     f_alt[f_sup] = 0
     f_called[f_sup] = 0
     centre = np.zeros((P, K + 1))
+    masks = {}
     for j in kept:
         name = g.phenotypes[j]
         m = design.mask[:, design.names.index(name)]
+        masks[name] = m
         centre[j, 0] = m.sum()
         if k:
             centre[j, 1:K] = design.covariates[m].mean(axis=0)
         centre[j, K] = design.y[m, design.names.index(name)].mean()
-    return {"xtx": site.scatter(pack_sym(xtx)), "xty": site.scatter(xty), "yy": site.scatter(yy),
-            "freq_alt": site.scatter(f_alt), "freq_called": site.scatter(f_called),
-            "suppressed": site.scatter(sup.astype(np.uint8)), "centre": centre,
-            "phenotype_used": used.astype(np.uint8), "skipped": dict(design.skipped),
-            "n_suppressed": int(sup.sum())}
+    return {"xtx": xtx, "xty": xty, "yy": yy, "sup": sup, "f_alt": f_alt, "f_called": f_called,
+            "centre": centre, "used": used, "masks": masks, "skipped": dict(design.skipped)}
+
+
+#: per-variant arrays of a linear bundle (the chrX-with-sex and chrY sets are prefixed x_ / y_)
+_LINEAR_ROWS = ("xtx", "xty", "yy", "sup")
+#: ``x_status`` per phenotype: why a site's chrX statistics with the sex covariate are (not) there
+X_ABSENT, X_SENT, X_IN_COVARIATES, X_WITHHELD = 0, 1, 2, 3
+
+
+def _chrx_allele_counts(ds, masks, names) -> tuple[np.ndarray, np.ndarray]:
+    """ALT alleles and alleles per variant (v, P) among each phenotype's samples, as ``plink2
+    --freq`` counts them on chrX (a male's call one allele): GWAS-SSF's effect allele frequency."""
+    from popgen import backend
+    from popgen.qc import variant_stats
+
+    nv = ds.sizes["variants"]
+    alt, tot = np.zeros((nv, len(names))), np.zeros((nv, len(names)))
+    done = {}
+    for j, name in enumerate(names):
+        m = masks.get(name)
+        if m is None:
+            continue
+        key = m.tobytes()
+        if key not in done:
+            st = variant_stats(ds, samples=m, merge=False, sex_chromosomes=True)
+            done[key] = backend.compute(st["variant_allele_count"].data[:, 1], st["variant_allele_total"].data)
+        alt[:, j], tot[:, j] = (np.asarray(backend.to_cpu(a), dtype=np.float64) for a in done[key])
+    return alt, tot
+
+
+def _moments(x) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (p,) and centred cross-products (p, p) of the rows of ``x`` (n, p)."""
+    if not len(x):
+        return np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
+    mean = x.mean(axis=0)
+    d = x - mean
+    return mean, d.T @ d
+
+
+def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:
+    """Per plan variant and phenotype, the normal equations of ``y ~ 1 + covariates + g``
+    over the site's samples with the phenotype, every covariate and a call at the variant
+    (:func:`popgen.association.linear_stats`), plus the centring of each phenotype's sample set.
+
+    chrX, chrY and MT as ``popgen gwas`` (:func:`popgen.association.run_inputs`) models them,
+    so that the coordinator can fit the pooled cohort's model:
+
+    - chrX: A1 from allele counts with a male's call counted once; also the statistics with
+      the .fam sex as a further covariate over the samples of known sex (``x_*``), and the
+      moments of ``[covariates, sex]`` from which the coordinator decides, as on the pooled
+      cohort, whether the sex is added (both sexes present, the sex not already a function
+      of the covariates).  A site whose sex is a function of its covariates sends none
+      (``x_status`` 2); one whose few samples of unknown sex could be told apart by
+      differencing the two sets withholds them (``x_status`` 3): the coordinator then tests
+      chrX only if the pooled model needs no sex covariate.
+    - chrY: over the males only (``y_*``; the all-sample rows are not shared), with the
+      moments of the males' covariates (the coordinator drops those constant among them).
+    - MT: as autosomes (haploid only in how results are written).
+
+    Suppressed (all statistics 0, ``suppressed`` = 1) per variant and phenotype: a
+    minor allele count in ``[1, min_allele_count)`` or a number of missing calls in
+    ``[1, min_missing_count)`` among the phenotype's samples.
+    """
+    from popgen import association as assoc
+    from popgen.genotypes import model_runs, sample_sex
+
+    compute = compute or _backend.compute
+    plan = site.plan
+    g = plan.plan.gwas
+    values = _site_phenotypes(site, pheno, binary=False)
+    P, k = len(g.phenotypes), len(g.covariates)
+    if not any(name in values for name in g.phenotypes):
+        raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")
+    cov, names = pheno.covariates, pheno.covariate_names
+    try:
+        main = _linear_pass(site, site.ds, values, cov, names, site.founders(), compute=compute, batch=batch)
+    except PopgenError as e:
+        raise PopgenError(f"site {site.name}: {e}") from None
+    out = {"centre": main["centre"], "phenotype_used": main["used"].astype(np.uint8), "skipped": main["skipped"]}
+    for model, kk in (("x", k + 1), ("y", k)):
+        nx = len(plan.model_index(model))
+        out[f"{model}_xtx"] = np.zeros((nx, P, kk + 2, kk + 2))
+        out[f"{model}_xty"] = np.zeros((nx, P, kk + 2))
+        out[f"{model}_yy"] = np.zeros((nx, P))
+        out[f"{model}_sup"] = np.zeros((nx, P), dtype=bool)
+        out[f"{model}_centre"] = np.zeros((P, kk + 2))
+    nx = len(plan.model_index("x"))
+    for key in ("xa_alt", "xa_alleles", "x_alt", "x_alleles"):
+        out[key] = np.zeros((nx, P))
+    out["x_status"] = np.zeros(P, dtype=np.uint8)
+    out["y_used"] = np.zeros(P, dtype=np.uint8)
+    sex = sample_sex(site.ds)
+    known = np.isin(sex, (1, 2))
+    male = sex == 1
+    ok = np.ones(site.n_samples, dtype=bool) if cov is None else np.all(np.isfinite(cov), axis=1)
+    c = np.zeros((site.n_samples, 0)) if cov is None else np.asarray(cov, dtype=np.float64)
+    out["sex_counts"] = np.array([int((known & ok).sum()), int(male.sum()), int((sex == 2).sum()),
+                                  int((male & ok).sum())], dtype=np.int64)
+    out["sex_mean"], out["sex_gram"] = _moments(np.column_stack([c, sex.astype(np.float64)])[known & ok])
+    out["male_mean"], out["male_gram"] = _moments(c[male & ok])
+    if out["sex_counts"][0] < plan.plan.privacy.min_samples:  # moments of a small set are not shared
+        out["sex_mean"][:], out["sex_gram"][:] = 0, 0
+    if out["sex_counts"][3] < plan.plan.privacy.min_samples:
+        out["male_mean"][:], out["male_gram"][:] = 0, 0
+    s_cov = np.where(known, sex.astype(np.float64), np.nan)
+    x_spanned = bool(known.any()) and assoc._in_span(cov, s_cov)
+    for start, stop, model in model_runs(site.ds):
+        if model not in ("x", "y"):
+            continue
+        part = site.ds.isel(variants=slice(start, stop))
+        weights = assoc._founder_weights(model, site.ds, site.founders(), sex)
+        pos = np.searchsorted(plan.model_index(model), site.plan_index[start:stop])
+        where = f"site {site.name}: {stop - start} variants on {assoc._MODEL_LABEL[model]}"
+        if model == "x":
+            a = _linear_pass(site, part, values, cov, names, weights, compute=compute, batch=batch)
+            for key in (*_LINEAR_ROWS, "f_alt", "f_called"):
+                main[key][start:stop] = a[key]
+            counts = _chrx_allele_counts(part, a["masks"], g.phenotypes)
+            out["xa_alt"][pos], out["xa_alleles"][pos] = (np.where(a["sup"], 0.0, x) for x in counts)
+            if x_spanned:
+                out["x_status"][main["used"]] = X_IN_COVARIATES
+                continue
+            if not known.any():
+                continue
+            try:
+                b = _linear_pass(site, part, values, np.column_stack([c, s_cov]), list(names or []) + ["SEX"],
+                                 weights, compute=compute, batch=batch)
+            except PopgenError as e:
+                log.warning("%s: no statistics with the sex covariate: %s", where, e)
+                continue
+            pr = plan.plan.privacy
+            for j, name in enumerate(g.phenotypes):
+                if not b["used"][j]:
+                    continue
+                unknown = int((main["masks"][name] & ~known).sum())
+                if 0 < unknown < pr.min_missing_count:
+                    log.warning("%s: phenotype %s's statistics with the sex covariate withheld (%d samples of "
+                                "unknown sex would be told apart from the statistics without it)",
+                                where, name, unknown)
+                    out["x_status"][j] = X_WITHHELD
+                    b["used"][j] = False
+                    for key in _LINEAR_ROWS:
+                        b[key][:, j] = 0
+                else:
+                    out["x_status"][j] = X_SENT
+            for key in _LINEAR_ROWS:
+                out[f"x_{key}"][pos] = b[key]
+            out["x_centre"] = b["centre"]
+            b["masks"] = {n: m for n, m in b["masks"].items() if b["used"][g.phenotypes.index(n)]}
+            counts = _chrx_allele_counts(part, b["masks"], g.phenotypes)
+            out["x_alt"][pos], out["x_alleles"][pos] = (np.where(b["sup"], 0.0, x) for x in counts)
+        else:
+            for key in _LINEAR_ROWS:  # chrY rows over every sample are not shared
+                main[key][start:stop] = 0
+            main["f_alt"][start:stop] = main["f_called"][start:stop] = 0
+            males = {n: np.where(male, np.asarray(v, dtype=np.float64), np.nan) for n, v in values.items()}
+            try:
+                b = _linear_pass(site, part, males, cov, names, weights, compute=compute, batch=batch)
+            except PopgenError as e:
+                log.warning("%s not shared: %s", where, e)
+                continue
+            for key in _LINEAR_ROWS:
+                out[f"y_{key}"][pos] = b[key]
+            main["f_alt"][start:stop], main["f_called"][start:stop] = b["f_alt"], b["f_called"]
+            out["y_centre"] = b["centre"]
+            out["y_used"] = b["used"].astype(np.uint8)
+    out.update({"xtx": site.scatter(pack_sym(main["xtx"])), "xty": site.scatter(main["xty"]),
+                "yy": site.scatter(main["yy"]), "freq_alt": site.scatter(main["f_alt"]),
+                "freq_called": site.scatter(main["f_called"]), "suppressed": site.scatter(main["sup"].astype(np.uint8)),
+                "n_suppressed": int(main["sup"].sum())})
+    for model in ("x", "y"):
+        out[f"{model}_xtx"] = pack_sym(out[f"{model}_xtx"])
+        out[f"{model}_suppressed"] = out.pop(f"{model}_sup").astype(np.uint8)
+    return out
 
 
 def export_linear(site: Site, pheno, path, *, compute=None):
-    """Write the site's ``linear`` bundle: sufficient statistics of the pooled linear GWAS."""
+    """Write the site's ``linear`` bundle: sufficient statistics of the pooled linear GWAS
+    (:func:`linear_statistics`)."""
     st = linear_statistics(site, pheno, compute=compute)
-    g = site.plan.plan.gwas
-    K = len(g.covariates) + 1
-    dims = {"variants": site.plan.n_variants, "phenotypes": len(g.phenotypes), "predictors": K + 1,
-            "predictors2": (K + 1) * (K + 2) // 2}
+    plan = site.plan
+    g = plan.plan.gwas
+    k = len(g.covariates)
+    K = k + 1
+    dims = {"variants": plan.n_variants, "phenotypes": len(g.phenotypes), "predictors": K + 1,
+            "predictors2": (K + 1) * (K + 2) // 2, "variants_x": len(plan.model_index("x")),
+            "variants_y": len(plan.model_index("y")), "predictors_x": K + 2, "predictors2_x": (K + 2) * (K + 3) // 2,
+            "covariates": k, "covariates_sex": k + 1, "sex_counts": 4}
     pred = "predictors [1, covariates centred on the phenotype's samples at the site, ALT count]"
+    pred_x = "predictors [1, covariates, sex (1 male, 2 female), centred on the phenotype's samples of known sex, ALT count]"
     arrays = {
         "xtx": (st["xtx"], ("variants", "phenotypes", "predictors2"),
-                f"X'X upper triangle (row by row) over samples called at the variant; {pred}"),
+                f"X'X upper triangle (row by row) over samples called at the variant; {pred} (chrY: 0)"),
         "xty": (st["xty"], ("variants", "phenotypes", "predictors"),
                 "X'y (y centred on the phenotype's samples at the site)"),
         "yy": (st["yy"], ("variants", "phenotypes"), "y'y over samples called at the variant"),
-        "freq_alt": (st["freq_alt"], ("variants",), "ALT alleles among the frequency samples (A1 choice)"),
+        "freq_alt": (st["freq_alt"], ("variants",), "ALT alleles among the frequency samples (A1 choice; chrX: "
+                                                   "a male's call one allele, chrY: males)"),
         "freq_called": (st["freq_called"], ("variants",), "called genotypes among the frequency samples"),
         "suppressed": (st["suppressed"], ("variants", "phenotypes"),
                        "1 where statistics are withheld (small allele count or missing-call cell)"),
         "centre": (st["centre"], ("phenotypes", "predictors"),
                    "per phenotype: sample count, covariate means, phenotype mean at the site"),
         "phenotype_used": (st["phenotype_used"], ("phenotypes",), "1 where the site has the phenotype"),
+        "xa_alt": (st["xa_alt"], ("variants_x", "phenotypes"),
+                   "chrX: ALT alleles among the phenotype's samples (a male's call one allele)"),
+        "xa_alleles": (st["xa_alleles"], ("variants_x", "phenotypes"), "chrX: alleles counted likewise"),
+        "x_xtx": (st["x_xtx"], ("variants_x", "phenotypes", "predictors2_x"), f"chrX: X'X with the sex; {pred_x}"),
+        "x_xty": (st["x_xty"], ("variants_x", "phenotypes", "predictors_x"), "chrX: X'y with the sex"),
+        "x_yy": (st["x_yy"], ("variants_x", "phenotypes"), "chrX: y'y, samples of known sex"),
+        "x_suppressed": (st["x_suppressed"], ("variants_x", "phenotypes"), "chrX with the sex: withheld"),
+        "x_centre": (st["x_centre"], ("phenotypes", "predictors_x"), "chrX with the sex: centring"),
+        "x_alt": (st["x_alt"], ("variants_x", "phenotypes"), "chrX: ALT alleles among the samples of known sex"),
+        "x_alleles": (st["x_alleles"], ("variants_x", "phenotypes"), "chrX: alleles counted likewise"),
+        "x_status": (st["x_status"], ("phenotypes",), "chrX with the sex: 0 no samples, 1 sent, 2 the sex is a "
+                                                      "function of the covariates, 3 withheld"),
+        "y_xtx": (st["y_xtx"], ("variants_y", "phenotypes", "predictors2"), f"chrY: X'X over males; {pred}"),
+        "y_xty": (st["y_xty"], ("variants_y", "phenotypes", "predictors"), "chrY: X'y over males"),
+        "y_yy": (st["y_yy"], ("variants_y", "phenotypes"), "chrY: y'y over males"),
+        "y_suppressed": (st["y_suppressed"], ("variants_y", "phenotypes"), "chrY: withheld"),
+        "y_centre": (st["y_centre"], ("phenotypes", "predictors"), "chrY: centring over the males"),
+        "y_used": (st["y_used"], ("phenotypes",), "1 where the site's males have the phenotype"),
+        "sex_counts": (st["sex_counts"], ("sex_counts",), "samples of known sex with every covariate, males, "
+                                                         "females, males with every covariate"),
+        "sex_mean": (st["sex_mean"], ("covariates_sex",), "mean of [covariates, sex] over the samples of known "
+                                                          "sex with every covariate (0 if fewer than min_samples)"),
+        "sex_gram": (st["sex_gram"], ("covariates_sex", "covariates_sex"), "their centred cross-products"),
+        "male_mean": (st["male_mean"], ("covariates",), "mean of the covariates over the males with every covariate"),
+        "male_gram": (st["male_gram"], ("covariates", "covariates"), "their centred cross-products"),
     }
-    return write_bundle(path, site.plan, kind="linear", site=site.name, arrays=arrays, dims=dims,
+    return write_bundle(path, plan, kind="linear", site=site.name, arrays=arrays, dims=dims,
                         attrs={"n_samples": site.n_samples, "phenotypes": list(g.phenotypes),
                                "covariates": list(g.covariates), "skipped": st["skipped"],
                                "n_suppressed": st["n_suppressed"]},
@@ -361,50 +541,74 @@ def export_linear(site: Site, pheno, path, *, compute=None):
 
 
 def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallback") -> dict:
-    """The site's own GWAS (linear, or logistic with Firth fallback when the plan says ``binary``):
-    per plan variant and phenotype, BETA and SE per ALT allele and OBS_CT."""
+    """The site's own GWAS (linear, or logistic with Firth fallback when the plan says ``binary``),
+    chrX, chrY and MT scanned as ``popgen gwas`` scans them (:func:`popgen.association.run_inputs`):
+    per plan variant and phenotype, BETA and SE per ALT allele (haploid contigs: per haploid
+    allele, as the .glm files) and OBS_CT."""
     from popgen import association as assoc
+    from popgen.genotypes import model_runs, sample_sex
 
     g = site.plan.plan.gwas
-    _warn_sex_chromosomes(site)
     values = _site_phenotypes(site, pheno, binary=g.binary)
     if not values:
         raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")
-    kw = dict(covariate_names=pheno.covariate_names, founders=site.founders(),
-              min_samples=max(g.min_samples, site.plan.plan.privacy.min_samples))
-    try:
-        if g.binary:
-            scan = assoc.logistic_scan(site.ds, values, pheno.covariates, firth=firth, **kw)
-        else:
-            scan = assoc.linear_scan(site.ds, values, pheno.covariates, **kw)
-    except PopgenError as e:
-        raise PopgenError(f"site {site.name}: {e}") from None
     nv, P = site.ds.sizes["variants"], len(g.phenotypes)
     beta = np.full((nv, P), np.nan)
     se = np.full((nv, P), np.nan)
     obs = np.zeros((nv, P))
     a1 = np.zeros((nv, P))
-    for chunk in scan.iter_chunks(compute):
-        for name, cols in chunk.columns.items():
-            j = g.phenotypes.index(name)
-            ok = cols["ERRCODE"] == 0
-            if scan.kind == "logistic":
-                ok |= cols["ERRCODE"] == assoc.E_UNFINISHED
-            b = np.where(cols["A1_IS_REF"], -cols["BETA"], cols["BETA"])
-            beta[chunk.start:chunk.stop, j] = np.where(ok, b, np.nan)
-            se[chunk.start:chunk.stop, j] = np.where(ok, cols["SE"], np.nan)
-            obs[chunk.start:chunk.stop, j] = cols["OBS_CT"]
-            a1[chunk.start:chunk.stop, j] = cols["A1_CT"]
+    used = np.zeros(P, dtype=np.uint8)
+    skipped, kind = {}, "logistic" if g.binary else "linear"
+    runs = model_runs(site.ds)
+    sex = sample_sex(site.ds) if any(m != "autosome" for *_, m in runs) else None
+    min_samples = max(g.min_samples, site.plan.plan.privacy.min_samples)
+    for start, stop, model in runs:
+        part = site.ds if len(runs) == 1 else site.ds.isel(variants=slice(start, stop))
+        inputs = assoc.run_inputs(model, site.ds, sex, values, pheno.covariates, pheno.covariate_names,
+                                  site.founders())
+        if isinstance(inputs, str):
+            log.warning("site %s: %d variants on %s not tested: %s", site.name, stop - start,
+                        assoc._MODEL_LABEL[model], inputs)
+            continue
+        run_values, cov, names, haploid, weights = inputs
+        kw = dict(covariate_names=names, founders=weights, min_samples=min_samples)
+        try:
+            if g.binary:
+                scan = assoc.logistic_scan(part, run_values, cov, firth=firth, **kw)
+            else:
+                scan = assoc.linear_scan(part, run_values, cov, **kw)
+        except PopgenError as e:
+            if model == "autosome":
+                raise PopgenError(f"site {site.name}: {e}") from None
+            log.warning("site %s: %d variants on %s not tested: %s", site.name, stop - start,
+                        assoc._MODEL_LABEL[model], e)
+            continue
+        scan.haploid = haploid
+        for chunk in scan.iter_chunks(compute):
+            a, b = start + chunk.start, start + chunk.stop
+            for name, cols in chunk.columns.items():
+                j = g.phenotypes.index(name)
+                ok = cols["ERRCODE"] == 0
+                if scan.kind == "logistic":
+                    ok |= cols["ERRCODE"] == assoc.E_UNFINISHED
+                bj = np.where(cols["A1_IS_REF"], -cols["BETA"], cols["BETA"])
+                beta[a:b, j] = np.where(ok, bj, np.nan)
+                se[a:b, j] = np.where(ok, cols["SE"], np.nan)
+                obs[a:b, j] = cols["OBS_CT"]
+                a1[a:b, j] = cols["A1_CT"]
+        for name in scan.phenotypes:
+            used[g.phenotypes.index(name)] = 1
+        if model == "autosome":
+            skipped.update(scan.skipped)
     n = obs
     mac = np.minimum(a1, 2 * n - a1)
     sup = (mac > 0) & (mac < site.plan.plan.privacy.min_allele_count)
     beta[sup] = np.nan
     se[sup] = np.nan
     obs[sup] = 0
-    used = np.array([name in scan.phenotypes for name in g.phenotypes], dtype=np.uint8)
     return {"beta": site.scatter(beta, np.nan), "se": site.scatter(se, np.nan), "obs_ct": site.scatter(obs),
             "suppressed": site.scatter(sup.astype(np.uint8)), "phenotype_used": used,
-            "kind": scan.kind, "skipped": dict(scan.skipped)}
+            "kind": kind, "skipped": skipped}
 
 
 def export_sumstats(site: Site, pheno, path, *, compute=None):
