@@ -1,0 +1,91 @@
+"""Benchmark the federated linear GWAS: a site's export and the coordinator's combine.
+
+The simulated cohort is split into two sites (alternate samples); the plan holds
+every variant, the phenotype QT and the covariates SEX and AGE.  Measured, as wall
+time and peak memory of the whole command line (never asserted):
+
+``export``
+    ``popgen federated export --kind linear`` at one site (half the samples);
+``combine``
+    ``popgen federated combine`` of the two sites' linear bundles (pooled .glm.linear,
+    GWAS-SSF, no plots).
+
+Memory should not grow with the number of variants (run with two ``--n-variants``
+values to see).  There is no PLINK 2 counterpart; ``popgen gwas`` on the pooled
+cohort is timed alongside for scale.  Run ``python scripts/bench_federated.py --help``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+
+def _sites(prefix, workdir: Path) -> list[Path]:
+    """Keep files of the two sites (alternate samples of the .fam)."""
+    ids = [line.split()[:2] for line in Path(f"{prefix}.fam").read_text().splitlines()]
+    paths = []
+    for k in range(2):
+        path = workdir / f"site{k}.keep"
+        path.write_text("".join(f"{f} {i}\n" for f, i in ids[k::2]))
+        paths.append(path)
+    return paths
+
+
+def main(argv=None) -> int:
+    p = _bench.common_parser(__doc__.split("\n\n")[0])
+    p.set_defaults(cluster="none")
+    args = p.parse_args(argv)
+    cluster = _bench.clusters(args.cluster)[0]
+    machine = _bench.machine_info()
+    prefix, sim = _bench.ensure_cohort(args.workdir, args.n_samples, args.n_variants)
+    work = Path(args.workdir) / "federated" / f"n{args.n_samples}_m{args.n_variants}"
+    work.mkdir(parents=True, exist_ok=True)
+    plan = work / "plan.yaml"
+    plan.write_text(f"name: bench\nvariants: {prefix}.bim\n"
+                    "gwas:\n  phenotypes: [QT]\n  covariates: [SEX, AGE]\n")
+    keeps = _sites(prefix, work)
+    env = _bench.tool_env()
+    _bench.warm_cache(f"{prefix}.bed")
+    common = ["--cluster", cluster, "--no-progress"]
+    rows = []
+
+    def run(step, cmd):
+        print(f"running {' '.join(map(str, cmd))}", file=sys.stderr)
+        r = _bench.best_of(cmd, env, args.repeats, log_path=work / f"{step}.stdout", timeout=args.timeout)
+        rows.append(dict(step=step, n_variants=args.n_variants, **r))
+        if r["returncode"] != 0:
+            print(f"warning: {step} exited with {r['returncode']}", file=sys.stderr)
+
+    bundles = []
+    for k, keep in enumerate(keeps):
+        out = work / f"site{k}"
+        cmd = [_bench.popgen_exe(), "federated", "export", plan, "--site", f"site{k}", "--bfile", prefix,
+               "--keep", keep, "--kind", "linear", "--pheno", f"{prefix}.pheno", "--covar", f"{prefix}.covar",
+               "--out", out, *common]
+        if k == 0:
+            run("export (one site)", cmd)
+        else:  # the second site's bundle, not timed
+            _bench.run_measured(cmd, env, log_path=work / "site1.stdout", timeout=args.timeout)
+        bundles.append(f"{out}.linear.pgb")
+    run("combine (two sites)", [_bench.popgen_exe(), "federated", "combine", plan, *bundles,
+                                "--out", work / "pooled", "--no-plots"])
+    run("popgen gwas (pooled cohort)", [_bench.popgen_exe(), "gwas", "--bfile", prefix, "--pheno", f"{prefix}.pheno",
+                                        "--pheno-name", "QT", "--covar", f"{prefix}.covar", "--covar-name", "SEX",
+                                        "AGE", "--out", work / "gwas", "--no-plots", *common])
+    cols = ["step", "n_variants", "wall_s", "peak_rss_mb", "cpu_s", "other_cpu_s", "returncode"]
+    tables = {f"federated linear GWAS ({args.n_samples} samples x {args.n_variants} variants, two sites)":
+              (rows, cols)}
+    notes = ["wall_s: the whole command; peak_rss_mb: max over "
+             f"{_bench.POLL_INTERVAL * 1000:.0f} ms polls of the summed RSS of the process tree (MiB).",
+             f"popgen --cluster {cluster}; OPENBLAS_NUM_THREADS=1."]
+    _bench.print_report("federated linear GWAS", tables, json_path=args.json, machine=machine,
+                        extra={"simulation": sim}, notes=notes)
+    return 1 if any(r["returncode"] != 0 for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
