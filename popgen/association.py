@@ -2190,8 +2190,8 @@ class AssociationScan:
             beta, se = 2.0 * beta, 2.0 * se
         err = f[:, :, 4].astype(np.int64)
         npred = self.n_predictors
-        if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant)
-            npred = np.asarray(npred)[start:stop, :].T
+        if np.ndim(npred):  # per variant and phenotype (federated: sites absent at a variant; read by rows)
+            npred = np.asarray(npred[start:stop]).T
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = beta / se
             lnp = _t_lnp(stat, n - npred) if self.kind == "linear" else _z_lnp(stat)

@@ -21,11 +21,13 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from popgen.errors import PopgenError
+from popgen.federated.arrays import DiskArray
 from popgen.federated.plan import FORMAT_VERSION, LoadedPlan
 
 FORMAT = "popgen-federated-bundle"
@@ -68,8 +70,9 @@ def write_bundle(path, plan: LoadedPlan, *, kind: str, site: str, arrays: dict, 
 
     Parameters
     ----------
-    arrays : dict[str, tuple[ndarray, tuple[str, ...], str]]
-        name -> (array, dimension names, meaning).
+    arrays : dict[str, tuple[ndarray or DiskArray, tuple[str, ...], str]]
+        name -> (array, dimension names, meaning); a :class:`~popgen.federated.arrays.DiskArray`
+        is copied in pieces, never read whole.
     dims : dict[str, int]
         The size of every dimension, as fixed by the plan (and the basis).
     """
@@ -82,9 +85,10 @@ def write_bundle(path, plan: LoadedPlan, *, kind: str, site: str, arrays: dict, 
     if bad:
         raise PopgenError(f"refusing to write a bundle with dimension(s) {sorted(bad)}: only "
                           f"{sorted(ALLOWED_DIMS)} may leave a site")
-    members, specs = {}, {}
+    specs = {}
     for name, (arr, names, meaning) in arrays.items():
-        arr = np.ascontiguousarray(arr)
+        if not isinstance(arr, DiskArray):
+            arr = np.ascontiguousarray(arr)
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             raise PopgenError(f"refusing to write array {name}: only numeric arrays may leave a site")
         if len(names) != arr.ndim:
@@ -95,33 +99,70 @@ def write_bundle(path, plan: LoadedPlan, *, kind: str, site: str, arrays: dict, 
             if dims.get(d) != n:
                 raise PopgenError(f"refusing to write array {name}: its {d} axis has {n} entries, "
                                   f"the plan fixes {dims.get(d)}")
-        buf = io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        data = buf.getvalue()
-        members[f"arrays/{name}.npy"] = data
-        specs[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "dims": list(names),
-                       "meaning": meaning, "sha256": _sha(data)}
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "popgen_version": __version__,
-        "kind": kind, "site": site, "round": round,
-        "plan": {"name": plan.plan.name, "sha256": plan.sha256, "n_variants": plan.n_variants},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "dims": dict(dims), "arrays": specs, "attrs": attrs or {}, "disclosure": disclosure,
-    }
-    text = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        specs[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "dims": list(names), "meaning": meaning}
     path = Path(path)
     with atomic_write(path, "wb") as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr("manifest.json", text)
+            for name, (arr, _, _) in arrays.items():  # streamed: a DiskArray is never held whole
+                info = zipfile.ZipInfo(f"arrays/{name}.npy", date_time=_DATE)
+                # large members uncompressed, so that readers can read them by rows (DiskArray)
+                info.compress_type = zipfile.ZIP_STORED if arr.nbytes >= _STORED_BYTES else zipfile.ZIP_DEFLATED
+                with z.open(info, "w", force_zip64=arr.nbytes >= 2**30) as member:
+                    out = _Hashing(member)
+                    if isinstance(arr, DiskArray):
+                        for piece in arr.chunks():
+                            out.write(piece)
+                    else:
+                        np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
+                specs[name]["sha256"] = out.hexdigest()
+            manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "popgen_version": __version__,
+                "kind": kind, "site": site, "round": round,
+                "plan": {"name": plan.plan.name, "sha256": plan.sha256, "n_variants": plan.n_variants},
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "dims": dict(dims), "arrays": specs, "attrs": attrs or {}, "disclosure": disclosure,
+            }
+            z.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
             z.writestr("manifest.sha256", _sha(_canonical(manifest)) + "\n")
-            for name, data in members.items():
-                z.writestr(name, data)
     return path
 
 
-def read_bundle(path, plan: LoadedPlan | None = None, *, kind: str | tuple | None = None) -> Bundle:
+#: arrays of at least this many bytes are stored uncompressed in a bundle (read by rows)
+_STORED_BYTES = 2**20
+_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class _Hashing:
+    """A write-only stream that also computes the SHA-256 of what passes through it."""
+
+    def __init__(self, f):
+        self._f = f
+        self._h = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._h.update(data)
+        return self._f.write(data)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a stored member's bytes start in the zip file (after its local header)."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+    if head[:4] != b"PK\x03\x04":
+        raise PopgenError(f"corrupt bundle: bad local header of {info.filename}", path)
+    return info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+
+
+def read_bundle(path, plan: LoadedPlan | None = None, *, kind: str | tuple | None = None,
+                lazy=frozenset()) -> Bundle:
     """Read and verify a bundle: format and version, checksums, dimensions, and (when
-    ``plan`` is given) that it belongs to this plan; ``kind`` restricts the kinds accepted."""
+    ``plan`` is given) that it belongs to this plan; ``kind`` restricts the kinds accepted.
+    The arrays named in ``lazy`` come as :class:`~popgen.federated.arrays.DiskArray` (read by
+    rows from the bundle) where they are stored uncompressed; the others are read whole."""
     path = Path(path)
     if not path.is_file():
         raise PopgenError("file not found", path)
@@ -161,11 +202,26 @@ def read_bundle(path, plan: LoadedPlan | None = None, *, kind: str | tuple | Non
             member = f"arrays/{name}.npy"
             if member not in names:
                 raise PopgenError(f"array {name} listed in the manifest is missing", path)
-            data = z.read(member)
-            if _sha(data) != spec["sha256"]:
+            h = hashlib.sha256()
+            try:
+                with z.open(member) as m:  # verified in pieces: a member can be many GB
+                    for piece in iter(lambda: m.read(_STORED_BYTES * 16), b""):
+                        h.update(piece)
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error):  # CRC or stream damaged
+                h = None
+            if h is None or h.hexdigest() != spec["sha256"]:
                 raise PopgenError(f"checksum mismatch in array {name}: the bundle was changed or damaged", path)
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-            if list(arr.shape) != spec["shape"] or any(dims.get(d) != n for d, n in zip(spec["dims"], arr.shape)):
+            info = z.getinfo(member)
+            try:
+                if name in lazy and info.compress_type == zipfile.ZIP_STORED:
+                    arr = DiskArray.open_npy(path, _member_data_offset(path, info))
+                else:
+                    with z.open(member) as m:
+                        arr = np.load(io.BytesIO(m.read()), allow_pickle=False)
+            except ValueError as e:
+                raise PopgenError(f"array {name} is not a readable .npy array ({e})", path) from None
+            if list(arr.shape) != spec["shape"] or any(dims.get(d) != n for d, n in zip(spec["dims"], arr.shape)) \
+                    or arr.dtype.str != spec["dtype"]:
                 raise PopgenError(f"array {name} does not have the shape its manifest states", path)
             arrays[name] = arr
     return Bundle(path, manifest["kind"], manifest["site"], manifest["round"], manifest, arrays)

@@ -42,11 +42,16 @@ from popgen.federated.plan import LoadedPlan, plan_dataset
 log = logging.getLogger("popgen")
 
 
+#: per kind, the (variants x phenotypes x ...) arrays read by rows from the bundles, not whole
+_LAZY = {"linear": frozenset(f"{m}{a}" for m in ("", "x_", "y_") for a in ("xtx", "xty", "yy", "suppressed"))}
+
+
 def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
     """Read and verify one bundle per site (same kind and round), sorted by site name."""
     if not paths:
         raise PopgenError("no bundle given")
-    bundles = [read_bundle(p, plan, kind=kind) for p in paths]
+    lazy = frozenset().union(*(_LAZY.get(k, ()) for k in ((kind,) if isinstance(kind, str) else kind)))
+    bundles = [read_bundle(p, plan, kind=kind, lazy=lazy) for p in paths]
     kinds = {b.kind for b in bundles}
     if len(kinds) > 1:
         raise PopgenError(f"bundles of different kinds given together: {sorted(kinds)}")
@@ -184,11 +189,13 @@ def _basis_maps(centres, j, k: int):
     return maps, dy
 
 
-def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=None, block: int = 16384):
-    """Pooled fields (variants, P, N_FIELDS) and predictor counts of the regressions whose sufficient
+def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, fields, npred, rows, covariates=None,
+                block: int = 4096):
+    """Pooled fields (N_FIELDS) and predictor counts of the regressions whose sufficient
     statistics the sites' ``{prefix}xtx``, ``{prefix}xty``, ``{prefix}yy`` and ``{prefix}centre`` hold
     (``k`` covariates): ``[1, covariates (those of ``covariates``, default all), site indicators,
-    g]`` over the sites with samples at each variant."""
+    g]`` over the sites with samples at each variant; written a block of variants at a time into
+    rows ``rows`` of ``fields`` and ``npred``."""
     from popgen import association as assoc
     from popgen.federated.site import unpack_sym
 
@@ -199,8 +206,6 @@ def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=No
     centres = [b.arrays[f"{prefix}centre"] for b in bundles]
     maps = [_basis_maps(centres, j, k) for j in range(P)]
     M = len(flip_all)
-    fields = np.zeros((M, P, assoc.N_FIELDS))
-    npred = np.zeros((M, P), dtype=np.int64)
     for v0 in range(0, M, block):
         v1 = min(M, v0 + block)
         big = np.zeros((v1 - v0, P, B, B))
@@ -210,6 +215,7 @@ def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=No
         for s, b in enumerate(bundles):
             xs = unpack_sym(b.arrays[f"{prefix}xtx"][v0:v1], K + 1)
             ys = b.arrays[f"{prefix}xty"][v0:v1]
+            yb = b.arrays[f"{prefix}yy"][v0:v1]
             active[:, :, s] = xs[..., 0, 0] > 0
             for j in range(P):
                 t, dy = maps[j][0][s], maps[j][1][s]
@@ -217,9 +223,11 @@ def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=No
                 y = ys[:, j] + dy * x[:, :, 0]
                 big[:, j] += np.einsum("ab,vbc,dc->vad", t, x, t, optimize=True)
                 xty[:, j] += y @ t.T
-                yy[:, j] += b.arrays[f"{prefix}yy"][v0:v1, j] + 2 * dy * ys[:, j, 0] + dy * dy * x[:, 0, 0]
+                yy[:, j] += yb[:, j] + 2 * dy * ys[:, j, 0] + dy * dy * x[:, 0, 0]
         code = active.astype(np.int64) @ (1 << np.arange(S))
         flip = flip_all[v0:v1]
+        f_blk = np.zeros((v1 - v0, P, assoc.N_FIELDS))
+        n_blk = np.zeros((v1 - v0, P), dtype=np.int64)
         for c in np.unique(code):
             vi, ji = np.nonzero(code == c)
             sites = [s for s in range(S) if c >> s & 1]
@@ -227,9 +235,10 @@ def _pooled_fit(bundles, prefix: str, k: int, flip_all, *, P: int, covariates=No
             ix = np.ix_(range(len(vi)), cols, cols)
             sub = big[vi, ji][ix][:, None]
             res = assoc.linear_solve(sub, xty[vi, ji][:, cols][:, None], yy[vi, ji][:, None], flip[vi])
-            fields[v0 + vi, ji] = res[:, 0]
-            npred[v0 + vi, ji] = len(cols)
-    return fields, npred
+            f_blk[vi, ji] = res[:, 0]
+            n_blk[vi, ji] = len(cols)
+        fields[rows[v0:v1]] = f_blk
+        npred[rows[v0:v1]] = n_blk
 
 
 #: the pooled sex is a function of the covariates (and site indicators) when the residual sum of
@@ -282,7 +291,7 @@ def _chry_covariates(bundles, k: int) -> list[int]:
     return [i for i in range(k) if total[i, i] > n * (1e-9 * scale[i]) ** 2]
 
 
-def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 16384) -> dict:
+def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 4096, scratch=None) -> dict:
     """Pooled linear regression of each plan phenotype on each variant, from the sites'
     ``linear`` bundles.  Returns ``fields`` (variants, phenotypes, 7) as
     :func:`popgen.association.linear_finalize_block`, ``n_predictors`` (variants,
@@ -292,6 +301,10 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
     chrX, chrY and MT are fitted as ``popgen gwas`` fits them on the pooled cohort: chrX with
     the sex as a further covariate where the pooled cohort needs it (from the sites' ``x_*``
     statistics), chrY over the males (``y_*``) without covariates constant among them.
+
+    Sites' statistics are read, and ``fields`` and ``n_predictors`` written, ``block``
+    variants at a time; those two are arrays from ``scratch``
+    (:class:`~popgen.federated.arrays.Scratch`, on disk for the command line; default in memory).
     """
     g = plan.plan.gwas
     if g is None:
@@ -300,11 +313,18 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
     if lacking:
         raise PopgenError(f"linear bundle of site {lacking[0]} lacks the chrX/chrY statistics (made by an older "
                           "popgen: export it again)", next(b.path for b in bundles if b.site == lacking[0]))
+    from popgen import association as assoc
+    from popgen.federated.arrays import Scratch
+
+    scratch = scratch or Scratch()
     P, k = len(g.phenotypes), len(g.covariates)
+    M = plan.n_variants
     f_alt = sum(b.arrays["freq_alt"] for b in bundles)
     f_called = sum(b.arrays["freq_called"] for b in bundles)
     flip_all = (f_called > 0) & (f_alt > f_called)
-    fields, npred = _pooled_fit(bundles, "", k, flip_all, P=P, block=block)
+    fields = scratch.zeros((M, P, assoc.N_FIELDS))
+    npred = scratch.zeros((M, P), np.int64)
+    _pooled_fit(bundles, "", k, flip_all, P=P, fields=fields, npred=npred, rows=np.arange(M), block=block)
     models = {"x": list(g.covariates), "y": list(g.covariates)}
     untested: dict = {"x": {}, "y": {}}
     alt_x = {"alt": sum(b.arrays["xa_alt"] for b in bundles), "alleles": sum(b.arrays["xa_alleles"] for b in bundles)}
@@ -317,8 +337,7 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
                    for b, st in zip(bundles, status[:, j]) if st in (2, 3)]
             if why:
                 untested["x"][name] = "no statistics with the sex covariate: " + "; ".join(why)
-        f, n = _pooled_fit(bundles, "x_", k + 1, flip_all[x_idx], P=P, block=block)
-        fields[x_idx], npred[x_idx] = f, n
+        _pooled_fit(bundles, "x_", k + 1, flip_all[x_idx], P=P, fields=fields, npred=npred, rows=x_idx, block=block)
         alt_x = {"alt": sum(b.arrays["x_alt"] for b in bundles), "alleles": sum(b.arrays["x_alleles"] for b in bundles)}
     with np.errstate(divide="ignore", invalid="ignore"):
         x_freq = alt_x["alt"] / alt_x["alleles"]
@@ -331,13 +350,33 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 1638
         for j, name in enumerate(g.phenotypes):
             if males and not any(b.arrays["y_used"][j] for b in bundles):
                 untested["y"][name] = "no site has enough males with the phenotype"
-        f, n = _pooled_fit(bundles, "y_", k, flip_all[y_idx], P=P, covariates=keep, block=block)
-        fields[y_idx], npred[y_idx] = f, n
+        _pooled_fit(bundles, "y_", k, flip_all[y_idx], P=P, fields=fields, npred=npred, rows=y_idx, covariates=keep,
+                    block=block)
     centres = [b.arrays["centre"] for b in bundles]
     n_samples = {name: int(sum(c[j, 0] for c in centres)) for j, name in enumerate(g.phenotypes)}
     used = np.array([sum(int(b.arrays["phenotype_used"][j]) for b in bundles) for j in range(P)])
     return {"fields": fields, "n_predictors": npred, "n_samples": n_samples, "n_sites": used,
             "sites": [b.site for b in bundles], "models": models, "untested": untested, "x_alt_freq": x_freq}
+
+
+class _RowView:
+    """Rows ``rows`` and phenotype columns ``cols`` of a (variants, phenotypes, ...) array (or
+    :class:`~popgen.federated.arrays.DiskArray`), read when sliced (for ``dask.array.from_array``)."""
+
+    def __init__(self, arr, rows, cols):
+        self.arr, self.rows, self.cols = arr, np.asarray(rows), np.asarray(cols, dtype=np.int64)
+        self.shape = (len(self.rows), len(self.cols)) + tuple(arr.shape[2:])
+        self.dtype = np.dtype(arr.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        out = self.arr[self.rows[key[0]]][:, self.cols]
+        return out[(slice(None),) + tuple(key[1:])] if len(key) > 1 else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
 def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, plots: bool = True) -> dict:
@@ -367,10 +406,11 @@ def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, pl
             continue
         idx = [g.phenotypes.index(n) for n in run]
         rows = kept[start:stop]
-        fields = result["fields"][rows][:, idx]
+        fields = _RowView(result["fields"], rows, idx)
         scan = assoc.AssociationScan(
             ds.isel(variants=slice(start, stop)), "linear", run,
-            da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS)), result["n_predictors"][rows][:, idx],
+            da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS), meta=np.empty((0, 0, 0))),
+            _RowView(result["n_predictors"], rows, idx),
             result["models"].get(model, list(g.covariates)) + sites, {n: result["n_samples"][n] for n in run}, {}, {})
         scan.haploid = model in ("y", "mt")
         if model == "x":

@@ -232,32 +232,38 @@ def unpack_sym(packed, p: int):
     return out
 
 
-def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, *, compute, batch: int = 8) -> dict:
+def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, *, compute, out: dict, rows,
+                 batch: int = 8, keep_sup: bool = False) -> dict:
     """One pass of the exact linear statistics over ``ds`` (the site's variants, or a run of
-    them): per variant and plan phenotype ``xtx`` (v, P, K+1, K+1), ``xty``, ``yy``, ``sup``
-    (suppressed), the founder frequency columns ``f_alt``, ``f_called`` (v,), and per phenotype
-    ``centre`` (P, K+1), ``used`` (P,) and ``masks`` (its samples).  Raises PopgenError where no
-    phenotype has enough samples."""
+    them), written a block of variants at a time into ``out``'s row targets (``xtx`` packed
+    (., P, (K+1)(K+2)/2), ``xty``, ``yy``, ``suppressed``; arrays or
+    :class:`~popgen.federated.arrays.DiskArray`) at rows ``rows`` (one per variant of ``ds``).
+
+    Returns the founder frequency columns ``f_alt``, ``f_called`` (v,), per phenotype
+    ``centre`` (P, K+1), ``used`` (P,) and ``masks`` (its samples), ``n_suppressed``, and
+    with ``keep_sup`` the suppression ``sup`` (v, P).  Raises PopgenError where no phenotype
+    has enough samples."""
     from popgen import association as assoc
     from popgen.backend import to_cpu
 
     g = site.plan.plan.gwas
+    pr = site.plan.plan.privacy
     P = len(g.phenotypes)
     design = assoc._design(ds, values, covariates, covariate_names, binary=False,
-                           min_samples=max(g.min_samples, site.plan.plan.privacy.min_samples),
-                           founders=founders, check_covariates=False)
+                           min_samples=max(g.min_samples, pr.min_samples), founders=founders,
+                           check_covariates=False)
     k = design.covariates.shape[1]
     K = k + 1
     kept = [g.phenotypes.index(n) for n in design.names]
     used = np.zeros(P, dtype=bool)
     used[kept] = True
+    n_used = np.array([design.n_used.get(name, 0) for name in g.phenotypes], dtype=np.float64)
     sums, totals = assoc.linear_sums(ds, design)
     nv = ds.sizes["variants"]
-    xtx = np.zeros((nv, P, K + 1, K + 1))
-    xty = np.zeros((nv, P, K + 1))
-    yy = np.zeros((nv, P))
     f_alt = np.zeros(nv)
     f_called = np.zeros(nv)
+    sup_all = np.zeros((nv, P), dtype=bool) if keep_sup else None
+    n_sup = 0
     bounds = np.concatenate([[0], np.cumsum(sums.chunks[0])]).astype(int)
     n_blocks = len(sums.chunks[0])
     for b0 in range(0, n_blocks, batch):
@@ -267,25 +273,28 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
             st = assoc.linear_stats(np.asarray(to_cpu(blk)), totals, n_pheno=len(kept), n_cov=k,
                                     n_founders=int(design.founders.sum()))
             a, b = bounds[i], bounds[i + 1]
-            xtx[a:b, kept] = st["xtx"]
-            xty[a:b, kept] = st["xty"]
-            yy[a:b, kept] = st["yy"]
-            f_alt[a:b] = st["founder_alt"]
-            f_called[a:b] = st["founder_called"]
-    # suppression: small minor allele counts and small missing-call cells
-    pr = site.plan.plan.privacy
-    n_used = np.array([design.n_used.get(name, 0) for name in g.phenotypes], dtype=np.float64)
-    n = xtx[..., 0, 0]
-    g_sum = xtx[..., 0, K]
-    mac = np.minimum(g_sum, 2 * n - g_sum)
-    missing = n_used[None, :] - n
-    sup = ((mac > 0) & (mac < pr.min_allele_count)) | ((missing > 0) & (missing < pr.min_missing_count))
-    sup &= used[None, :]
+            xtx = np.zeros((b - a, P, K + 1, K + 1))
+            xty = np.zeros((b - a, P, K + 1))
+            yy = np.zeros((b - a, P))
+            xtx[:, kept], xty[:, kept], yy[:, kept] = st["xtx"], st["xty"], st["yy"]
+            f_alt[a:b], f_called[a:b] = st["founder_alt"], st["founder_called"]
+            # suppression: small minor allele counts and small missing-call cells
+            n, g_sum = xtx[..., 0, 0], xtx[..., 0, K]
+            mac = np.minimum(g_sum, 2 * n - g_sum)
+            missing = n_used[None, :] - n
+            sup = ((mac > 0) & (mac < pr.min_allele_count)) | ((missing > 0) & (missing < pr.min_missing_count))
+            sup &= used[None, :]
+            xtx[sup], xty[sup], yy[sup] = 0, 0, 0
+            r = rows[a:b]
+            out["xtx"][r] = pack_sym(xtx)
+            out["xty"][r] = xty
+            out["yy"][r] = yy
+            out["suppressed"][r] = sup
+            n_sup += int(sup.sum())
+            if keep_sup:
+                sup_all[a:b] = sup
     f_mac = np.minimum(f_alt, 2 * f_called - f_alt)
     f_sup = (f_mac > 0) & (f_mac < pr.min_allele_count)
-    xtx[sup] = 0
-    xty[sup] = 0
-    yy[sup] = 0
     f_alt[f_sup] = 0
     f_called[f_sup] = 0
     centre = np.zeros((P, K + 1))
@@ -298,12 +307,17 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
         if k:
             centre[j, 1:K] = design.covariates[m].mean(axis=0)
         centre[j, K] = design.y[m, design.names.index(name)].mean()
-    return {"xtx": xtx, "xty": xty, "yy": yy, "sup": sup, "f_alt": f_alt, "f_called": f_called,
-            "centre": centre, "used": used, "masks": masks, "skipped": dict(design.skipped)}
+    return {"f_alt": f_alt, "f_called": f_called, "centre": centre, "used": used, "masks": masks,
+            "skipped": dict(design.skipped), "n_suppressed": n_sup, "sup": sup_all}
 
 
-#: per-variant arrays of a linear bundle (the chrX-with-sex and chrY sets are prefixed x_ / y_)
-_LINEAR_ROWS = ("xtx", "xty", "yy", "sup")
+def _linear_targets(scratch, n: int, P: int, k: int) -> dict:
+    """Row targets of one set of linear statistics (``k`` covariates) for ``n`` variants."""
+    K = k + 1
+    return {"xtx": scratch.zeros((n, P, (K + 1) * (K + 2) // 2)), "xty": scratch.zeros((n, P, K + 1)),
+            "yy": scratch.zeros((n, P)), "suppressed": scratch.zeros((n, P), np.uint8)}
+
+
 #: ``x_status`` per phenotype: why a site's chrX statistics with the sex covariate are (not) there
 X_ABSENT, X_SENT, X_IN_COVARIATES, X_WITHHELD = 0, 1, 2, 3
 
@@ -338,7 +352,7 @@ def _moments(x) -> tuple[np.ndarray, np.ndarray]:
     return mean, d.T @ d
 
 
-def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dict:
+def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8, scratch=None) -> dict:
     """Per plan variant and phenotype, the normal equations of ``y ~ 1 + covariates + g``
     over the site's samples with the phenotype, every covariate and a call at the variant
     (:func:`popgen.association.linear_stats`), plus the centring of each phenotype's sample set.
@@ -361,8 +375,13 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
     Suppressed (all statistics 0, ``suppressed`` = 1) per variant and phenotype: a
     minor allele count in ``[1, min_allele_count)`` or a number of missing calls in
     ``[1, min_missing_count)`` among the phenotype's samples.
+
+    The per-variant statistics are written a block at a time into arrays from ``scratch``
+    (:class:`~popgen.federated.arrays.Scratch`: on disk for :func:`export_linear`; default
+    in memory), in plan order.
     """
     from popgen import association as assoc
+    from popgen.federated.arrays import Scratch
     from popgen.genotypes import model_runs, sample_sex
 
     compute = compute or _backend.compute
@@ -372,22 +391,23 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
     P, k = len(g.phenotypes), len(g.covariates)
     if not any(name in values for name in g.phenotypes):
         raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")
+    scratch = scratch or Scratch()
     cov, names = pheno.covariates, pheno.covariate_names
+    main_out = _linear_targets(scratch, plan.n_variants, P, k)
     try:
-        main = _linear_pass(site, site.ds, values, cov, names, site.founders(), compute=compute, batch=batch)
+        main = _linear_pass(site, site.ds, values, cov, names, site.founders(), compute=compute, batch=batch,
+                            out=main_out, rows=site.plan_index)
     except PopgenError as e:
         raise PopgenError(f"site {site.name}: {e}") from None
-    out = {"centre": main["centre"], "phenotype_used": main["used"].astype(np.uint8), "skipped": main["skipped"]}
-    for model, kk in (("x", k + 1), ("y", k)):
-        nx = len(plan.model_index(model))
-        out[f"{model}_xtx"] = np.zeros((nx, P, kk + 2, kk + 2))
-        out[f"{model}_xty"] = np.zeros((nx, P, kk + 2))
-        out[f"{model}_yy"] = np.zeros((nx, P))
-        out[f"{model}_sup"] = np.zeros((nx, P), dtype=bool)
+    out = {"centre": main["centre"], "phenotype_used": main["used"].astype(np.uint8), "skipped": main["skipped"],
+           "n_suppressed": main["n_suppressed"], **main_out}
+    x_idx, y_idx = plan.model_index("x"), plan.model_index("y")
+    for model, kk, idx in (("x", k + 1, x_idx), ("y", k, y_idx)):
+        for key, arr in _linear_targets(scratch, len(idx), P, kk).items():
+            out[f"{model}_{key}"] = arr
         out[f"{model}_centre"] = np.zeros((P, kk + 2))
-    nx = len(plan.model_index("x"))
     for key in ("xa_alt", "xa_alleles", "x_alt", "x_alleles"):
-        out[key] = np.zeros((nx, P))
+        out[key] = np.zeros((len(x_idx), P))
     out["x_status"] = np.zeros(P, dtype=np.uint8)
     out["y_used"] = np.zeros(P, dtype=np.uint8)
     sex = sample_sex(site.ds)
@@ -399,23 +419,28 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
                                   int((male & ok).sum())], dtype=np.int64)
     out["sex_mean"], out["sex_gram"] = _moments(np.column_stack([c, sex.astype(np.float64)])[known & ok])
     out["male_mean"], out["male_gram"] = _moments(c[male & ok])
-    if out["sex_counts"][0] < plan.plan.privacy.min_samples:  # moments of a small set are not shared
+    pr = plan.plan.privacy
+    if out["sex_counts"][0] < pr.min_samples:  # moments of a small set are not shared
         out["sex_mean"][:], out["sex_gram"][:] = 0, 0
-    if out["sex_counts"][3] < plan.plan.privacy.min_samples:
+    if out["sex_counts"][3] < pr.min_samples:
         out["male_mean"][:], out["male_gram"][:] = 0, 0
     s_cov = np.where(known, sex.astype(np.float64), np.nan)
     x_spanned = bool(known.any()) and assoc._in_span(cov, s_cov)
+    # phenotypes whose few samples of unknown sex the two sets of chrX statistics would tell apart
+    unknown = {n: int((m & ~known).sum()) for n, m in main["masks"].items()}
+    withheld = [n for n, u in unknown.items() if 0 < u < pr.min_missing_count] if known.any() else []
     for start, stop, model in model_runs(site.ds):
         if model not in ("x", "y"):
             continue
         part = site.ds.isel(variants=slice(start, stop))
         weights = assoc._founder_weights(model, site.ds, site.founders(), sex)
-        pos = np.searchsorted(plan.model_index(model), site.plan_index[start:stop])
+        pos = np.searchsorted(x_idx if model == "x" else y_idx, site.plan_index[start:stop])
         where = f"site {site.name}: {stop - start} variants on {assoc._MODEL_LABEL[model]}"
-        if model == "x":
-            a = _linear_pass(site, part, values, cov, names, weights, compute=compute, batch=batch)
-            for key in (*_LINEAR_ROWS, "f_alt", "f_called"):
-                main[key][start:stop] = a[key]
+        x_out = {key: out[f"{model}_{key}"] for key in main_out}
+        if model == "x":  # the plan's covariates, A1 with a male's call counted once
+            a = _linear_pass(site, part, values, cov, names, weights, compute=compute, batch=batch,
+                             out=main_out, rows=site.plan_index[start:stop], keep_sup=True)
+            main["f_alt"][start:stop], main["f_called"][start:stop] = a["f_alt"], a["f_called"]
             counts = _chrx_allele_counts(part, a["masks"], g.phenotypes)
             out["xa_alt"][pos], out["xa_alleles"][pos] = (np.where(a["sup"], 0.0, x) for x in counts)
             if x_spanned:
@@ -423,62 +448,58 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8) -> dic
                 continue
             if not known.any():
                 continue
+            for name in withheld:
+                log.warning("%s: phenotype %s's statistics with the sex covariate withheld (%d samples of "
+                            "unknown sex would be told apart from the statistics without it)",
+                            where, name, unknown[name])
+                out["x_status"][g.phenotypes.index(name)] = X_WITHHELD
+            shared = {n: v for n, v in values.items() if n not in withheld}
             try:
-                b = _linear_pass(site, part, values, np.column_stack([c, s_cov]), list(names or []) + ["SEX"],
-                                 weights, compute=compute, batch=batch)
+                if not shared:
+                    raise PopgenError("every phenotype withheld")
+                b = _linear_pass(site, part, shared, np.column_stack([c, s_cov]), list(names or []) + ["SEX"],
+                                 weights, compute=compute, batch=batch, out=x_out, rows=pos, keep_sup=True)
             except PopgenError as e:
                 log.warning("%s: no statistics with the sex covariate: %s", where, e)
                 continue
-            pr = plan.plan.privacy
-            for j, name in enumerate(g.phenotypes):
-                if not b["used"][j]:
-                    continue
-                unknown = int((main["masks"][name] & ~known).sum())
-                if 0 < unknown < pr.min_missing_count:
-                    log.warning("%s: phenotype %s's statistics with the sex covariate withheld (%d samples of "
-                                "unknown sex would be told apart from the statistics without it)",
-                                where, name, unknown)
-                    out["x_status"][j] = X_WITHHELD
-                    b["used"][j] = False
-                    for key in _LINEAR_ROWS:
-                        b[key][:, j] = 0
-                else:
-                    out["x_status"][j] = X_SENT
-            for key in _LINEAR_ROWS:
-                out[f"x_{key}"][pos] = b[key]
+            out["x_status"][b["used"]] = X_SENT
             out["x_centre"] = b["centre"]
-            b["masks"] = {n: m for n, m in b["masks"].items() if b["used"][g.phenotypes.index(n)]}
             counts = _chrx_allele_counts(part, b["masks"], g.phenotypes)
             out["x_alt"][pos], out["x_alleles"][pos] = (np.where(b["sup"], 0.0, x) for x in counts)
         else:
-            for key in _LINEAR_ROWS:  # chrY rows over every sample are not shared
-                main[key][start:stop] = 0
+            for arr in main_out.values():  # chrY rows over every sample are not shared
+                arr[site.plan_index[start:stop]] = 0
             main["f_alt"][start:stop] = main["f_called"][start:stop] = 0
             males = {n: np.where(male, np.asarray(v, dtype=np.float64), np.nan) for n, v in values.items()}
             try:
-                b = _linear_pass(site, part, males, cov, names, weights, compute=compute, batch=batch)
+                b = _linear_pass(site, part, males, cov, names, weights, compute=compute, batch=batch,
+                                 out=x_out, rows=pos)
             except PopgenError as e:
                 log.warning("%s not shared: %s", where, e)
                 continue
-            for key in _LINEAR_ROWS:
-                out[f"y_{key}"][pos] = b[key]
             main["f_alt"][start:stop], main["f_called"][start:stop] = b["f_alt"], b["f_called"]
             out["y_centre"] = b["centre"]
             out["y_used"] = b["used"].astype(np.uint8)
-    out.update({"xtx": site.scatter(pack_sym(main["xtx"])), "xty": site.scatter(main["xty"]),
-                "yy": site.scatter(main["yy"]), "freq_alt": site.scatter(main["f_alt"]),
-                "freq_called": site.scatter(main["f_called"]), "suppressed": site.scatter(main["sup"].astype(np.uint8)),
-                "n_suppressed": int(main["sup"].sum())})
-    for model in ("x", "y"):
-        out[f"{model}_xtx"] = pack_sym(out[f"{model}_xtx"])
-        out[f"{model}_suppressed"] = out.pop(f"{model}_sup").astype(np.uint8)
+    out["freq_alt"] = site.scatter(main["f_alt"])
+    out["freq_called"] = site.scatter(main["f_called"])
     return out
 
 
 def export_linear(site: Site, pheno, path, *, compute=None):
     """Write the site's ``linear`` bundle: sufficient statistics of the pooled linear GWAS
-    (:func:`linear_statistics`)."""
-    st = linear_statistics(site, pheno, compute=compute)
+    (:func:`linear_statistics`), the per-variant statistics through files beside it (memory
+    stays at a block of variants)."""
+    from pathlib import Path
+
+    from popgen.federated.arrays import Scratch
+    from popgen.io.files import ensure_parent
+
+    ensure_parent(path)
+    with Scratch(Path(path).parent) as scratch:
+        return _write_linear_bundle(site, linear_statistics(site, pheno, compute=compute, scratch=scratch), path)
+
+
+def _write_linear_bundle(site: Site, st: dict, path):
     plan = site.plan
     g = plan.plan.gwas
     k = len(g.covariates)

@@ -95,8 +95,13 @@ def combine(run, plan, paths, out: str, *, plots: bool = True) -> dict:
                     files.append(str(co.start_pca(out, plan, pooled)))
                 report["counts"] = {"files": files}
             elif kind == "linear":
-                res = co.combine_linear(plan, bundles)
-                rep = co.write_linear(out, plan, res, plots=plots)
+                from popgen.federated.arrays import Scratch
+                from popgen.io.files import ensure_parent
+
+                ensure_parent(out)
+                with Scratch(Path(str(out)).parent) as scratch:  # the pooled fields, on disk
+                    res = co.combine_linear(plan, bundles, scratch=scratch)
+                    rep = co.write_linear(out, plan, res, plots=plots)
                 for name, r in rep.items():
                     log.info("%s: %d samples, %d variants tested, lambda_GC %.4f", name, r["n_samples"],
                              r["n_tested"], r["lambda_gc"])

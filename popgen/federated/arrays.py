@@ -1,0 +1,197 @@
+"""Per-variant arrays that live on disk: the federated GWAS's sufficient statistics are
+(variants x phenotypes x predictors^2) -- 10^7 variants with 12 covariates are ~16 GB per
+phenotype -- so sites and the coordinator write and read them a block of rows at a time
+(``os.pwrite`` / ``os.pread``, never mapped: memory stays at one block, and file pages are
+the kernel's to drop).
+
+:class:`DiskArray` is a C-order ``.npy`` file (or a ``.npy`` member stored uncompressed in a
+bundle) indexed along its first axis; :class:`Scratch` allocates them in a temporary
+directory (or, without one, as ordinary NumPy arrays, e.g. in tests).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+#: bytes read or written per system call
+_IO_BYTES = 16 * 2**20
+
+
+class DiskArray:
+    """A C-order array of a ``.npy`` file, read and written by rows along the first axis.
+
+    ``a[i]``, ``a[i:j]`` and ``a[rows]`` (integer array) read rows into memory (a tuple
+    key applies its first item along the rows, the rest to the rows read);
+    ``a[rows] = values`` writes rows; ``np.asarray(a)`` reads everything.
+    """
+
+    def __init__(self, path, shape, dtype, offset: int, *, writable: bool = False):
+        self.path = str(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.offset = int(offset)
+        self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        self._row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    @classmethod
+    def create(cls, path, shape, dtype) -> "DiskArray":
+        """A new ``.npy`` file of zeros (sparse: nothing is written but its header)."""
+        dtype = np.dtype(dtype)
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                     "fortran_order": False, "shape": tuple(shape)})
+            offset = f.tell()
+            f.truncate(offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        return cls(path, shape, dtype, offset, writable=True)
+
+    @classmethod
+    def open_npy(cls, path, offset: int = 0) -> "DiskArray":
+        """The array of a C-order ``.npy`` file, or of one starting ``offset`` bytes into ``path``."""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            start = f.tell()
+        if fortran and len(shape) > 1:
+            raise ValueError(f"{path}: a Fortran-order array cannot be read by rows")
+        return cls(path, shape, dtype, start)
+
+    # ---------------------------------------------------------------- array protocol
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self._row * self.shape[0] if self.shape else self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except (OSError, TypeError):
+            pass
+
+    # ---------------------------------------------------------------- rows
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        pos, done = self.offset + start * self._row, 0
+        while done < len(buf):
+            n = os.preadv(self._fd, [buf[done:done + _IO_BYTES]], pos + done)
+            if n <= 0:
+                raise OSError(f"{self.path}: unexpected end of file")
+            done += n
+        return out
+
+    def _write(self, start: int, values: np.ndarray) -> None:
+        buf = memoryview(np.ascontiguousarray(values, dtype=self.dtype).reshape(-1).view(np.uint8))
+        pos, done = self.offset + start * self._row, 0
+        while done < len(buf):
+            done += os.pwrite(self._fd, buf[done:done + _IO_BYTES], pos + done)
+
+    @staticmethod
+    def _runs(rows: np.ndarray):
+        """(position in ``rows``, first row, length) of each run of consecutive rows."""
+        if not len(rows):
+            return []
+        cut = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts = np.concatenate([[0], cut])
+        stops = np.concatenate([cut, [len(rows)]])
+        return [(int(a), int(rows[a]), int(b - a)) for a, b in zip(starts, stops)]
+
+    def _rows(self, key):
+        if isinstance(key, (int, np.integer)):
+            k = int(key) + (self.shape[0] if key < 0 else 0)
+            return slice(k, k + 1), True
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step == 1:
+                return slice(start, max(start, stop)), False
+            return np.arange(start, stop, step), False
+        rows = np.asarray(key)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        return rows.astype(np.int64), False
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        rows, scalar = self._rows(key)
+        if isinstance(rows, slice):
+            out = self._read(rows.start, rows.stop)
+        else:
+            out = np.empty((len(rows),) + self.shape[1:], dtype=self.dtype)
+            order = np.argsort(rows, kind="stable")
+            srt = rows[order]
+            for pos, first, n in self._runs(srt):
+                out[order[pos:pos + n]] = self._read(first, first + n)
+        if scalar:
+            out = out[0]
+        return out[(slice(None),) * (0 if scalar else 1) + rest] if rest else out
+
+    def __setitem__(self, key, values):
+        rows, scalar = self._rows(key)
+        shape = (1 if scalar else (rows.stop - rows.start if isinstance(rows, slice) else len(rows)),) + self.shape[1:]
+        values = np.broadcast_to(np.asarray(values, dtype=self.dtype), shape)
+        if isinstance(rows, slice):
+            self._write(rows.start, values)
+            return
+        for pos, first, n in self._runs(rows):
+            self._write(first, values[pos:pos + n])
+
+    def chunks(self):
+        """The file's bytes (``.npy`` header included when the array is a whole ``.npy`` file)
+        in pieces of about :data:`_IO_BYTES`, for copying it into a bundle."""
+        end = self.offset + self.nbytes
+        pos = 0
+        while pos < end:
+            n = min(_IO_BYTES, end - pos)
+            yield os.pread(self._fd, n, pos)
+            pos += n
+
+
+class Scratch:
+    """Allocates the arrays a federated step builds row by row: :class:`DiskArray` files in a
+    temporary directory under ``directory`` (removed on :meth:`close`), or NumPy arrays when
+    ``directory`` is None."""
+
+    def __init__(self, directory=None):
+        self.dir = None if directory is None else tempfile.mkdtemp(prefix=".popgen-scratch-", dir=directory)
+        self._names = itertools.count()
+
+    def zeros(self, shape, dtype=np.float64):
+        if self.dir is None:
+            return np.zeros(shape, dtype=dtype)
+        return DiskArray.create(os.path.join(self.dir, f"{next(self._names)}.npy"), shape, dtype)
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
