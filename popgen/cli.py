@@ -399,7 +399,7 @@ def federated_inspect(bundles, plan_file):
 
     plan = load_plan(plan_file) if plan_file else None
     for i, b in enumerate(bundles):
-        click.echo(("\n" if i else "") + describe(read_bundle(b, plan)))
+        click.echo(("\n" if i else "") + describe(read_bundle(b, plan, lazy=True)))  # verified, not held
 
 
 @federated.command("simulate", context_settings=CONTEXT)

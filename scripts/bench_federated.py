@@ -1,7 +1,8 @@
 """Benchmark the federated linear GWAS: a site's export and the coordinator's combine.
 
 The simulated cohort is split into two sites (alternate samples); the plan holds
-every variant, the phenotype QT and the covariates SEX and AGE.  Measured, as wall
+every variant, the phenotype QT and the covariates of ``bench_gwas.py`` (SEX, AGE and
+10 PCs, z-scored; made and cached as there).  Measured, as wall
 time and peak memory of the whole command line (never asserted):
 
 ``export``
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
+import bench_gwas  # noqa: E402
 
 
 def _sites(prefix, workdir: Path) -> list[Path]:
@@ -45,8 +47,9 @@ def main(argv=None) -> int:
     work = Path(args.workdir) / "federated" / f"n{args.n_samples}_m{args.n_variants}"
     work.mkdir(parents=True, exist_ok=True)
     plan = work / "plan.yaml"
+    inputs = bench_gwas.prepare(args, prefix)
     plan.write_text(f"name: bench\nvariants: {prefix}.bim\n"
-                    "gwas:\n  phenotypes: [QT]\n  covariates: [SEX, AGE]\n")
+                    f"gwas:\n  phenotypes: [QT]\n  covariates: [{', '.join(bench_gwas.COVARS)}]\n")
     keeps = _sites(prefix, work)
     env = _bench.tool_env()
     _bench.warm_cache(f"{prefix}.bed")
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     for k, keep in enumerate(keeps):
         out = work / f"site{k}"
         cmd = [_bench.popgen_exe(), "federated", "export", plan, "--site", f"site{k}", "--bfile", prefix,
-               "--keep", keep, "--kind", "linear", "--pheno", f"{prefix}.pheno", "--covar", f"{prefix}.covar",
+               "--keep", keep, "--kind", "linear", "--pheno", f"{prefix}.pheno", "--covar", inputs["covar"],
                "--out", out, *common]
         if k == 0:
             run("export (one site)", cmd)
@@ -74,8 +77,8 @@ def main(argv=None) -> int:
     run("combine (two sites)", [_bench.popgen_exe(), "federated", "combine", plan, *bundles,
                                 "--out", work / "pooled", "--no-plots"])
     run("popgen gwas (pooled cohort)", [_bench.popgen_exe(), "gwas", "--bfile", prefix, "--pheno", f"{prefix}.pheno",
-                                        "--pheno-name", "QT", "--covar", f"{prefix}.covar", "--covar-name", "SEX",
-                                        "AGE", "--out", work / "gwas", "--no-plots", *common])
+                                        "--pheno-name", "QT", "--covar", inputs["covar"], "--covar-name",
+                                        *bench_gwas.COVARS, "--out", work / "gwas", "--no-plots", *common])
     cols = ["step", "n_variants", "wall_s", "peak_rss_mb", "cpu_s", "other_cpu_s", "returncode"]
     tables = {f"federated linear GWAS ({args.n_samples} samples x {args.n_variants} variants, two sites)":
               (rows, cols)}

@@ -157,39 +157,56 @@ def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
 
 
+def _checked_manifest(z: zipfile.ZipFile, path: Path, plan: LoadedPlan | None, kind) -> dict:
+    names = set(z.namelist())
+    if "manifest.json" not in names or "manifest.sha256" not in names:
+        raise PopgenError("not a popgen bundle (no manifest)", path)
+    try:
+        manifest = json.loads(z.read("manifest.json"))
+    except ValueError:
+        raise PopgenError("corrupt bundle: the manifest is not JSON", path) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PopgenError("not a popgen bundle", path)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise PopgenError(f"bundle format version {manifest.get('format_version')} is not supported "
+                          f"(this popgen reads version {FORMAT_VERSION})", path)
+    if z.read("manifest.sha256").decode().strip() != _sha(_canonical(manifest)):
+        raise PopgenError("checksum mismatch: the manifest was changed after it was written", path)
+    if plan is not None and manifest["plan"]["sha256"] != plan.sha256:
+        raise PopgenError(f"bundle belongs to another plan ({manifest['plan']['name']!r}, "
+                          f"{manifest['plan']['sha256'][:12]}), not {plan.plan.name!r} ({plan.short})", path)
+    if kind is not None and manifest["kind"] not in ((kind,) if isinstance(kind, str) else kind):
+        raise PopgenError(f"expected a {kind} bundle, found a {manifest['kind']} bundle", path)
+    return manifest
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise PopgenError("file not found", path)
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise PopgenError("not a popgen bundle (not a zip file)", path) from None
+
+
+def read_manifest(path, plan: LoadedPlan | None = None, *, kind: str | tuple | None = None) -> dict:
+    """A bundle's verified manifest (format, version, its checksum, the plan, the kind), without
+    reading its arrays (:func:`read_bundle` verifies those)."""
+    path = Path(path)
+    with _open_zip(path) as z:
+        return _checked_manifest(z, path, plan, kind)
+
+
 def read_bundle(path, plan: LoadedPlan | None = None, *, kind: str | tuple | None = None,
                 lazy=frozenset()) -> Bundle:
     """Read and verify a bundle: format and version, checksums, dimensions, and (when
     ``plan`` is given) that it belongs to this plan; ``kind`` restricts the kinds accepted.
-    The arrays named in ``lazy`` come as :class:`~popgen.federated.arrays.DiskArray` (read by
-    rows from the bundle) where they are stored uncompressed; the others are read whole."""
+    The arrays named in ``lazy`` (True: all) come as :class:`~popgen.federated.arrays.DiskArray`
+    (read by rows from the bundle) where they are stored uncompressed; the others are read whole."""
     path = Path(path)
-    if not path.is_file():
-        raise PopgenError("file not found", path)
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        raise PopgenError("not a popgen bundle (not a zip file)", path) from None
-    with z:
+    with _open_zip(path) as z:
         names = set(z.namelist())
-        if "manifest.json" not in names or "manifest.sha256" not in names:
-            raise PopgenError("not a popgen bundle (no manifest)", path)
-        try:
-            manifest = json.loads(z.read("manifest.json"))
-        except ValueError:
-            raise PopgenError("corrupt bundle: the manifest is not JSON", path) from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise PopgenError("not a popgen bundle", path)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise PopgenError(f"bundle format version {manifest.get('format_version')} is not supported "
-                              f"(this popgen reads version {FORMAT_VERSION})", path)
-        if z.read("manifest.sha256").decode().strip() != _sha(_canonical(manifest)):
-            raise PopgenError("checksum mismatch: the manifest was changed after it was written", path)
-        if plan is not None and manifest["plan"]["sha256"] != plan.sha256:
-            raise PopgenError(f"bundle belongs to another plan ({manifest['plan']['name']!r}, "
-                              f"{manifest['plan']['sha256'][:12]}), not {plan.plan.name!r} ({plan.short})", path)
-        if kind is not None and manifest["kind"] not in ((kind,) if isinstance(kind, str) else kind):
-            raise PopgenError(f"expected a {kind} bundle, found a {manifest['kind']} bundle", path)
+        manifest = _checked_manifest(z, path, plan, kind)
         arrays = {}
         dims = manifest.get("dims", {})
         if set(dims) - ALLOWED_DIMS:
@@ -213,7 +230,7 @@ def read_bundle(path, plan: LoadedPlan | None = None, *, kind: str | tuple | Non
                 raise PopgenError(f"checksum mismatch in array {name}: the bundle was changed or damaged", path)
             info = z.getinfo(member)
             try:
-                if name in lazy and info.compress_type == zipfile.ZIP_STORED:
+                if (lazy is True or name in lazy) and info.compress_type == zipfile.ZIP_STORED:
                     arr = DiskArray.open_npy(path, _member_data_offset(path, info))
                 else:
                     with z.open(member) as m:

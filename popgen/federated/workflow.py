@@ -65,16 +65,16 @@ def export(run, ds, plan, site_name: str, kinds, out: str, *, pheno: Optional[st
 def combine(run, plan, paths, out: str, *, plots: bool = True) -> dict:
     """Combine bundles (any mix of kinds, one per site and kind) at the coordinator."""
     from popgen.federated import coordinator as co
-    from popgen.federated.bundle import read_bundle
+    from popgen.federated.bundle import read_manifest
     from popgen.io.files import ensure_parent
 
     ensure_parent(out)
     by_kind: dict = {}
-    for p in paths:
-        b = read_bundle(p, plan)
-        if b.kind == "pca-basis":
+    for p in paths:  # manifests only: the arrays are read (and verified) by kind below
+        kind = read_manifest(p, plan)["kind"]
+        if kind == "pca-basis":
             raise PopgenError("a pca-basis bundle goes to the sites, not to combine", p)
-        by_kind.setdefault(b.kind, []).append(p)
+        by_kind.setdefault(kind, []).append(p)
     report = {}
     for kind in ("counts", "linear", "sumstats", "pca-product"):
         if kind not in by_kind:
