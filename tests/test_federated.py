@@ -230,7 +230,7 @@ def test_meta_analysis_is_the_ivw_formula(fed, tmp_path):
     assert "".join(res["direction"][:, v, 0]) == "".join("+" if x > 0 else "-" for x in b[:, v])
     # a variant absent at south: two sites, direction '?', df 1
     assert res["n_sites"][220, 0] == 2 and res["direction"][2, 220, 0] == "?" and res["df"][220, 0] == 1
-    paths = C.write_meta(tmp_path / "meta", plan, res)
+    paths = C.write_meta(tmp_path / "meta", plan, C.read_site_bundles(fed["bundles"]["sumstats"], plan, "sumstats"))
     import pandas as pd
 
     t = pd.read_csv(paths[0], sep="\t")

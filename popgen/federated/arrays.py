@@ -185,6 +185,18 @@ class Scratch:
             return np.zeros(shape, dtype=dtype)
         return DiskArray.create(os.path.join(self.dir, f"{next(self._names)}.npy"), shape, dtype)
 
+    def full(self, shape, fill, dtype=np.float64):
+        """An array of ``fill`` (written a block of rows at a time on disk)."""
+        arr = self.zeros(shape, dtype)
+        if fill != 0:
+            if isinstance(arr, np.ndarray):
+                arr[...] = fill
+            else:
+                step = max(1, _IO_BYTES // max(arr._row, 1))
+                for i in range(0, shape[0], step):
+                    arr[i:min(shape[0], i + step)] = fill
+        return arr
+
     def close(self) -> None:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)

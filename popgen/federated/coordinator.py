@@ -43,7 +43,8 @@ log = logging.getLogger("popgen")
 
 
 #: per kind, the (variants x phenotypes x ...) arrays read by rows from the bundles, not whole
-_LAZY = {"linear": frozenset(f"{m}{a}" for m in ("", "x_", "y_") for a in ("xtx", "xty", "yy", "suppressed"))}
+_LAZY = {"linear": frozenset(f"{m}{a}" for m in ("", "x_", "y_") for a in ("xtx", "xty", "yy", "suppressed")),
+         "sumstats": frozenset({"beta", "se", "obs_ct", "suppressed"})}
 
 
 def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
@@ -451,38 +452,60 @@ def meta_analysis(beta, se) -> dict:
     return {"beta": b, "se": s, "z": z, "p": p, "q": q, "df": df, "het_p": het_p, "i2": i2, "n_sites": n}
 
 
-def combine_sumstats(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
-    """Meta-analysis of the sites' ``sumstats`` bundles, per plan phenotype."""
-    beta = np.stack([b.arrays["beta"] for b in bundles])
-    se = np.stack([b.arrays["se"] for b in bundles])
+def _meta_block(bundles: list[Bundle], v0: int, v1: int) -> dict:
+    """:func:`meta_analysis` of variants ``[v0, v1)`` (every phenotype) from the sites' bundles,
+    with the effect directions (sites, v, P) and the summed OBS_CT."""
+    beta = np.stack([np.asarray(b.arrays["beta"][v0:v1]) for b in bundles])
+    se = np.stack([np.asarray(b.arrays["se"][v0:v1]) for b in bundles])
     res = meta_analysis(beta, se)
-    res["direction"] = np.where(np.isfinite(beta) & np.isfinite(se), np.where(beta > 0, "+", np.where(beta < 0, "-", "0")), "?")
-    res["obs_ct"] = sum(b.arrays["obs_ct"] for b in bundles)
+    res["direction"] = np.where(np.isfinite(beta) & np.isfinite(se),
+                                np.where(beta > 0, "+", np.where(beta < 0, "-", "0")), "?")
+    res["obs_ct"] = sum(np.asarray(b.arrays["obs_ct"][v0:v1]) for b in bundles)
+    return res
+
+
+def combine_sumstats(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
+    """Meta-analysis of the sites' ``sumstats`` bundles, per plan phenotype, held whole
+    (:func:`write_meta` streams it instead)."""
+    res = _meta_block(bundles, 0, plan.n_variants)
     res["sites"] = [b.site for b in bundles]
     res["model"] = {b.attrs.get("model") for b in bundles}
     return res
 
 
-def write_meta(prefix, plan: LoadedPlan, res: dict) -> list[str]:
+def write_meta(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> list[str]:
     """``PREFIX.PHENO.meta.tsv`` per phenotype, METAL's columns (MarkerName Allele1 Allele2
     Effect StdErr P-value Direction HetISq HetChiSq HetDf HetPVal; Allele1 = ALT, the
-    effect allele) then Chromosome Position OBS_CT N_SITES."""
-    from popgen.io.reports import Formatted, write_table
+    effect allele) then Chromosome Position OBS_CT N_SITES: the meta-analysis of
+    :data:`~popgen.io.reports.TABLE_BLOCK` plan variants at a time, written as it goes."""
+    import contextlib
 
-    paths = []
-    k = kept_variants(prefix, plan)
-    for j, name in enumerate(plan.plan.gwas.phenotypes):
-        direction = np.array(["".join(r) for r in res["direction"][:, k, j].T.tolist()], dtype=object)
-        cols = {"MarkerName": plan.variant_id[k], "Allele1": plan.alt[k], "Allele2": plan.ref[k],
-                "Effect": Formatted(res["beta"][k, j]), "StdErr": Formatted(res["se"][k, j]),
-                "P-value": Formatted(res["p"][k, j]), "Direction": direction,
-                "HetISq": Formatted(100.0 * res["i2"][k, j]), "HetChiSq": Formatted(res["q"][k, j]),
-                "HetDf": res["df"][k, j], "HetPVal": Formatted(res["het_p"][k, j]),
-                "Chromosome": plan.chrom[k], "Position": plan.pos[k], "OBS_CT": res["obs_ct"][k, j].astype(np.int64),
-                "N_SITES": res["n_sites"][k, j]}
-        path = f"{prefix}.{name}.meta.tsv"
-        write_table(path, cols)
-        paths.append(path)
+    from popgen.io.files import atomic_write
+    from popgen.io.reports import TABLE_BLOCK, _fmt_g_fast
+    from popgen.io.textfmt import join_rows
+
+    header = ["MarkerName", "Allele1", "Allele2", "Effect", "StdErr", "P-value", "Direction", "HetISq", "HetChiSq",
+              "HetDf", "HetPVal", "Chromosome", "Position", "OBS_CT", "N_SITES"]
+    names = plan.plan.gwas.phenotypes
+    kept = np.flatnonzero(kept_variants(prefix, plan))
+    paths = [f"{prefix}.{name}.meta.tsv" for name in names]
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(atomic_write(path)) for path in paths]
+        for f in files:
+            f.write("\t".join(header) + "\n")
+        for i in range(0, len(kept), TABLE_BLOCK):
+            rows = kept[i:i + TABLE_BLOCK]
+            v0, v1 = int(rows[0]), int(rows[-1]) + 1
+            res = _meta_block(bundles, v0, v1)
+            r = rows - v0
+            for j, f in enumerate(files):
+                direction = np.array(["".join(d) for d in res["direction"][:, r, j].T.tolist()], dtype=object)
+                f.write(join_rows([
+                    plan.variant_id[rows], plan.alt[rows], plan.ref[rows], _fmt_g_fast(res["beta"][r, j]),
+                    _fmt_g_fast(res["se"][r, j]), _fmt_g_fast(res["p"][r, j]), direction,
+                    _fmt_g_fast(100.0 * res["i2"][r, j]), _fmt_g_fast(res["q"][r, j]), res["df"][r, j],
+                    _fmt_g_fast(res["het_p"][r, j]), plan.chrom[rows], plan.pos[rows],
+                    res["obs_ct"][r, j].astype(np.int64), res["n_sites"][r, j]]))
     return paths
 
 

@@ -561,28 +561,30 @@ def _write_linear_bundle(site: Site, st: dict, path):
 # ------------------------------------------------------------------ summary statistics (meta-analysis)
 
 
-def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallback") -> dict:
+def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallback", scratch=None) -> dict:
     """The site's own GWAS (linear, or logistic with Firth fallback when the plan says ``binary``),
     chrX, chrY and MT scanned as ``popgen gwas`` scans them (:func:`popgen.association.run_inputs`):
     per plan variant and phenotype, BETA and SE per ALT allele (haploid contigs: per haploid
-    allele, as the .glm files) and OBS_CT."""
+    allele, as the .glm files) and OBS_CT, written a chunk of variants at a time into arrays from
+    ``scratch`` (:class:`~popgen.federated.arrays.Scratch`; default in memory)."""
     from popgen import association as assoc
+    from popgen.federated.arrays import Scratch
     from popgen.genotypes import model_runs, sample_sex
 
     g = site.plan.plan.gwas
     values = _site_phenotypes(site, pheno, binary=g.binary)
     if not values:
         raise PopgenError(f"site {site.name} has none of the plan's phenotypes {g.phenotypes}")
-    nv, P = site.ds.sizes["variants"], len(g.phenotypes)
-    beta = np.full((nv, P), np.nan)
-    se = np.full((nv, P), np.nan)
-    obs = np.zeros((nv, P))
-    a1 = np.zeros((nv, P))
+    scratch = scratch or Scratch()
+    M, P = site.plan.n_variants, len(g.phenotypes)
+    out = {"beta": scratch.full((M, P), np.nan), "se": scratch.full((M, P), np.nan),
+           "obs_ct": scratch.zeros((M, P)), "suppressed": scratch.zeros((M, P), np.uint8)}
     used = np.zeros(P, dtype=np.uint8)
     skipped, kind = {}, "logistic" if g.binary else "linear"
     runs = model_runs(site.ds)
     sex = sample_sex(site.ds) if any(m != "autosome" for *_, m in runs) else None
     min_samples = max(g.min_samples, site.plan.plan.privacy.min_samples)
+    min_ac = site.plan.plan.privacy.min_allele_count
     for start, stop, model in runs:
         part = site.ds if len(runs) == 1 else site.ds.isel(variants=slice(start, stop))
         inputs = assoc.run_inputs(model, site.ds, sex, values, pheno.covariates, pheno.covariate_names,
@@ -606,35 +608,46 @@ def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallbac
             continue
         scan.haploid = haploid
         for chunk in scan.iter_chunks(compute):
-            a, b = start + chunk.start, start + chunk.stop
+            n = chunk.stop - chunk.start
+            beta, se = np.full((n, P), np.nan), np.full((n, P), np.nan)
+            obs, a1 = np.zeros((n, P)), np.zeros((n, P))
             for name, cols in chunk.columns.items():
                 j = g.phenotypes.index(name)
                 ok = cols["ERRCODE"] == 0
                 if scan.kind == "logistic":
                     ok |= cols["ERRCODE"] == assoc.E_UNFINISHED
                 bj = np.where(cols["A1_IS_REF"], -cols["BETA"], cols["BETA"])
-                beta[a:b, j] = np.where(ok, bj, np.nan)
-                se[a:b, j] = np.where(ok, cols["SE"], np.nan)
-                obs[a:b, j] = cols["OBS_CT"]
-                a1[a:b, j] = cols["A1_CT"]
+                beta[:, j] = np.where(ok, bj, np.nan)
+                se[:, j] = np.where(ok, cols["SE"], np.nan)
+                obs[:, j] = cols["OBS_CT"]
+                a1[:, j] = cols["A1_CT"]
+            mac = np.minimum(a1, 2 * obs - a1)
+            sup = (mac > 0) & (mac < min_ac)
+            beta[sup], se[sup], obs[sup] = np.nan, np.nan, 0
+            rows = site.plan_index[start + chunk.start:start + chunk.stop]
+            out["beta"][rows], out["se"][rows], out["obs_ct"][rows], out["suppressed"][rows] = beta, se, obs, sup
         for name in scan.phenotypes:
             used[g.phenotypes.index(name)] = 1
         if model == "autosome":
             skipped.update(scan.skipped)
-    n = obs
-    mac = np.minimum(a1, 2 * n - a1)
-    sup = (mac > 0) & (mac < site.plan.plan.privacy.min_allele_count)
-    beta[sup] = np.nan
-    se[sup] = np.nan
-    obs[sup] = 0
-    return {"beta": site.scatter(beta, np.nan), "se": site.scatter(se, np.nan), "obs_ct": site.scatter(obs),
-            "suppressed": site.scatter(sup.astype(np.uint8)), "phenotype_used": used,
-            "kind": kind, "skipped": skipped}
+    return {**out, "phenotype_used": used, "kind": kind, "skipped": skipped}
 
 
 def export_sumstats(site: Site, pheno, path, *, compute=None):
-    """Write the site's ``sumstats`` bundle (its own GWAS results, for meta-analysis)."""
-    st = summary_statistics(site, pheno, compute=compute)
+    """Write the site's ``sumstats`` bundle (its own GWAS results, for meta-analysis), the
+    results through files beside it (memory stays at a chunk of variants)."""
+    from pathlib import Path
+
+    from popgen.federated.arrays import Scratch
+    from popgen.io.files import ensure_parent
+
+    ensure_parent(path)
+    with Scratch(Path(path).parent) as scratch:
+        st = summary_statistics(site, pheno, compute=compute, scratch=scratch)
+        return _write_sumstats_bundle(site, st, path)
+
+
+def _write_sumstats_bundle(site: Site, st: dict, path):
     g = site.plan.plan.gwas
     effect = "log odds ratio" if st["kind"] == "logistic" else "regression coefficient"
     arrays = {

@@ -108,8 +108,7 @@ def combine(run, plan, paths, out: str, *, plots: bool = True) -> dict:
                 files = [f for r in rep.values() for f in r["files"]]
                 report["linear"] = {"files": files, "phenotypes": rep}
             elif kind == "sumstats":
-                res = co.combine_sumstats(plan, bundles)
-                files = co.write_meta(out, plan, res)
+                files = co.write_meta(out, plan, bundles)
                 report["sumstats"] = {"files": files}
             else:
                 res = co.pca_round(out, plan, bundles)
