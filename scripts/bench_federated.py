@@ -1,4 +1,4 @@
-"""Benchmark the federated linear GWAS: a site's export and the coordinator's combine.
+"""Benchmark the federated GWAS: a site's export and the coordinator's combine.
 
 The simulated cohort is split into two sites (alternate samples); the plan holds
 every variant, the phenotype QT and the covariates of ``bench_gwas.py`` (SEX, AGE and
@@ -6,10 +6,10 @@ every variant, the phenotype QT and the covariates of ``bench_gwas.py`` (SEX, AG
 time and peak memory of the whole command line (never asserted):
 
 ``export``
-    ``popgen federated export --kind linear`` at one site (half the samples);
+    ``popgen federated export --kind linear`` (and ``sumstats``) at one site (half the samples);
 ``combine``
-    ``popgen federated combine`` of the two sites' linear bundles (pooled .glm.linear,
-    GWAS-SSF, no plots).
+    ``popgen federated combine`` of the two sites' bundles (pooled .glm.linear, GWAS-SSF, no
+    plots; or the meta-analysis).
 
 Memory should not grow with the number of variants (run with two ``--n-variants``
 values to see).  There is no PLINK 2 counterpart; ``popgen gwas`` on the pooled
@@ -40,6 +40,8 @@ def _sites(prefix, workdir: Path) -> list[Path]:
 def main(argv=None) -> int:
     p = _bench.common_parser(__doc__.split("\n\n")[0])
     p.set_defaults(cluster="none")
+    p.add_argument("--kinds", default="linear,sumstats", help="bundle kinds to export and combine: linear "
+                                                              "(pooled regression), sumstats (meta-analysis)")
     args = p.parse_args(argv)
     cluster = _bench.clusters(args.cluster)[0]
     machine = _bench.machine_info()
@@ -63,19 +65,20 @@ def main(argv=None) -> int:
         if r["returncode"] != 0:
             print(f"warning: {step} exited with {r['returncode']}", file=sys.stderr)
 
-    bundles = []
-    for k, keep in enumerate(keeps):
-        out = work / f"site{k}"
-        cmd = [_bench.popgen_exe(), "federated", "export", plan, "--site", f"site{k}", "--bfile", prefix,
-               "--keep", keep, "--kind", "linear", "--pheno", f"{prefix}.pheno", "--covar", inputs["covar"],
-               "--out", out, *common]
-        if k == 0:
-            run("export (one site)", cmd)
-        else:  # the second site's bundle, not timed
-            _bench.run_measured(cmd, env, log_path=work / "site1.stdout", timeout=args.timeout)
-        bundles.append(f"{out}.linear.pgb")
-    run("combine (two sites)", [_bench.popgen_exe(), "federated", "combine", plan, *bundles,
-                                "--out", work / "pooled", "--no-plots"])
+    for kind in args.kinds.split(","):
+        bundles = []
+        for k, keep in enumerate(keeps):
+            out = work / f"site{k}"
+            cmd = [_bench.popgen_exe(), "federated", "export", plan, "--site", f"site{k}", "--bfile", prefix,
+                   "--keep", keep, "--kind", kind, "--pheno", f"{prefix}.pheno", "--covar", inputs["covar"],
+                   "--out", out, *common]
+            if k == 0:
+                run(f"export {kind} (one site)", cmd)
+            else:  # the second site's bundle, not timed
+                _bench.run_measured(cmd, env, log_path=work / "site1.stdout", timeout=args.timeout)
+            bundles.append(f"{out}.{kind}.pgb")
+        run(f"combine {kind} (two sites)", [_bench.popgen_exe(), "federated", "combine", plan, *bundles,
+                                            "--out", work / "pooled", "--no-plots"])
     run("popgen gwas (pooled cohort)", [_bench.popgen_exe(), "gwas", "--bfile", prefix, "--pheno", f"{prefix}.pheno",
                                         "--pheno-name", "QT", "--covar", inputs["covar"], "--covar-name",
                                         *bench_gwas.COVARS, "--out", work / "gwas", "--no-plots", *common])
