@@ -536,7 +536,9 @@ def _write_linear_bundle(site: Site, st: dict, path):
         "x_alleles": (st["x_alleles"], ("variants_x", "phenotypes"), "chrX: alleles counted likewise"),
         "x_status": (st["x_status"], ("phenotypes",), "chrX with the sex: 0 no samples, 1 sent, 2 the sex is a "
                                                       "function of the covariates, 3 withheld"),
-        "y_xtx": (st["y_xtx"], ("variants_y", "phenotypes", "predictors2"), f"chrY: X'X over males; {pred}"),
+        "y_xtx": (st["y_xtx"], ("variants_y", "phenotypes", "predictors2"),
+                  "chrY: X'X over males; predictors [1, covariates centred on the phenotype's males at the site, "
+                  "ALT count]"),
         "y_xty": (st["y_xty"], ("variants_y", "phenotypes", "predictors"), "chrY: X'y over males"),
         "y_yy": (st["y_yy"], ("variants_y", "phenotypes"), "chrY: y'y over males"),
         "y_suppressed": (st["y_suppressed"], ("variants_y", "phenotypes"), "chrY: withheld"),
@@ -555,7 +557,10 @@ def _write_linear_bundle(site: Site, st: dict, path):
                                "covariates": list(g.covariates), "skipped": st["skipped"],
                                "n_suppressed": st["n_suppressed"]},
                         disclosure=_disclosure(site, "per-variant sums of squares and cross-products of "
-                                                     "phenotypes, covariates and genotypes"))
+                                                     "phenotypes, covariates and genotypes (chrX also with the "
+                                                     "sex as a covariate over the samples of known sex, chrY "
+                                                     "over the males), counts of males and females and the "
+                                                     "means and cross-products of the covariates and sex"))
 
 
 # ------------------------------------------------------------------ summary statistics (meta-analysis)
