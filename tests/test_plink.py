@@ -162,3 +162,27 @@ def test_writer_is_chunking_invariant(tmp_path, rng, chunks):
     write_plink(make_dataset(g, chunks=(29, 19)), tmp_path / "b")
     assert (tmp_path / "a.bed").read_bytes() == (tmp_path / "b.bed").read_bytes()
     np.testing.assert_array_equal(alt_allele_count(read_plink(tmp_path / "a", chunks=(8, 8))).compute(), g)
+
+
+def test_short_bim_strings_are_held_compactly_long_ones_as_objects(bfile, tmp_path):
+    """IDs and alleles up to 16 characters come as fixed-width U arrays (no object per string);
+    a column with a longer value (an indel allele) keeps Python strings; both write back and
+    report the same text."""
+    from popgen import qc
+    from popgen.io import reports
+
+    prefix, g = bfile
+    ds = read_plink(prefix)
+    assert ds.variant_id.dtype.kind == "U" and ds.variant_allele.dtype.kind == "U"
+    lines = (tmp_path / "c.bim").read_text().splitlines()
+    long_allele = "ACGTACGTACGTACGTACGTACGTACGTAC"
+    lines[3] = "\t".join(lines[3].split("\t")[:4] + [long_allele, lines[3].split("\t")[5]])
+    (tmp_path / "c.bim").write_text("\n".join(lines) + "\n")
+    ds = read_plink(prefix)
+    assert ds.variant_allele.dtype == object and ds.variant_id.dtype.kind == "U"
+    assert ds.variant_allele.values[3, 1] == long_allele and ds.variant_allele.values[0].tolist() == ["A", "G"]
+    write_plink(ds, tmp_path / "back")
+    assert (tmp_path / "back.bim").read_text() == (tmp_path / "c.bim").read_text()
+    reports.write_afreq(tmp_path / "x.afreq", ds, qc.variant_stats(ds, merge=False).variant_allele_count.values)
+    row = (tmp_path / "x.afreq").read_text().splitlines()[4].split("\t")
+    assert row[1:4] == [ds.variant_id.values[3], ds.variant_allele.values[3, 0], long_allele]
