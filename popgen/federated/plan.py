@@ -138,6 +138,15 @@ def _file_sha256(path: Path) -> str:
 
 
 def _read_variants(path: Path):
+    """The plan's variants: ``chrom, pos, id, ref, alt`` arrays (strings compact where short,
+    :func:`popgen.io.plink._compact_str`)."""
+    from popgen.io.plink import _compact_str
+
+    chrom, pos, vid, ref, alt = _read_variant_table(path)
+    return _compact_str(chrom), pos, _compact_str(vid), _compact_str(ref), _compact_str(alt)
+
+
+def _read_variant_table(path: Path):
     import pandas as pd
 
     if not path.is_file():
