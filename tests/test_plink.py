@@ -186,3 +186,22 @@ def test_short_bim_strings_are_held_compactly_long_ones_as_objects(bfile, tmp_pa
     reports.write_afreq(tmp_path / "x.afreq", ds, qc.variant_stats(ds, merge=False).variant_allele_count.values)
     row = (tmp_path / "x.afreq").read_text().splitlines()[4].split("\t")
     assert row[1:4] == [ds.variant_id.values[3], ds.variant_allele.values[3, 0], long_allele]
+
+
+@pytest.mark.parametrize("n_samples", [1, 2, 3, 4, 5, 7, 8, 9, 30])
+def test_encode_is_the_inverse_of_decode(rng, n_samples):
+    """The numba .bed packer against the decoder and a per-call NumPy oracle (PLINK's codes,
+    four samples a byte, low bits first, the last byte's padding zero)."""
+    from popgen.io.plink import encode_bed
+    from popgen.kernels.bed import decode_bed_cpu
+
+    alt = rng.integers(-1, 3, size=(13, n_samples)).astype(np.int8)
+    packed = encode_bed(alt)
+    assert packed.shape == (13, -(-n_samples // 4)) and packed.dtype == np.uint8
+    np.testing.assert_array_equal(decode_bed_cpu(packed, n_samples), alt)
+    code = {-1: 0b01, 0: 0b11, 1: 0b10, 2: 0b00}
+    oracle = np.zeros_like(packed)
+    for v in range(13):
+        for s in range(n_samples):
+            oracle[v, s // 4] |= code[int(alt[v, s])] << (2 * (s % 4))
+    np.testing.assert_array_equal(packed, oracle)

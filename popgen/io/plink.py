@@ -291,12 +291,9 @@ def genotype_from_alt_count(alt):
 
 # ---------------------------------------------------------------- writer
 
-#: ALT count (index 0..2, 3 = missing) -> 2-bit .bed code
-_ALT_TO_CODE = np.array([3, 2, 0, 1], dtype=np.uint8)
-
 
 def encode_bed(alt: np.ndarray) -> np.ndarray:
-    """Pack ALT allele counts into .bed rows (inverse of ``decode_bed``).
+    """Pack ALT allele counts into .bed rows (inverse of ``decode_bed``; numba, one pass).
 
     Parameters
     ----------
@@ -307,15 +304,23 @@ def encode_bed(alt: np.ndarray) -> np.ndarray:
     -------
     ndarray, uint8, shape (n_variants, ceil(n_samples / 4))
     """
-    alt = np.asarray(alt)
-    n_variants, n_samples = alt.shape
-    idx = np.where(alt < 0, 3, alt).astype(np.uint8)
-    codes = _ALT_TO_CODE[idx]
-    pad = (-n_samples) % 4
-    if pad:
-        codes = np.concatenate([codes, np.zeros((n_variants, pad), np.uint8)], axis=1)
-    codes = codes.reshape(n_variants, -1, 4)
-    return (codes[..., 0] | (codes[..., 1] << 2) | (codes[..., 2] << 4) | (codes[..., 3] << 6)).astype(np.uint8)
+    from popgen.kernels.bed._cpu import encode
+
+    alt = np.ascontiguousarray(alt, dtype=np.int8)
+    out = np.empty((alt.shape[0], (alt.shape[1] + 3) // 4), dtype=np.uint8)
+    encode(alt, _CODE_BY_ALT_PLUS_1, out)
+    return out
+
+
+#: 2-bit .bed code of an ALT count ``a`` at index ``a + 1`` (missing, 0, 1, 2)
+_CODE_BY_ALT_PLUS_1 = np.array([0b01, 0b11, 0b10, 0b00], dtype=np.uint8)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 class _BedWriter:
@@ -338,10 +343,16 @@ class _BedWriter:
         if cols.start % 4:
             raise ValueError("sample blocks must start at a multiple of 4")
         packed = encode_bed(to_cpu(block))
-        mm = np.memmap(self.path, dtype=np.uint8, mode="r+", offset=3, shape=(self.shape[0], self.n_bytes))
-        mm[rows, cols.start // 4: cols.start // 4 + packed.shape[1]] = packed
-        mm.flush()
-        del mm
+        first = cols.start // 4
+        fd = os.open(self.path, os.O_WRONLY)
+        try:  # each row's bytes where they go (a block of whole rows: one write)
+            if first == 0 and packed.shape[1] == self.n_bytes:
+                _pwrite_all(fd, packed.tobytes(), 3 + rows.start * self.n_bytes)
+            else:
+                for i, row in enumerate(packed):
+                    _pwrite_all(fd, row.tobytes(), 3 + (rows.start + i) * self.n_bytes + first)
+        finally:
+            os.close(fd)
 
 
 def write_plink(ds, prefix, *, compute=None) -> None:
