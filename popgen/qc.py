@@ -412,7 +412,6 @@ def sample_inbreeding(ds, allele_frequency=None, *, samples=None, variants=None,
         Lazy; the per-variant weights are computed first.
     """
     import dask.array as da
-    import xarray as xr
 
     from popgen.genotypes import alt_allele_count
 
