@@ -21,6 +21,24 @@ _NEGLIGIBLE = 2.0 ** -64
 _RESCALE = 1e-250
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_term(term, obs, tail, high):
+    """Add a term of :func:`p_value`'s walk to the tail (at most the observed term, ties
+    included) or to the rest, rescaling everything before it could overflow.  Returns the
+    (rescaled) ``term, obs, tail, high`` and whether the walk can stop (a tail term too small to
+    change the tail's sum: the terms only fall from there)."""
+    if term > obs * (1.0 + _TIE_EPS):
+        high += term
+        if term > 1.0 / _RESCALE:
+            term *= _RESCALE
+            high *= _RESCALE
+            tail *= _RESCALE
+            obs *= _RESCALE
+        return term, obs, tail, high, False
+    tail += term
+    return term, obs, tail, high, term < tail * _NEGLIGIBLE
+
+
 @numba.njit(cache=True, nogil=True)
 def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
     """Exact two-sided Hardy-Weinberg p-value: the probability, given the allele counts, of
@@ -28,9 +46,9 @@ def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
 
     The terms are summed from the observed count outwards, relative to it (each from the
     last by its ratio), and each walk stops once its terms cannot change the tail's sum:
-    O(sqrt(n)) terms for counts near equilibrium instead of all ``rare / 2`` (about 20x
-    faster at 10,000 samples).  :func:`p_value_full` is the full enumeration it is tested
-    against."""
+    O(sqrt(n)) terms for counts near equilibrium instead of all ``rare / 2`` (11x faster on
+    a mix of 1 to 500,000 samples).  :func:`p_value_full` is the full enumeration (an
+    independent implementation, kept apart) it is tested against."""
     if n_het < 0 or n_hom1 < 0 or n_hom2 < 0:
         return np.nan
     n = n_het + n_hom1 + n_hom2
@@ -51,17 +69,9 @@ def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
         h += 2
         r -= 1
         c -= 1
-        if term > obs * (1.0 + _TIE_EPS):
-            high += term
-            if term > 1.0 / _RESCALE:
-                term *= _RESCALE
-                high *= _RESCALE
-                tail *= _RESCALE
-                obs *= _RESCALE
-        else:
-            tail += term
-            if term < tail * _NEGLIGIBLE:
-                break
+        term, obs, tail, high, done = _add_term(term, obs, tail, high)
+        if done:
+            break
     # towards fewer heterozygotes: t(h - 2) / t(h) = h (h - 1) / (4 (r + 1)(c + 1))
     term = obs
     h = n_het
@@ -72,17 +82,9 @@ def p_value(n_het: int, n_hom1: int, n_hom2: int) -> float:
         h -= 2
         r += 1
         c += 1
-        if term > obs * (1.0 + _TIE_EPS):
-            high += term
-            if term > 1.0 / _RESCALE:
-                term *= _RESCALE
-                high *= _RESCALE
-                tail *= _RESCALE
-                obs *= _RESCALE
-        else:
-            tail += term
-            if term < tail * _NEGLIGIBLE:
-                break
+        term, obs, tail, high, done = _add_term(term, obs, tail, high)
+        if done:
+            break
     return min(1.0, tail / (tail + high))
 
 
