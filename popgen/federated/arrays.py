@@ -96,11 +96,12 @@ class DiskArray:
         out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
         buf = memoryview(out.reshape(-1).view(np.uint8))
         pos, done = self.offset + start * self._row, 0
-        while done < len(buf):
-            n = os.preadv(self._fd, [buf[done:done + _IO_BYTES]], pos + done)
-            if n <= 0:
+        while done < len(buf):  # positional reads: safe from several threads at once
+            data = os.pread(self._fd, min(_IO_BYTES, len(buf) - done), pos + done)
+            if not data:
                 raise OSError(f"{self.path}: unexpected end of file")
-            done += n
+            buf[done:done + len(data)] = data
+            done += len(data)
         return out
 
     def _write(self, start: int, values: np.ndarray) -> None:

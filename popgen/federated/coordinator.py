@@ -307,6 +307,9 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 4096
     variants at a time; those two are arrays from ``scratch``
     (:class:`~popgen.federated.arrays.Scratch`, on disk for the command line; default in memory).
     """
+    from popgen import association as assoc
+    from popgen.federated.arrays import Scratch
+
     g = plan.plan.gwas
     if g is None:
         raise PopgenError("the plan has no gwas section", plan.path)
@@ -314,9 +317,6 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 4096
     if lacking:
         raise PopgenError(f"linear bundle of site {lacking[0]} lacks the chrX/chrY statistics (made by an older "
                           "popgen: export it again)", next(b.path for b in bundles if b.site == lacking[0]))
-    from popgen import association as assoc
-    from popgen.federated.arrays import Scratch
-
     scratch = scratch or Scratch()
     P, k = len(g.phenotypes), len(g.covariates)
     M = plan.n_variants

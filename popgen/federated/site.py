@@ -434,8 +434,12 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8, scratc
             continue
         part = site.ds.isel(variants=slice(start, stop))
         weights = assoc._founder_weights(model, site.ds, site.founders(), sex)
-        pos = np.searchsorted(x_idx if model == "x" else y_idx, site.plan_index[start:stop])
+        idx = x_idx if model == "x" else y_idx
+        pos = np.minimum(np.searchsorted(idx, site.plan_index[start:stop]), max(len(idx) - 1, 0))
         where = f"site {site.name}: {stop - start} variants on {assoc._MODEL_LABEL[model]}"
+        if not len(idx) or (idx[pos] != site.plan_index[start:stop]).any():
+            raise PopgenError(f"{where}, but the plan has some of them on another contig (the site's contig "
+                              "names must say what the plan's do)")
         x_out = {key: out[f"{model}_{key}"] for key in main_out}
         if model == "x":  # the plan's covariates, A1 with a male's call counted once
             a = _linear_pass(site, part, values, cov, names, weights, compute=compute, batch=batch,
