@@ -85,12 +85,7 @@ def qc_step(run, state: State, out: str, params: QCParams):
         s = qc.sample_stats(ds, merge=False, sex_chromosomes=True)
         # heterozygosity (autosomes and XY, as plink2 --het) in the same pass where the blocks hold
         # every sample; otherwise a second pass once the frequencies are known
-        from popgen.genotypes import contig_model
-
-        contigs = np.asarray(ds["contig_id"].values).astype(str)
-        diploid_contig = np.array([contig_model(c) == "autosome" for c in contigs] or [True], dtype=bool)
-        inb = qc.sample_inbreeding_one_pass(ds, samples=founders,
-                                            variants=diploid_contig[np.asarray(ds["variant_contig"].values)])
+        inb = qc.sample_inbreeding_one_pass(ds, samples=founders, variants=qc.diploid_variants(ds))
         inb_vars = [] if inb is None else [inb[k].data for k in _INBREEDING_VARS]
         (n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, chrx, x_counts, s_called, s_counted,
          geno_counts, *inb_values) = run.compute(

@@ -348,6 +348,20 @@ def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     return ds.merge(new) if merge else new
 
 
+def diploid_variants(ds):
+    """Lazy (variants,) bool: the variants on contigs of the autosome model (autosomes, XY, other
+    contigs; not chrX, chrY, MT), read from ``variant_contig`` a block at a time."""
+    import dask.array as da
+
+    from popgen.genotypes import contig_model
+
+    contigs = np.asarray(ds["contig_id"].values).astype(str)
+    table = np.array([contig_model(c) == "autosome" for c in contigs] or [True], dtype=bool)
+    vc = ds["variant_contig"].data
+    vc = vc if isinstance(vc, da.Array) else da.from_array(np.asarray(vc), chunks=-1)
+    return vc.map_blocks(lambda b: table[np.asarray(b)], dtype=bool, meta=np.empty(0, dtype=bool))
+
+
 def sample_inbreeding_one_pass(ds, *, samples=None, variants=None):
     """:func:`sample_inbreeding` with the frequencies among ``samples`` counted block by block
     (:func:`inbreeding_local_block`), so it joins the same pass over the genotypes as the other
@@ -361,12 +375,13 @@ def sample_inbreeding_one_pass(ds, *, samples=None, variants=None):
     if len(alt.chunks[1]) != 1:
         return None
     nv = alt.shape[0]
-    use = np.ones(nv, dtype=bool) if variants is None else np.asarray(variants, dtype=bool)
+    use = da.ones(nv, dtype=bool, chunks=(alt.chunks[0],)) if variants is None else \
+        da.asarray(variants).astype(bool).rechunk((alt.chunks[0],))
     mask = None if samples is None else np.asarray(samples, dtype=bool)
     n_vc = len(alt.chunks[0])
     parts = da.map_blocks(
-        lambda a, v: inbreeding_local_block(a, mask, v[:, 0])[None, :, :],
-        alt, da.from_array(use[:, None], chunks=(alt.chunks[0], 1)),
+        lambda a, v: inbreeding_local_block(a, mask, np.asarray(v)[:, 0])[None, :, :],
+        alt, use[:, None],
         new_axis=2, chunks=((1,) * n_vc, alt.chunks[1], (3,)), dtype=np.float64,
         meta=_meta_like(alt._meta, 3, "float64"),
     )
