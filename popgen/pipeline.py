@@ -59,10 +59,6 @@ class QCParams(_Strict):
     geno_counts: bool = Field(False, description="also write OUT.gcount (plink2 --geno-counts; all samples)")
 
 
-_INBREEDING_VARS = ("sample_n_hom_observed", "sample_n_hom_expected", "sample_n_called_polymorphic",
-                    "sample_inbreeding")
-
-
 def qc_step(run, state: State, out: str, params: QCParams):
     """Write OUT.afreq/.hardy/.vmiss/.smiss/.het for ``ds``; apply filters; optionally write the filtered cohort.
 
@@ -83,18 +79,14 @@ def qc_step(run, state: State, out: str, params: QCParams):
         f_v = qc.variant_stats(ds, samples=founders, merge=False, sex_chromosomes=True)
         hwe = qc.hardy_weinberg_test(f_v, merge=False)
         s = qc.sample_stats(ds, merge=False, sex_chromosomes=True)
-        # heterozygosity (autosomes and XY, as plink2 --het) in the same pass where the blocks hold
-        # every sample; otherwise a second pass once the frequencies are known
-        inb = qc.sample_inbreeding_one_pass(ds, samples=founders, variants=qc.diploid_variants(ds))
-        inb_vars = [] if inb is None else [inb[k].data for k in _INBREEDING_VARS]
         (n_called, n_counted, ac, af, hom_ref, het, hom_alt, p, diploid, chrx, x_counts, s_called, s_counted,
-         geno_counts, *inb_values) = run.compute(
+         geno_counts) = run.compute(
             all_v["variant_n_called"].data, all_v["variant_n_samples"].data, f_v["variant_allele_count"].data,
             f_v["variant_allele_frequency"].data[:, 1],
             f_v["variant_n_hom_ref"].data, f_v["variant_n_het"].data, f_v["variant_n_hom_alt"].data,
             hwe["variant_hwe_p_value"].data, f_v["variant_autosomal"].data, f_v["variant_chrx"].data,
             f_v["variant_hwe_x_counts"].data, s["sample_n_called"].data, s["sample_n_variants"].data,
-            all_v["variant_genotype_counts"].data, *inb_vars, label="QC statistics",
+            all_v["variant_genotype_counts"].data, label="QC statistics",
         )
         if params.geno_counts:
             reports.write_gcount(f"{out}.gcount", ds, geno_counts)
@@ -102,11 +94,14 @@ def qc_step(run, state: State, out: str, params: QCParams):
         if chrx.any() and x_counts[chrx].any():  # PLINK 2's chrX test and report (needs known sexes)
             reports.write_hardy_x(f"{out}.hardy.x", ds, x_counts, p, chrx)
             run.wrote(f"{out}.hardy.x")
-        if inb is None:  # samples in several chunks: the frequencies first, then a second pass
-            inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), variants=diploid,
-                                       merge=False)
-            inb_values = run.compute(*[inb[k].data for k in _INBREEDING_VARS], label="heterozygosity")
-        hom_o, hom_e, n_poly, f_inb = inb_values
+        # heterozygosity needs the frequencies first: a second pass (autosomes and XY, as plink2 --het)
+        inb = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), variants=diploid,
+                                   merge=False)
+        hom_o, hom_e, n_poly, f_inb = run.compute(
+            inb["sample_n_hom_observed"].data, inb["sample_n_hom_expected"].data,
+            inb["sample_n_called_polymorphic"].data, inb["sample_inbreeding"].data,
+            label="heterozygosity",
+        )
         if founders is not None and founders.sum() < ds.sizes["samples"]:
             log.info("frequencies and HWE on %d founders of %d samples (--nonfounders to use all)",
                      founders.sum(), ds.sizes["samples"])

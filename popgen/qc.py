@@ -106,24 +106,6 @@ def inbreeding_block(alt, expected_hom, polymorphic, rows: int = 1024):
     return xp.stack([obs, hom, exp], axis=1)
 
 
-def inbreeding_local_block(alt, samples, variants):
-    """:func:`inbreeding_block` with each variant's ALT frequency among ``samples`` counted in
-    the block itself (which must hold every sample): the ``plink2 --het`` sums in the same pass
-    as the other statistics, without the frequencies first.  ``variants`` (v,) bool: the ones
-    that count (autosomes and XY); a variant counts where both alleles are seen, with
-    ``1 - 2 p (1 - p)`` expected homozygosity, as :func:`sample_inbreeding` from
-    :func:`variant_stats`' frequencies."""
-    from popgen.backend import namespace
-
-    xp = namespace(alt)
-    c = variant_counts_block(alt, samples)
-    n_alt = xp.astype(c[:, 1] + 2 * c[:, 2], xp.float64)
-    total = xp.astype(2 * c[:, 0], xp.float64)
-    poly = (n_alt > 0) & (n_alt < total) & xp.asarray(variants)
-    p = xp.where(poly, n_alt / xp.where(total > 0, total, xp.ones_like(total)), xp.zeros_like(total))
-    return inbreeding_block(alt, xp.where(poly, 1.0 - 2.0 * p * (1.0 - p), xp.zeros_like(p)), poly)
-
-
 def _variant_counts(alt, samples=None):
     """Dask: (variants, 3) int64 counts, reduced over sample chunks."""
     import dask.array as da
@@ -348,62 +330,6 @@ def sample_stats(ds, *, merge: bool = True, sex_chromosomes: bool = False):
     return ds.merge(new) if merge else new
 
 
-def diploid_variants(ds):
-    """Lazy (variants,) bool: the variants on contigs of the autosome model (autosomes, XY, other
-    contigs; not chrX, chrY, MT), read from ``variant_contig`` a block at a time."""
-    import dask.array as da
-
-    from popgen.genotypes import contig_model
-
-    contigs = np.asarray(ds["contig_id"].values).astype(str)
-    table = np.array([contig_model(c) == "autosome" for c in contigs] or [True], dtype=bool)
-    vc = ds["variant_contig"].data
-    vc = vc if isinstance(vc, da.Array) else da.from_array(np.asarray(vc), chunks=-1)
-    return vc.map_blocks(lambda b: table[np.asarray(b)], dtype=bool, meta=np.empty(0, dtype=bool))
-
-
-def sample_inbreeding_one_pass(ds, *, samples=None, variants=None):
-    """:func:`sample_inbreeding` with the frequencies among ``samples`` counted block by block
-    (:func:`inbreeding_local_block`), so it joins the same pass over the genotypes as the other
-    statistics; None where the cohort's samples are in more than one chunk (then the
-    frequencies must come first)."""
-    import dask.array as da
-
-    from popgen.genotypes import alt_allele_count
-
-    alt = alt_allele_count(ds)
-    if len(alt.chunks[1]) != 1:
-        return None
-    nv = alt.shape[0]
-    use = da.ones(nv, dtype=bool, chunks=(alt.chunks[0],)) if variants is None else \
-        da.asarray(variants).astype(bool).rechunk((alt.chunks[0],))
-    mask = None if samples is None else np.asarray(samples, dtype=bool)
-    n_vc = len(alt.chunks[0])
-    parts = da.map_blocks(
-        lambda a, v: inbreeding_local_block(a, mask, np.asarray(v)[:, 0])[None, :, :],
-        alt, use[:, None],
-        new_axis=2, chunks=((1,) * n_vc, alt.chunks[1], (3,)), dtype=np.float64,
-        meta=_meta_like(alt._meta, 3, "float64"),
-    )
-    return _inbreeding_dataset(_to_host(parts.sum(axis=0)))
-
-
-def _inbreeding_dataset(c):
-    import xarray as xr
-
-    obs, hom, exp = c[:, 0], c[:, 1], c[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = (hom - exp) / (obs - exp)
-    return xr.Dataset(
-        {
-            "sample_n_hom_observed": (("samples",), hom.astype(np.int64)),
-            "sample_n_hom_expected": (("samples",), exp),
-            "sample_n_called_polymorphic": (("samples",), obs.astype(np.int64)),
-            "sample_inbreeding": (("samples",), f),
-        }
-    )
-
-
 def sample_inbreeding(ds, allele_frequency=None, *, samples=None, variants=None, merge: bool = True):
     """Method-of-moments inbreeding coefficient F per sample (``plink2 --het``).
 
@@ -427,6 +353,7 @@ def sample_inbreeding(ds, allele_frequency=None, *, samples=None, variants=None,
         Lazy; the per-variant weights are computed first.
     """
     import dask.array as da
+    import xarray as xr
 
     from popgen.genotypes import alt_allele_count
 
@@ -451,7 +378,18 @@ def sample_inbreeding(ds, allele_frequency=None, *, samples=None, variants=None,
         new_axis=2, chunks=((1,) * n_vc, alt.chunks[1], (3,)), dtype=np.float64,
         meta=_meta_like(alt._meta, 3, "float64"),
     )
-    new = _inbreeding_dataset(_to_host(parts.sum(axis=0)))
+    c = _to_host(parts.sum(axis=0))
+    obs, hom, exp = c[:, 0], c[:, 1], c[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (hom - exp) / (obs - exp)
+    new = xr.Dataset(
+        {
+            "sample_n_hom_observed": (("samples",), hom.astype(np.int64)),
+            "sample_n_hom_expected": (("samples",), exp),
+            "sample_n_called_polymorphic": (("samples",), obs.astype(np.int64)),
+            "sample_inbreeding": (("samples",), f),
+        }
+    )
     return ds.merge(new) if merge else new
 
 

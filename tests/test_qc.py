@@ -228,35 +228,3 @@ def test_chrx_hwe_exact_test_on_larger_tables(rng):
     got = hwe_x_exact_p(*np.array(cases).T)
     np.testing.assert_allclose(got, [enumerated(*map(int, c)) for c in cases], rtol=1e-9)
     assert (got < 1e-3).any() and (got > 0.05).any()
-
-
-def test_heterozygosity_in_one_pass_equals_two_passes(tmp_path):
-    """plink2 --het sums with each block's own founder frequencies (one pass over the .bed) equal
-    those from the frequencies computed first; with the samples in several chunks the qc step
-    falls back to two passes and writes the same .het (sex-chromosome cohort: autosomes and XY
-    count)."""
-    from conftest import DATA
-    from popgen.cli import main
-    from popgen.genotypes import contig_model
-    from popgen.io.plink import read_plink
-
-    sx = DATA / "sexchrom" / "sexchrom"
-    ds = read_plink(sx, chunks=(64, 800))
-    founders = founder_mask(ds)
-    contigs = np.asarray(ds.contig_id.values).astype(str)
-    diploid = np.array([contig_model(c) == "autosome" for c in contigs])[np.asarray(ds.variant_contig.values)]
-    one = qc.sample_inbreeding_one_pass(ds, samples=founders, variants=diploid).compute()
-    v = qc.variant_stats(ds, samples=founders, merge=False).compute()
-    ac, af = v.variant_allele_count.values, v.variant_allele_frequency.values[:, 1]
-    two = qc.sample_inbreeding(ds, np.where((ac[:, 0] > 0) & (ac[:, 1] > 0), af, 0.0), variants=diploid,
-                               merge=False).compute()
-    for name in ("sample_n_hom_observed", "sample_n_hom_expected", "sample_n_called_polymorphic"):
-        np.testing.assert_array_equal(one[name].values, two[name].values)
-    assert qc.sample_inbreeding_one_pass(read_plink(sx, chunks=(64, 400)), samples=founders) is None
-    outs = []
-    for k, chunk in enumerate(("800", "200")):
-        out = tmp_path / f"q{k}"
-        assert main(["qc", "--bfile", str(sx), "--out", str(out), "--chunk-samples", chunk, "--cluster", "none",
-                     "--no-progress"]) == 0
-        outs.append(out.with_suffix(".het").read_bytes())
-    assert outs[0] == outs[1] == (DATA / "plink2" / "sexchrom.het").read_bytes()
