@@ -103,3 +103,28 @@ def test_federated_site_exports_on_device_equal_cpu(tmp_path):
         out.append((lin["xtx"], lin["xty"], prod))
     for a, b in zip(*out):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_federated_sex_chromosome_statistics_on_device_equal_cpu(tmp_path):
+    """chrX (with the sex covariate, male-once allele counts) and chrY (males) statistics of a
+    GPU site equal a CPU site's."""
+    from conftest import DATA
+    from test_federated import write_plan
+
+    from popgen.association import load_phenotypes
+    from popgen.federated import site as S
+    from popgen.io.plink import read_plink
+
+    sx = DATA / "sexchrom" / "sexchrom"
+    plan = write_plan(tmp_path / "plan.yaml", variants=f"{sx}.bim", pca=None,
+                      gwas={"phenotypes": ["QT"], "covariates": ["AGE"]},
+                      privacy={"min_samples": 100, "min_allele_count": 0, "min_missing_count": 0})
+    out = []
+    for device in ("cpu", "gpu"):
+        st = S.align(read_plink(sx, chunks=(64, 400), device=device), plan, "s")
+        ph = load_phenotypes(st.ds, f"{sx}.pheno", ["QT"], f"{sx}.covar", ["AGE"])
+        lin = S.linear_statistics(st, ph)
+        out.append([lin[k] for k in ("xtx", "x_xtx", "x_xty", "y_xtx", "y_xty", "xa_alt", "x_alt", "freq_alt")])
+    for a, b in zip(*out):
+        assert np.asarray(a).any()
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
