@@ -172,6 +172,31 @@ class DiskArray:
             pos += n
 
 
+class RowView:
+    """Rows ``rows`` (and, optionally, columns ``cols`` of the second axis) of an array or
+    :class:`DiskArray`, read only when sliced: what ``dask.array.from_array`` needs to read a
+    DiskArray's rows chunk by chunk."""
+
+    def __init__(self, arr, rows, cols=None):
+        self.arr, self.rows = arr, np.asarray(rows, dtype=np.int64)
+        self.cols = None if cols is None else np.asarray(cols, dtype=np.int64)
+        inner = tuple(arr.shape[1:]) if self.cols is None else (len(self.cols),) + tuple(arr.shape[2:])
+        self.shape = (len(self.rows),) + inner
+        self.dtype = np.dtype(arr.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        out = self.arr[self.rows[key[0]]]
+        if self.cols is not None:
+            out = out[:, self.cols]
+        return out[(slice(None),) + tuple(key[1:])] if len(key) > 1 else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
 class Scratch:
     """Allocates the arrays a federated step builds row by row: :class:`DiskArray` files in a
     temporary directory under ``directory`` (removed on :meth:`close`), or NumPy arrays when

@@ -360,32 +360,13 @@ def combine_linear(plan: LoadedPlan, bundles: list[Bundle], *, block: int = 4096
             "sites": [b.site for b in bundles], "models": models, "untested": untested, "x_alt_freq": x_freq}
 
 
-class _RowView:
-    """Rows ``rows`` and phenotype columns ``cols`` of a (variants, phenotypes, ...) array (or
-    :class:`~popgen.federated.arrays.DiskArray`), read when sliced (for ``dask.array.from_array``)."""
-
-    def __init__(self, arr, rows, cols):
-        self.arr, self.rows, self.cols = arr, np.asarray(rows), np.asarray(cols, dtype=np.int64)
-        self.shape = (len(self.rows), len(self.cols)) + tuple(arr.shape[2:])
-        self.dtype = np.dtype(arr.dtype)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        out = self.arr[self.rows[key[0]]][:, self.cols]
-        return out[(slice(None),) + tuple(key[1:])] if len(key) > 1 else out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
-
-
 def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, plots: bool = True) -> dict:
     """Write the pooled linear GWAS as ``popgen gwas`` does (``.glm.linear``, GWAS-SSF, plots):
     each run of chrX, chrY and MT variants with its model's covariates, chrY and MT haploid."""
     import dask.array as da
 
     from popgen import association as assoc
+    from popgen.federated.arrays import RowView
     from popgen.genotypes import model_runs
 
     g = plan.plan.gwas
@@ -407,11 +388,11 @@ def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, pl
             continue
         idx = [g.phenotypes.index(n) for n in run]
         rows = kept[start:stop]
-        fields = _RowView(result["fields"], rows, idx)
+        fields = RowView(result["fields"], rows, idx)
         scan = assoc.AssociationScan(
             ds.isel(variants=slice(start, stop)), "linear", run,
             da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS), meta=np.empty((0, 0, 0))),
-            _RowView(result["n_predictors"], rows, idx),
+            RowView(result["n_predictors"], rows, idx),
             result["models"].get(model, list(g.covariates)) + sites, {n: result["n_samples"][n] for n in run}, {}, {})
         scan.haploid = model in ("y", "mt")
         if model == "x":

@@ -697,7 +697,8 @@ def _zw_block(alt, alt_freq, w):
     return xp.astype(xp.matmul(z, xp.asarray(w, dtype=xp.float32)), xp.float64)
 
 
-def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, compute=None):
+def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, compute=None, scratch=None,
+                batch: int = 8):
     """``Z_s (Z_s' V)`` over the plan's PCA variants present at the site: (plan variants, l).
 
     ``Z_s`` is the site's standardized genotypes (variants x samples, pooled
@@ -705,25 +706,30 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     plan's PCA variants); ``Z_s' V`` (samples x l) stays
     at the site.  Two streaming passes over the genotypes; with ``final`` (the
     Rayleigh-Ritz round) one, returning ``(Z_s' V)'(Z_s' V)`` (l x l) instead.
+    ``basis`` may be a :class:`~popgen.federated.arrays.DiskArray` (read a chunk of rows at a
+    time); the product is written ``batch`` chunks at a time into an array from ``scratch``
+    (:class:`~popgen.federated.arrays.Scratch`; default in memory).
     """
     import dask.array as da
 
     from popgen.backend import namespace, to_cpu
+    from popgen.federated.arrays import RowView, Scratch
     from popgen.genotypes import alt_allele_count
     from popgen.pca import _pass_chunks
 
     compute = compute or _backend.compute
+    scratch = scratch or Scratch()
     use = site.plan.pca_mask if use is None else np.asarray(use, dtype=bool)
     sel = np.flatnonzero(use[site.plan_index])
     l = basis.shape[1]  # noqa: E741
     if len(sel) == 0:
-        return np.zeros((l, l) if final else (site.plan.n_variants, l))
+        return np.zeros((l, l)) if final else scratch.zeros((site.plan.n_variants, l))
     pidx = site.plan_index[sel]
     alt = _pass_chunks(alt_allele_count(site.ds.isel(variants=sel)), site.n_samples)
     xp = namespace(alt)
     chunks = (alt.chunks[0],)
     p = da.from_array(np.asarray(alt_freq, dtype=np.float64)[pidx], chunks=chunks)
-    v = da.from_array(np.asarray(basis, dtype=np.float64)[pidx], chunks=chunks + ((l,),))
+    v = da.from_array(RowView(basis, pidx), chunks=chunks + ((l,),), meta=np.empty((0, 0)))
     parts = da.blockwise(_ztv_block, "cjl", alt, "cj", p, "c", v, "cl", dtype=np.float64,
                          adjust_chunks={"c": 1}, meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
     (w,) = compute(parts.sum(axis=0))
@@ -733,18 +739,35 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     wd = xp.asarray(w)
     prod = da.blockwise(_zw_block, "cl", alt, "cj", p, "c", wd, None, dtype=np.float64,
                         new_axes={"l": l}, meta=xp.empty((0, 0), dtype=xp.float64), concatenate=True)
-    (y,) = compute(prod)
-    out = np.zeros((site.plan.n_variants, l))
-    out[pidx] = np.asarray(to_cpu(y))
+    out = scratch.zeros((site.plan.n_variants, l))
+    bounds = np.concatenate([[0], np.cumsum(prod.chunks[0])]).astype(int)
+    n_blocks = len(prod.chunks[0])
+    for b0 in range(0, n_blocks, batch):  # a few chunks at a time, each written where its rows go
+        idx = range(b0, min(n_blocks, b0 + batch))
+        for i, y in zip(idx, compute(*[prod.blocks[i] for i in idx])):
+            out[pidx[bounds[i]:bounds[i + 1]]] = np.asarray(to_cpu(y))
     return out
 
 
 def export_pca_product(site: Site, basis_path, path, *, compute=None):
-    """Write the site's ``pca-product`` bundle for the round of the coordinator's basis bundle."""
-    b = read_bundle(basis_path, site.plan, kind="pca-basis")
+    """Write the site's ``pca-product`` bundle for the round of the coordinator's basis bundle
+    (the basis read, and the product written, a chunk of variants at a time)."""
+    from pathlib import Path
+
+    from popgen.federated.arrays import Scratch
+    from popgen.io.files import ensure_parent
+
+    b = read_bundle(basis_path, site.plan, kind="pca-basis", lazy={"basis"})
+    ensure_parent(path)
+    with Scratch(Path(path).parent) as scratch:
+        prod = pca_product(site, b.arrays["alt_freq"], b.arrays["basis"], use=b.arrays["use"],
+                           final=bool(b.attrs.get("final")), compute=compute, scratch=scratch)
+        return _write_pca_product_bundle(site, b, prod, path)
+
+
+def _write_pca_product_bundle(site: Site, b, prod, path):
     basis = b.arrays["basis"]
     final = bool(b.attrs.get("final"))
-    prod = pca_product(site, b.arrays["alt_freq"], basis, use=b.arrays["use"], final=final, compute=compute)
     if final:
         arrays = {"gram": (prod, ("basis", "basis"), "(Z' V)'(Z' V) for the coordinator's final basis V, Z the "
                                                      "site's standardized genotypes (variants x samples)")}
