@@ -391,7 +391,8 @@ def write_linear(prefix, plan: LoadedPlan, result: dict, *, ssf: bool = True, pl
         fields = RowView(result["fields"], rows, idx)
         scan = assoc.AssociationScan(
             ds.isel(variants=slice(start, stop)), "linear", run,
-            da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS), meta=np.empty((0, 0, 0))),
+            da.from_array(fields, chunks=(65536, len(run), assoc.N_FIELDS), meta=np.empty((0, 0, 0)),
+                          name=False),  # no token: Dask would pickle the view to hash it
             RowView(result["n_predictors"], rows, idx),
             result["models"].get(model, list(g.covariates)) + sites, {n: result["n_samples"][n] for n in run}, {}, {})
         scan.haploid = model in ("y", "mt")

@@ -513,7 +513,8 @@ def _write_linear_bundle(site: Site, st: dict, path):
             "variants_y": len(plan.model_index("y")), "predictors_x": K + 2, "predictors2_x": (K + 2) * (K + 3) // 2,
             "covariates": k, "covariates_sex": k + 1, "sex_counts": 4}
     pred = "predictors [1, covariates centred on the phenotype's samples at the site, ALT count]"
-    pred_x = "predictors [1, covariates, sex (1 male, 2 female), centred on the phenotype's samples of known sex, ALT count]"
+    pred_x = ("predictors [1, covariates, sex (1 male, 2 female), centred on the phenotype's samples of known sex, "
+              "ALT count]")
     arrays = {
         "xtx": (st["xtx"], ("variants", "phenotypes", "predictors2"),
                 f"X'X upper triangle (row by row) over samples called at the variant; {pred} (chrY: 0)"),
@@ -729,7 +730,8 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     xp = namespace(alt)
     chunks = (alt.chunks[0],)
     p = da.from_array(np.asarray(alt_freq, dtype=np.float64)[pidx], chunks=chunks)
-    v = da.from_array(RowView(basis, pidx), chunks=chunks + ((l,),), meta=np.empty((0, 0)))
+    # name=False: no token (Dask would pickle the view, and the basis with it, to hash it)
+    v = da.from_array(RowView(basis, pidx), chunks=chunks + ((l,),), meta=np.empty((0, 0)), name=False)
     parts = da.blockwise(_ztv_block, "cjl", alt, "cj", p, "c", v, "cl", dtype=np.float64,
                          adjust_chunks={"c": 1}, meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
     (w,) = compute(parts.sum(axis=0))
