@@ -105,10 +105,10 @@ class DiskArray:
         return out
 
     def _write(self, start: int, values: np.ndarray) -> None:
-        buf = memoryview(np.ascontiguousarray(values, dtype=self.dtype).reshape(-1).view(np.uint8))
-        pos, done = self.offset + start * self._row, 0
-        while done < len(buf):
-            done += os.pwrite(self._fd, buf[done:done + _IO_BYTES], pos + done)
+        from popgen.io.files import pwrite_all
+
+        pwrite_all(self._fd, np.ascontiguousarray(values, dtype=self.dtype).reshape(-1).view(np.uint8),
+                   self.offset + start * self._row)
 
     @staticmethod
     def _runs(rows: np.ndarray):
@@ -205,6 +205,16 @@ class Scratch:
     def __init__(self, directory=None):
         self.dir = None if directory is None else tempfile.mkdtemp(prefix=".popgen-scratch-", dir=directory)
         self._names = itertools.count()
+
+    @classmethod
+    def beside(cls, path) -> "Scratch":
+        """Scratch files in the directory of the output ``path`` (created if need be)."""
+        from pathlib import Path
+
+        from popgen.io.files import ensure_parent
+
+        ensure_parent(path)
+        return cls(Path(str(path)).parent)
 
     def zeros(self, shape, dtype=np.float64):
         if self.dir is None:

@@ -114,14 +114,19 @@ class LoadedPlan:
     @functools.cached_property
     def models(self) -> np.ndarray:
         """Each variant's :func:`popgen.genotypes.contig_model` ("autosome", "x", "y", "mt")."""
-        from popgen.genotypes import contig_model
-
-        names, index = np.unique(self.chrom.astype(str), return_inverse=True)
-        return np.array([contig_model(c) for c in names], dtype=object)[index].astype(str)
+        return _variant_models(self.chrom)
 
     def model_index(self, model: str) -> np.ndarray:
         """The plan positions of the variants under ``model``, in plan order."""
         return np.flatnonzero(self.models == model)
+
+
+def _variant_models(chrom) -> np.ndarray:
+    """:func:`popgen.genotypes.contig_model` of each variant (one call per contig name)."""
+    from popgen.genotypes import contig_model
+
+    names, index = np.unique(np.asarray(chrom).astype(str), return_inverse=True)
+    return np.array([contig_model(c) for c in names], dtype=object)[index].astype(str)
 
 
 def _resolve(base: Path, p: str) -> Path:
@@ -139,11 +144,11 @@ def _file_sha256(path: Path) -> str:
 
 def _read_variants(path: Path):
     """The plan's variants: ``chrom, pos, id, ref, alt`` arrays (strings compact where short,
-    :func:`popgen.io.plink._compact_str`)."""
-    from popgen.io.plink import _compact_str
+    :func:`popgen.io.plink.compact_strings`)."""
+    from popgen.io.plink import compact_strings
 
     chrom, pos, vid, ref, alt = _read_variant_table(path)
-    return _compact_str(chrom), pos, _compact_str(vid), _compact_str(ref), _compact_str(alt)
+    return compact_strings(chrom), pos, compact_strings(vid), compact_strings(ref), compact_strings(alt)
 
 
 def _read_variant_table(path: Path):
@@ -201,10 +206,7 @@ def load_plan(path) -> LoadedPlan:
             raise PopgenError("none of the listed IDs are variants of the plan", ppath)
         content["pca"]["variants"] = _file_sha256(ppath)
     if plan.pca is not None:  # autosomes only, as popgen pca and plink2 --pca
-        from popgen.genotypes import contig_model
-
-        names, index = np.unique(chrom.astype(str), return_inverse=True)
-        pca_mask &= np.array([contig_model(c) == "autosome" for c in names], dtype=bool)[index]
+        pca_mask &= _variant_models(chrom) == "autosome"
     if plan.pca is not None and plan.pca.n_pcs >= int(pca_mask.sum()):
         raise PopgenError(f"pca.n_pcs {plan.pca.n_pcs} needs more than that many PCA variants "
                           f"({int(pca_mask.sum())})", path)

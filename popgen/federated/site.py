@@ -293,10 +293,7 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
             n_sup += int(sup.sum())
             if keep_sup:
                 sup_all[a:b] = sup
-    f_mac = np.minimum(f_alt, 2 * f_called - f_alt)
-    f_sup = (f_mac > 0) & (f_mac < pr.min_allele_count)
-    f_alt[f_sup] = 0
-    f_called[f_sup] = 0
+    _withhold_rare(f_alt, f_called, pr)
     centre = np.zeros((P, K + 1))
     masks = {}
     for j in kept:
@@ -311,6 +308,15 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
             "skipped": dict(design.skipped), "n_suppressed": n_sup, "sup": sup_all}
 
 
+def _withhold_rare(f_alt, f_called, privacy) -> None:
+    """Zero, in place, the frequency columns of variants whose minor allele count is in
+    ``[1, min_allele_count)``."""
+    f_mac = np.minimum(f_alt, 2 * f_called - f_alt)
+    rare = (f_mac > 0) & (f_mac < privacy.min_allele_count)
+    f_alt[rare] = 0
+    f_called[rare] = 0
+
+
 def _linear_targets(scratch, n: int, P: int, k: int) -> dict:
     """Row targets of one set of linear statistics (``k`` covariates) for ``n`` variants."""
     K = k + 1
@@ -322,9 +328,10 @@ def _linear_targets(scratch, n: int, P: int, k: int) -> dict:
 X_ABSENT, X_SENT, X_IN_COVARIATES, X_WITHHELD = 0, 1, 2, 3
 
 
-def _chrx_allele_counts(ds, masks, names) -> tuple[np.ndarray, np.ndarray]:
-    """ALT alleles and alleles per variant (v, P) among each phenotype's samples, as ``plink2
-    --freq`` counts them on chrX (a male's call one allele): GWAS-SSF's effect allele frequency."""
+def _chrx_allele_counts(ds, masks, names, compute) -> tuple[np.ndarray, np.ndarray]:
+    """ALT alleles and alleles per variant (v, P) among each of ``names``' samples (``masks``),
+    as ``plink2 --freq`` counts them on chrX (a male's call one allele): GWAS-SSF's effect allele
+    frequency, and (over the founders) the A1 choice."""
     from popgen import backend
     from popgen.qc import variant_stats
 
@@ -338,7 +345,7 @@ def _chrx_allele_counts(ds, masks, names) -> tuple[np.ndarray, np.ndarray]:
         key = m.tobytes()
         if key not in done:
             st = variant_stats(ds, samples=m, merge=False, sex_chromosomes=True)
-            done[key] = backend.compute(st["variant_allele_count"].data[:, 1], st["variant_allele_total"].data)
+            done[key] = compute(st["variant_allele_count"].data[:, 1], st["variant_allele_total"].data)
         alt[:, j], tot[:, j] = (np.asarray(backend.to_cpu(a), dtype=np.float64) for a in done[key])
     return alt, tot
 
@@ -441,12 +448,14 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8, scratc
             raise PopgenError(f"{where}, but the plan has some of them on another contig (the site's contig "
                               "names must say what the plan's do)")
         x_out = {key: out[f"{model}_{key}"] for key in main_out}
-        if model == "x":  # the plan's covariates, A1 with a male's call counted once
-            a = _linear_pass(site, part, values, cov, names, weights, compute=compute, batch=batch,
-                             out=main_out, rows=site.plan_index[start:stop], keep_sup=True)
-            main["f_alt"][start:stop], main["f_called"][start:stop] = a["f_alt"], a["f_called"]
-            counts = _chrx_allele_counts(part, a["masks"], g.phenotypes)
-            out["xa_alt"][pos], out["xa_alleles"][pos] = (np.where(a["sup"], 0.0, x) for x in counts)
+        if model == "x":  # the main pass's statistics stand; A1 from founders' alleles, a male's call once
+            f_alt, f_alleles = _chrx_allele_counts(part, {"": site.founders()}, [""], compute)
+            f_alt, f_called = f_alt[:, 0], f_alleles[:, 0] / 2  # as the weighted columns of a linear pass
+            _withhold_rare(f_alt, f_called, pr)
+            main["f_alt"][start:stop], main["f_called"][start:stop] = f_alt, f_called
+            sup = np.asarray(main_out["suppressed"][site.plan_index[start:stop]], dtype=bool)
+            counts = _chrx_allele_counts(part, main["masks"], g.phenotypes, compute)
+            out["xa_alt"][pos], out["xa_alleles"][pos] = (np.where(sup, 0.0, x) for x in counts)
             if x_spanned:
                 out["x_status"][main["used"]] = X_IN_COVARIATES
                 continue
@@ -468,7 +477,7 @@ def linear_statistics(site: Site, pheno, *, compute=None, batch: int = 8, scratc
                 continue
             out["x_status"][b["used"]] = X_SENT
             out["x_centre"] = b["centre"]
-            counts = _chrx_allele_counts(part, b["masks"], g.phenotypes)
+            counts = _chrx_allele_counts(part, b["masks"], g.phenotypes, compute)
             out["x_alt"][pos], out["x_alleles"][pos] = (np.where(b["sup"], 0.0, x) for x in counts)
         else:
             for arr in main_out.values():  # chrY rows over every sample are not shared
@@ -493,13 +502,9 @@ def export_linear(site: Site, pheno, path, *, compute=None):
     """Write the site's ``linear`` bundle: sufficient statistics of the pooled linear GWAS
     (:func:`linear_statistics`), the per-variant statistics through files beside it (memory
     stays at a block of variants)."""
-    from pathlib import Path
-
     from popgen.federated.arrays import Scratch
-    from popgen.io.files import ensure_parent
 
-    ensure_parent(path)
-    with Scratch(Path(path).parent) as scratch:
+    with Scratch.beside(path) as scratch:
         return _write_linear_bundle(site, linear_statistics(site, pheno, compute=compute, scratch=scratch), path)
 
 
@@ -646,13 +651,9 @@ def summary_statistics(site: Site, pheno, *, compute=None, firth: str = "fallbac
 def export_sumstats(site: Site, pheno, path, *, compute=None):
     """Write the site's ``sumstats`` bundle (its own GWAS results, for meta-analysis), the
     results through files beside it (memory stays at a chunk of variants)."""
-    from pathlib import Path
-
     from popgen.federated.arrays import Scratch
-    from popgen.io.files import ensure_parent
 
-    ensure_parent(path)
-    with Scratch(Path(path).parent) as scratch:
+    with Scratch.beside(path) as scratch:
         st = summary_statistics(site, pheno, compute=compute, scratch=scratch)
         return _write_sumstats_bundle(site, st, path)
 
@@ -754,14 +755,10 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
 def export_pca_product(site: Site, basis_path, path, *, compute=None):
     """Write the site's ``pca-product`` bundle for the round of the coordinator's basis bundle
     (the basis read, and the product written, a chunk of variants at a time)."""
-    from pathlib import Path
-
     from popgen.federated.arrays import Scratch
-    from popgen.io.files import ensure_parent
 
     b = read_bundle(basis_path, site.plan, kind="pca-basis", lazy={"basis"})
-    ensure_parent(path)
-    with Scratch(Path(path).parent) as scratch:
+    with Scratch.beside(path) as scratch:
         prod = pca_product(site, b.arrays["alt_freq"], b.arrays["basis"], use=b.arrays["use"],
                            final=bool(b.attrs.get("final")), compute=compute, scratch=scratch)
         return _write_pca_product_bundle(site, b, prod, path)

@@ -96,10 +96,8 @@ def combine(run, plan, paths, out: str, *, plots: bool = True) -> dict:
                 report["counts"] = {"files": files}
             elif kind == "linear":
                 from popgen.federated.arrays import Scratch
-                from popgen.io.files import ensure_parent
 
-                ensure_parent(out)
-                with Scratch(Path(str(out)).parent) as scratch:  # the pooled fields, on disk
+                with Scratch.beside(out) as scratch:  # the pooled fields, on disk
                     res = co.combine_linear(plan, bundles, scratch=scratch)
                     rep = co.write_linear(out, plan, res, plots=plots)
                 for name, r in rep.items():

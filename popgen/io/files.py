@@ -56,3 +56,12 @@ def ensure_parent(prefix) -> None:
     """Create the directory an output prefix lives in."""
     parent = Path(str(prefix)).parent
     parent.mkdir(parents=True, exist_ok=True)
+
+
+def pwrite_all(fd: int, data, offset: int) -> None:
+    """Write all of ``data`` (bytes-like) at ``offset`` of the open file ``fd`` (``os.pwrite``
+    may write less than asked)."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n

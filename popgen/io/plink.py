@@ -204,10 +204,10 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
             "contig_id": (("contigs",), contig_id),
             "variant_contig": (("variants",), variant_contig),
             "variant_position": (("variants",), bim_df["POS"].to_numpy()),
-            "variant_allele": (("variants", "alleles"), np.stack([_compact_str(bim_df["A2"].to_numpy(dtype=object)),
-                                                                  _compact_str(bim_df["A1"].to_numpy(dtype=object))],
+            "variant_allele": (("variants", "alleles"), np.stack([compact_strings(bim_df["A2"].to_numpy(dtype=object)),
+                                                                  compact_strings(bim_df["A1"].to_numpy(dtype=object))],
                                                                  axis=1)),
-            "variant_id": (("variants",), _compact_str(bim_df["ID"].to_numpy(dtype=object))),
+            "variant_id": (("variants",), compact_strings(bim_df["ID"].to_numpy(dtype=object))),
             "variant_cm_position": (("variants",), bim_df["CM"].to_numpy()),
             "sample_id": (("samples",), str_(fam_df["IID"])),
             "sample_family_id": (("samples",), str_(fam_df["FID"])),
@@ -228,7 +228,7 @@ def read_plink(prefix, *, chunks: tuple[int, int] = DEFAULT_CHUNKS, device: str 
 _COMPACT_CHARS = 16
 
 
-def _compact_str(a: np.ndarray) -> np.ndarray:
+def compact_strings(a: np.ndarray) -> np.ndarray:
     """Per-variant strings (IDs, alleles) without an object per string where they are short:
     reading 200,000 variants' IDs (``U12``) and alleles (``U1``) took 28 MB instead of 61 MB
     (10^7 variants: ~1.7 GB less).  Where the longest is over :data:`_COMPACT_CHARS`
@@ -316,13 +316,6 @@ def encode_bed(alt: np.ndarray) -> np.ndarray:
 _CODE_BY_ALT_PLUS_1 = np.array([0b01, 0b11, 0b10, 0b00], dtype=np.uint8)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
-
-
 class _BedWriter:
     """``da.store`` target: encodes each block into its bytes of a .bed, in place.
 
@@ -342,15 +335,17 @@ class _BedWriter:
         rows, cols = key
         if cols.start % 4:
             raise ValueError("sample blocks must start at a multiple of 4")
+        from popgen.io.files import pwrite_all
+
         packed = encode_bed(to_cpu(block))
         first = cols.start // 4
         fd = os.open(self.path, os.O_WRONLY)
         try:  # each row's bytes where they go (a block of whole rows: one write)
             if first == 0 and packed.shape[1] == self.n_bytes:
-                _pwrite_all(fd, packed.tobytes(), 3 + rows.start * self.n_bytes)
+                pwrite_all(fd, packed, 3 + rows.start * self.n_bytes)
             else:
                 for i, row in enumerate(packed):
-                    _pwrite_all(fd, row.tobytes(), 3 + (rows.start + i) * self.n_bytes + first)
+                    pwrite_all(fd, row, 3 + (rows.start + i) * self.n_bytes + first)
         finally:
             os.close(fd)
 
