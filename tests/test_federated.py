@@ -814,3 +814,24 @@ def test_combine_reads_site_statistics_by_rows(fed, tmp_path, monkeypatch):
         C.write_linear(tmp_path / "lazy", plan, got, plots=False)
     C.write_linear(tmp_path / "eager", plan, ref, plots=False)
     assert (tmp_path / "lazy.QT.glm.linear").read_bytes() == (tmp_path / "eager.QT.glm.linear").read_bytes()
+
+
+def test_site_contigs_disagreeing_with_the_plan_are_a_one_line_error(tmp_path):
+    """A site whose chrX variants the plan lists on another contig: one line, exit 2, no bundle
+    and no scratch files left (the statistics' rows would land in the wrong places)."""
+    from conftest import DATA
+
+    sx = DATA / "sexchrom" / "sexchrom"
+    lines = [line.split("\t") for line in Path(f"{sx}.bim").read_text().splitlines()]
+    (tmp_path / "plan.bim").write_text("".join("\t".join(["1" if f[0] == "X" else f[0]] + f[1:]) + "\n"
+                                               for f in lines))
+    (tmp_path / "plan.yaml").write_text("name: t\nvariants: plan.bim\nprivacy: {min_samples: 100}\n"
+                                        "gwas: {phenotypes: [QT], covariates: [AGE]}\n")
+    r = _popgen("federated", "export", tmp_path / "plan.yaml", "--site", "s", "--bfile", sx, "--kind", "linear",
+                "--pheno", f"{sx}.pheno", "--covar", f"{sx}.covar", "--out", tmp_path / "s", "--cluster", "none",
+                "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("popgen: error: site s: 120 variants on chrX, but the plan has "
+                                                 "some of them on another contig (the site's contig names must "
+                                                 "say what the plan's do)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.bim", "plan.yaml", "s.log"]
