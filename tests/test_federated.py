@@ -269,6 +269,23 @@ def test_meta_analysis_of_logistic_results(tmp_path):
     assert np.isnan(res["beta"][~have, 0]).all()
 
 
+def run_federated_pca(d, plan, sites):
+    """Counts, then product rounds until the coordinator writes the PCA: (its result, rounds)."""
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    counts = [S.export_counts(st, d / f"{n}.counts.pgb") for n, st in sites.items()]
+    basis = C.start_pca(d / "coord", plan, C.combine_counts(plan, C.read_site_bundles(counts, plan, "counts")))
+    rounds = 0
+    while True:
+        prods = [S.export_pca_product(st, basis, d / f"{n}.r{rounds}.pgb") for n, st in sites.items()]
+        rounds += 1
+        out = C.pca_round(d / "coord", plan, C.read_site_bundles(prods, plan, "pca-product"))
+        if "files" in out:
+            return out, rounds
+        basis = out["basis"]
+
+
 def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
     """11 product rounds (10 Krylov rounds + the final one): the top 10 eigenvalues within
     1e-3 relative and every PC |corr| >= 0.999 with the exact pooled PCA (mean imputation),
@@ -280,16 +297,7 @@ def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
 
     plan = write_plan(tmp_path / "plan.yaml")
     sites = {n: S.align(site_cohort(n), plan, n) for n in SITES}
-    counts = [S.export_counts(st, tmp_path / f"{n}.counts.pgb") for n, st in sites.items()]
-    basis = C.start_pca(tmp_path / "coord", plan, C.combine_counts(plan, C.read_site_bundles(counts, plan, "counts")))
-    rounds = 0
-    while True:
-        prods = [S.export_pca_product(st, basis, tmp_path / f"{n}.r{rounds}.pgb") for n, st in sites.items()]
-        rounds += 1
-        out = C.pca_round(tmp_path / "coord", plan, C.read_site_bundles(prods, plan, "pca-product"))
-        if "files" in out:
-            break
-        basis = out["basis"]
+    out, rounds = run_federated_pca(tmp_path, plan, sites)
     assert rounds == 11
     ds, _ = pooled_cohort()
     exact = PC.pca(ds, n_components=10, solver="exact", missing="meanimpute", samples=founder_mask(ds))
@@ -304,6 +312,48 @@ def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
     assert min(corr) >= 0.999, corr
     # the two real axes of structure (three populations) are exact
     assert min(corr[:2]) > 1 - 1e-9
+
+
+def test_federated_pca_coordinator_by_row_blocks_equals_one_block(tmp_path, monkeypatch):
+    """The coordinator's Krylov blocks on disk, orthonormalized by TSQR and copied a few rows
+    at a time (blocks of 64-440 rows over ~4,900 PCA variants), give the PCs of one block in
+    memory; the blocks are removed once the PCA is written."""
+    from popgen.federated import arrays, coordinator as C
+    from popgen.federated import site as S
+
+    plan = write_plan(tmp_path / "plan.yaml", pca={"n_rounds": 4})
+    sites = {n: S.align(site_cohort(n), plan, n) for n in SITES}
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    one, _ = run_federated_pca(tmp_path / "one", plan, sites)
+    monkeypatch.setattr(arrays, "QR_ROWS", 64)
+    monkeypatch.setattr(C, "_PCA_BLOCK_BYTES", 8 * 20 * 97)
+    many, rounds = run_federated_pca(tmp_path / "many", plan, sites)
+    assert rounds == 5
+    np.testing.assert_allclose(many["eigenvalues"], one["eigenvalues"], rtol=1e-10)
+    np.testing.assert_allclose(many["loadings"], one["loadings"], atol=1e-9)
+    assert not list((tmp_path / "many").glob("coord.pca-state.k*")) and (tmp_path / "many" / "coord.pca-state.npz").is_file()
+
+
+def test_tall_qr_matches_numpy_qr(rng, tmp_path):
+    """TSQR by blocks of rows into a DiskArray: orthonormal, spanning what np.linalg.qr's Q spans
+    (also for nearly dependent columns), equal to it where the matrix has full rank; one block and
+    fewer rows than columns as np.linalg.qr."""
+    from popgen.federated.arrays import DiskArray, tall_qr
+
+    for m, n, rows in [(1000, 20, 100), (1003, 20, 64), (50, 20, 100), (10, 20, 100), (3001, 120, 300)]:
+        a = rng.normal(size=(m, n))
+        if n == 120:
+            a[:, 100:] = a[:, :20] + 1e-13 * rng.normal(size=(m, 20))  # nearly dependent (a late Krylov basis)
+        out = DiskArray.create(tmp_path / f"q{m}_{n}.npy", (m, min(m, n)), np.float64)
+        q = np.asarray(tall_qr(lambda i, j: a[i:j], a.shape, out, rows=rows))
+        q0 = np.linalg.qr(a)[0]
+        assert np.abs(q.T @ q - np.eye(q.shape[1])).max() < 1e-14
+        k = min(m, n, 100)
+        np.testing.assert_allclose(q[:, :k] @ q[:, :k].T, q0[:, :k] @ q0[:, :k].T, atol=1e-14)
+        np.testing.assert_allclose(np.abs(q[:, :k]), np.abs(q0[:, :k]), atol=1e-13)
+        if q.shape[1] > k:  # the nearly dependent columns' directions: orthogonal to the rest, as np.linalg.qr's
+            assert np.abs(q0[:, :k].T @ q[:, k:]).max() < 1e-12
 
 
 def test_pca_product_blocks_on_backends(rng):

@@ -243,3 +243,36 @@ class Scratch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: rows per block of :func:`tall_qr` (at least twice its columns)
+QR_ROWS = 32768
+
+
+def tall_qr(read, shape, out, *, rows: int | None = None):
+    """The Q factor of the thin QR of a tall matrix ``A`` of ``shape``, a block of rows at a time.
+
+    ``read(start, stop)`` returns ``A[start:stop]``; Q (``min(shape)`` columns) is written into
+    ``out`` (a :class:`DiskArray` or an array) by rows.  TSQR (Demmel, Grigori, Hoemmen and
+    Langou, SIAM J. Sci. Comput. 34, 2012): the QR of each block, the QR of the blocks' stacked
+    R factors, then each block's Q times its slice of that second Q.  Householder throughout,
+    so Q is as orthonormal as ``np.linalg.qr(A)``'s, also where ``A`` is nearly rank-deficient
+    (a Krylov basis late in its rounds); where ``A`` has full rank the two agree up to the signs
+    of columns.  Memory: one block of ``rows`` rows (default :data:`QR_ROWS`; at least twice
+    the columns) and the R factors (blocks x columns^2).  Returns ``out``.
+    """
+    n_rows, n = (int(x) for x in shape)
+    rows = max(int(rows or QR_ROWS), 2 * n)
+    if n_rows <= rows:
+        out[0:n_rows] = np.linalg.qr(read(0, n_rows))[0]
+        return out
+    n_blocks = -(-n_rows // rows)
+    bounds = [int(b) for b in np.linspace(0, n_rows, n_blocks + 1)]  # every block >= 2n rows: Q_i has n columns
+    r_stack = np.empty((n_blocks * n, n))
+    for i in range(n_blocks):
+        q, r_stack[i * n:(i + 1) * n] = np.linalg.qr(read(bounds[i], bounds[i + 1]))
+        out[bounds[i]:bounds[i + 1]] = q
+    q2 = np.linalg.qr(r_stack)[0]
+    for i in range(n_blocks):
+        out[bounds[i]:bounds[i + 1]] = out[bounds[i]:bounds[i + 1]] @ q2[i * n:(i + 1) * n]
+    return out

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from popgen.errors import PopgenError
-from popgen.federated.bundle import Bundle, read_bundle, write_bundle
+from popgen.federated.bundle import Bundle, read_bundle, read_manifest, write_bundle
 from popgen.federated.plan import LoadedPlan, plan_dataset
 
 log = logging.getLogger("popgen")
@@ -44,7 +45,8 @@ log = logging.getLogger("popgen")
 
 #: per kind, the (variants x phenotypes x ...) arrays read by rows from the bundles, not whole
 _LAZY = {"linear": frozenset(f"{m}{a}" for m in ("", "x_", "y_") for a in ("xtx", "xty", "yy", "suppressed")),
-         "sumstats": frozenset({"beta", "se", "obs_ct", "suppressed"})}
+         "sumstats": frozenset({"beta", "se", "obs_ct", "suppressed"}),
+         "pca-product": frozenset({"product"})}
 
 
 def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
@@ -498,6 +500,12 @@ def _state_path(prefix) -> Path:
     return Path(f"{prefix}.pca-state.npz")
 
 
+def _krylov_path(prefix, j) -> Path:
+    """The coordinator's ``j``-th Krylov block (``j`` = "basis": the final orthonormal basis):
+    (PCA variants x l) beside the state, read and written a block of rows at a time."""
+    return Path(f"{prefix}.pca-state.k{j}.npy")
+
+
 def _basis_bundle_path(prefix, round_: int) -> Path:
     return Path(f"{prefix}.pca-basis.r{round_}.pgb")
 
@@ -515,35 +523,87 @@ def _load_state(prefix, plan: LoadedPlan) -> dict:
         raise PopgenError("no federated PCA in progress under this prefix (combine the counts bundles first)", path)
     with np.load(path) as z:
         state = {k: z[k] for k in z.files}
+    if "blocks" in state:
+        raise PopgenError("PCA state of an older popgen: restart the PCA (combine the counts bundles again)", path)
     state["info"] = json.loads(str(state["info"]))
     if state["info"]["plan_sha256"] != plan.sha256:
         raise PopgenError("the PCA in progress belongs to another plan", path)
     return state
 
 
+def _krylov_block(prefix, j):
+    from popgen.federated.arrays import DiskArray
+
+    path = _krylov_path(prefix, j)
+    if not path.is_file():
+        raise PopgenError("the PCA state's Krylov block is missing (restart the PCA)", path)
+    return DiskArray.open_npy(path)
+
+
+def _qr_into(prefix, j, read, shape):
+    """The orthonormal Q of the (PCA variants x columns) matrix ``read`` gives by rows
+    (:func:`~popgen.federated.arrays.tall_qr`), written to the Krylov block ``j``'s file."""
+    from popgen.federated.arrays import DiskArray, tall_qr
+    from popgen.io.files import tmp_name
+
+    path = _krylov_path(prefix, j)
+    tmp = tmp_name(path)
+    try:
+        out = DiskArray.create(tmp, (shape[0], min(shape)), np.float64)
+        tall_qr(read, shape, out)
+        out.close()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return DiskArray.open_npy(path)
+
+
+#: bytes per block of rows the coordinator's PCA copies or multiplies
+_PCA_BLOCK_BYTES = 32 << 20
+
+
+def _row_blocks(n: int, width: int):
+    """(start, stop) blocks of rows of about :data:`_PCA_BLOCK_BYTES` at ``width`` float64 columns."""
+    step = max(1, _PCA_BLOCK_BYTES // (8 * max(1, width)))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def _send_basis(prefix, plan: LoadedPlan, state: dict, basis_rows) -> Path:
-    """Write the next round's basis bundle (full-length rows: 0 outside the PCA variants)."""
+    """Write the next round's basis bundle (full-length rows: 0 outside the PCA variants);
+    ``basis_rows`` (PCA variants x l) is copied a block of rows at a time."""
+    from popgen.federated.arrays import Scratch
+
     mask = state["mask"]
-    basis = np.zeros((plan.n_variants, basis_rows.shape[1]))
-    basis[mask] = basis_rows
+    where = np.flatnonzero(mask)
+    width = basis_rows.shape[1]
     freq = np.zeros(plan.n_variants)
     freq[mask] = state["alt_freq"]
     r = state["info"]["round"]
     final = r == plan.plan.pca.n_rounds + 1
-    path = write_bundle(_basis_bundle_path(prefix, r), plan, kind="pca-basis", site="coordinator", round=r,
-                        arrays={"basis": (basis, ("variants", "basis"), "orthonormal basis V over the PCA variants"),
-                                "alt_freq": (freq, ("variants",), "pooled ALT frequencies that standardize genotypes"),
-                                "use": (mask.astype(np.uint8), ("variants",), "1 for the variants the PCA uses")},
-                        dims={"variants": plan.n_variants, "basis": basis.shape[1]},
-                        attrs={"final": bool(final), "n_rounds": plan.plan.pca.n_rounds + 1},
-                        disclosure="Coordinator to sites: a basis of variant vectors and pooled allele frequencies.")
-    state["info"]["basis_sha256"] = read_bundle(path, plan).manifest["arrays"]["basis"]["sha256"]
+    with Scratch.beside(prefix) as scratch:
+        basis = scratch.zeros((plan.n_variants, width))
+        for i, j in _row_blocks(len(where), width):
+            basis[where[i:j]] = basis_rows[i:j]
+        path = write_bundle(_basis_bundle_path(prefix, r), plan, kind="pca-basis", site="coordinator", round=r,
+                            arrays={"basis": (basis, ("variants", "basis"),
+                                              "orthonormal basis V over the PCA variants"),
+                                    "alt_freq": (freq, ("variants",),
+                                                 "pooled ALT frequencies that standardize genotypes"),
+                                    "use": (mask.astype(np.uint8), ("variants",),
+                                            "1 for the variants the PCA uses")},
+                            dims={"variants": plan.n_variants, "basis": width},
+                            attrs={"final": bool(final), "n_rounds": plan.plan.pca.n_rounds + 1},
+                            disclosure="Coordinator to sites: a basis of variant vectors and pooled allele "
+                                       "frequencies.")
+    state["info"]["basis_sha256"] = read_manifest(path)["arrays"]["basis"]["sha256"]
     return path
 
 
 def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
     """Begin a federated PCA from pooled counts: write the round-1 basis bundle (to send to
-    every site) and the coordinator's state ``PREFIX.pca-state.npz``."""
+    every site) and the coordinator's state ``PREFIX.pca-state.npz`` (with its Krylov
+    blocks beside it, ``PREFIX.pca-state.k*.npy``)."""
     s = plan.plan.pca
     mask = plan.pca_mask & pooled["keep"]
     af = np.nan_to_num(pooled["alt_freq"][mask], nan=0.0)
@@ -554,10 +614,12 @@ def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
     if s.n_pcs >= n_total:
         raise PopgenError(f"cannot compute {s.n_pcs} PCs from {n_total} samples")
     l = min(s.n_pcs + s.n_oversamples, m, n_total - 1)  # noqa: E741
-    q, _ = np.linalg.qr(np.random.default_rng(s.seed).standard_normal((m, l)))
-    state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "blocks": q, "mask": mask,
+    rng = np.random.default_rng(s.seed)
+    # rows drawn in order, block by block: the same numbers as one (m, l) draw
+    q = _qr_into(prefix, 0, lambda i, j: rng.standard_normal((j - i, l)), (m, l))
+    state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "mask": mask,
              "info": {"plan_sha256": plan.sha256, "round": 1, "sites": pooled["sites"],
-                      "site_samples": pooled["site_samples"], "n_variants": m, "l": l}}
+                      "site_samples": pooled["site_samples"], "n_variants": m, "l": l, "krylov": 1}}
     path = _send_basis(prefix, plan, state, q)
     _save_state(prefix, state)
     return path
@@ -565,7 +627,12 @@ def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
 
 def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     """Combine one round's ``pca-product`` bundles.  Returns ``{"basis": path}`` for the
-    next round, or ``{"files": [...], "eigenvalues": ...}`` once the PCA is complete."""
+    next round, or ``{"files": [...], "eigenvalues": ...}`` once the PCA is complete.
+
+    Memory is bounded by a block of rows: the products are read by rows from their bundles,
+    the Krylov blocks live on disk beside the state and are orthonormalized by TSQR
+    (:func:`~popgen.federated.arrays.tall_qr`); only the loadings (PCA variants x PCs) are held.
+    """
     state = _load_state(prefix, plan)
     info = state["info"]
     r = info["round"]
@@ -579,6 +646,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         if b.attrs.get("basis_sha256") != info["basis_sha256"]:
             raise PopgenError(f"product bundle was computed from another basis than round {r}'s", b.path)
     mask = state["mask"]
+    where = np.flatnonzero(mask)
     m = info["n_variants"]
     n_rounds = plan.plan.pca.n_rounds
     final = r > n_rounds
@@ -586,30 +654,30 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     for b in bundles:
         if key not in b.arrays:
             raise PopgenError(f"round {r} needs {'the final' if final else 'a'} product ({key})", b.path)
-    blocks = state["blocks"]
     l = info["l"]  # noqa: E741
     if not final:
-        y = sum(b.arrays["product"][mask] for b in bundles) / m        # A V, A = Z Z' / M (pooled)
-        q, _ = np.linalg.qr(y)
-        blocks = np.concatenate([blocks, q], axis=1)
-        info["round"] = r + 1
-        state["blocks"] = blocks
+        products = [b.arrays["product"] for b in bundles]
+        q = _qr_into(prefix, r, lambda i, j: sum(p[where[i:j]] for p in products) / m,   # A V, A = Z Z' / M
+                     (m, products[0].shape[1]))
+        info["round"], info["krylov"] = r + 1, r + 1
         if r == n_rounds:      # the final round sends the whole Krylov basis
-            basis, _ = np.linalg.qr(blocks)
-            state["blocks"] = basis
-            path = _send_basis(prefix, plan, state, basis)
-        else:
-            path = _send_basis(prefix, plan, state, q)
+            blocks = [_krylov_block(prefix, j) for j in range(r + 1)]
+            width = sum(k.shape[1] for k in blocks)
+            q = _qr_into(prefix, "basis", lambda i, j: np.concatenate([k[i:j] for k in blocks], axis=1), (m, width))
+        path = _send_basis(prefix, plan, state, q)
         _save_state(prefix, state)
         log.info("federated PCA: round %d of %d combined; next basis %s", r, n_rounds + 1, path)
         return {"basis": path, "round": r + 1}
-    basis = blocks
-    t = sum(b.arrays["gram"] for b in bundles) / m                     # V' A V
+    basis = _krylov_block(prefix, "basis")
+    t = sum(np.asarray(b.arrays["gram"]) for b in bundles) / m                     # V' A V
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     k = plan.plan.pca.n_pcs
     order = np.argsort(values)[::-1][:k]
-    vectors = basis @ u[:, order]
+    vectors = np.empty((m, len(order)))
+    for i, j in _row_blocks(m, basis.shape[1]):
+        vectors[i:j] = basis[i:j] @ u[:, order]
+    basis.close()
     idx = np.argmax(np.abs(vectors), axis=0)
     signs = np.sign(vectors[idx, np.arange(k)])
     signs[signs == 0] = 1
@@ -622,6 +690,8 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
                                  "plan_sha256": plan.sha256})
     info["round"] = "done"
     _save_state(prefix, state)
+    for j in list(range(info.get("krylov", 0))) + ["basis"]:  # the Krylov blocks are no longer needed
+        _krylov_path(prefix, j).unlink(missing_ok=True)
     return {"files": files, "eigenvalues": values, "loadings": vectors}
 
 
