@@ -335,6 +335,37 @@ def test_federated_pca_coordinator_by_row_blocks_equals_one_block(tmp_path, monk
     assert not list((tmp_path / "many").glob("coord.pca-state.k*")) and (tmp_path / "many" / "coord.pca-state.npz").is_file()
 
 
+def test_federated_pca_state_errors(fed, tmp_path):
+    """A round without a PCA in progress, with a Krylov block gone, or with an older popgen's
+    state (Krylov blocks inside the .npz) is a one-line error naming the file."""
+    from popgen.federated import coordinator as C
+    from popgen.federated import site as S
+
+    plan = fed["plan"]
+    pooled = C.combine_counts(plan, C.read_site_bundles(fed["bundles"]["counts"], plan, "counts"))
+    prefix = tmp_path / "coord"
+    with pytest.raises(PopgenError, match="no federated PCA in progress"):
+        C.pca_round(prefix, plan, [])
+    basis = C.start_pca(prefix, plan, pooled)
+    prods = C.read_site_bundles([S.export_pca_product(st, basis, tmp_path / f"{n}.r1.pgb")
+                                 for n, st in fed["sites"].items()], plan, "pca-product")
+    k0 = tmp_path / "coord.pca-state.k0.npy"
+    k0.rename(tmp_path / "k0.npy")
+    C.pca_round(prefix, plan, prods)  # round 1 needs only the products
+    with pytest.raises(PopgenError, match="Krylov block is missing") as e:
+        for r in range(2, 12):
+            prods = C.read_site_bundles([S.export_pca_product(st, f"{prefix}.pca-basis.r{r}.pgb",
+                                                              tmp_path / f"{n}.r{r}.pgb")
+                                         for n, st in fed["sites"].items()], plan, "pca-product")
+            C.pca_round(prefix, plan, prods)
+    assert str(k0) in str(e.value) and r == 10  # the last Krylov round orthonormalizes all blocks
+    with np.load(f"{prefix}.pca-state.npz") as z:
+        old = {k: z[k] for k in z.files}
+    np.savez(f"{prefix}.pca-state.npz", blocks=np.zeros((3, 2)), **old)
+    with pytest.raises(PopgenError, match="older popgen"):
+        C.pca_round(prefix, plan, prods)
+
+
 def test_tall_qr_matches_numpy_qr(rng, tmp_path):
     """TSQR by blocks of rows into a DiskArray: orthonormal, spanning what np.linalg.qr's Q spans
     (also for nearly dependent columns), equal to it where the matrix has full rank; one block and

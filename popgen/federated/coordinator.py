@@ -25,6 +25,8 @@
   ``Z'Z / M`` and the unit-norm variant loadings.  This is
   :func:`popgen.pca.pca`'s randomized solver run across sites; sites then
   project their own samples with ``popgen pca-project`` onto the result.
+  The Krylov blocks stay on disk between rounds, orthonormalized by TSQR a
+  block of rows at a time.
 """
 
 from __future__ import annotations
