@@ -10,6 +10,11 @@ time and peak memory of the whole command line (never asserted):
 ``combine``
     ``popgen federated combine`` of the two sites' bundles (pooled .glm.linear, GWAS-SSF, no
     plots; or the meta-analysis).
+``pca`` (``--kinds pca``)
+    the federated PCA over every variant (10 PCs, 10 oversamples, ``--pca-rounds`` Krylov
+    rounds and the final one): the coordinator's combine of the counts (which starts the PCA)
+    and of each round's products (each run once: a round advances the PCA), and one site's
+    export of the first and the last round's product.
 
 Memory should not grow with the number of variants (run with two ``--n-variants``
 values to see).  There is no PLINK 2 counterpart; ``popgen gwas`` on the pooled
@@ -41,7 +46,9 @@ def main(argv=None) -> int:
     p = _bench.common_parser(__doc__.split("\n\n")[0])
     p.set_defaults(cluster="none")
     p.add_argument("--kinds", default="linear,sumstats", help="bundle kinds to export and combine: linear "
-                                                              "(pooled regression), sumstats (meta-analysis)")
+                                                              "(pooled regression), sumstats (meta-analysis), "
+                                                              "pca (the federated PCA's rounds)")
+    p.add_argument("--pca-rounds", type=int, default=10, help="Krylov rounds of --kinds pca")
     args = p.parse_args(argv)
     cluster = _bench.clusters(args.cluster)[0]
     machine = _bench.machine_info()
@@ -66,6 +73,9 @@ def main(argv=None) -> int:
             print(f"warning: {step} exited with {r['returncode']}", file=sys.stderr)
 
     for kind in args.kinds.split(","):
+        if kind == "pca":
+            rows += _pca_rounds(args, prefix, work, keeps, common, env)
+            continue
         bundles = []
         for k, keep in enumerate(keeps):
             out = work / f"site{k}"
@@ -83,6 +93,8 @@ def main(argv=None) -> int:
                                         "--pheno-name", "QT", "--covar", inputs["covar"], "--covar-name",
                                         *bench_gwas.COVARS, "--out", work / "gwas", "--no-plots", *common])
     cols = ["step", "n_variants", "wall_s", "peak_rss_mb", "cpu_s", "other_cpu_s", "returncode"]
+    if any(r["step"].startswith("pca") for r in rows):
+        cols.insert(2, "round")
     tables = {f"federated linear GWAS ({args.n_samples} samples x {args.n_variants} variants, two sites)":
               (rows, cols)}
     notes = ["wall_s: the whole command; peak_rss_mb: max over "
@@ -91,6 +103,44 @@ def main(argv=None) -> int:
     _bench.print_report("federated linear GWAS", tables, json_path=args.json, machine=machine,
                         extra={"simulation": sim}, notes=notes)
     return 1 if any(r["returncode"] != 0 for r in rows) else 0
+
+
+def _pca_rounds(args, prefix, work: Path, keeps, common, env) -> list[dict]:
+    """The federated PCA's combine steps (and one site's exports), each measured once."""
+    pca_dir = work / "pca"
+    pca_dir.mkdir(exist_ok=True)
+    plan = pca_dir / "plan.yaml"
+    plan.write_text(f"name: bench-pca\nvariants: {prefix}.bim\n"
+                    f"pca:\n  n_pcs: 10\n  n_oversamples: 10\n  n_rounds: {args.pca_rounds}\n  seed: 0\n")
+    coord = pca_dir / "coord"
+    rows = []
+
+    def measured(step, rnd, cmd):
+        print(f"running {' '.join(map(str, cmd))}", file=sys.stderr)
+        r = _bench.run_measured(cmd, env, log_path=pca_dir / f"{step.split()[0]}.stdout", timeout=args.timeout)
+        if r["returncode"] != 0:
+            raise SystemExit(f"{step} (round {rnd}) exited with {r['returncode']}: see {pca_dir}")
+        rows.append(dict(step=step, n_variants=args.n_variants, round=rnd, **r))
+
+    def export(k, kind, extra=(), rnd=None, timed=False):
+        cmd = [_bench.popgen_exe(), "federated", "export", plan, "--site", f"site{k}", "--bfile", prefix,
+               "--keep", keeps[k], "--kind", kind, "--out", pca_dir / f"site{k}", *extra, *common]
+        if timed:
+            measured("pca export product (one site)", rnd, cmd)
+        else:
+            _bench.run_measured(cmd, env, log_path=pca_dir / f"site{k}.stdout", timeout=args.timeout)
+        return pca_dir / (f"site{k}.{kind}.pgb" if kind == "counts" else f"site{k}.{kind}.r{rnd}.pgb")
+
+    counts = [export(k, "counts") for k in range(2)]
+    measured("pca combine counts (starts the PCA)", 0, [_bench.popgen_exe(), "federated", "combine", plan, *counts,
+                                                        "--out", coord])
+    last = args.pca_rounds + 1
+    for rnd in range(1, last + 1):
+        basis = ["--basis", f"{coord}.pca-basis.r{rnd}.pgb"]
+        products = [export(k, "pca-product", basis, rnd, timed=k == 0 and rnd in (1, last)) for k in range(2)]
+        measured("pca combine products", rnd, [_bench.popgen_exe(), "federated", "combine", plan, *products,
+                                               "--out", coord])
+    return rows
 
 
 if __name__ == "__main__":

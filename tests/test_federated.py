@@ -291,7 +291,6 @@ def test_federated_pca_matches_pooled_pca_and_sites_project_locally(tmp_path):
     1e-3 relative and every PC |corr| >= 0.999 with the exact pooled PCA (mean imputation),
     with each site's PCs from projecting its own samples onto the federated reference."""
     from popgen import pca as PC
-    from popgen.federated import coordinator as C
     from popgen.federated import site as S
     from popgen.genotypes import founder_mask
 
