@@ -669,11 +669,8 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
     list of str
         Paths written.
     """
-    import tempfile
-
-
     from popgen.backend import computed_ahead
-    from popgen.io.files import atomic_write
+    from popgen.io.files import atomic_write, scratch_directory
     from popgen.io.reports import sample_columns, write_table
 
     if shape not in ("square", "square0", "triangle"):
@@ -690,7 +687,7 @@ def write_grm(prefix, ds, K, *, shape: str = "square", binary=False, compute=Non
         jobs = [[K.blocks[J, I] for J in range(I, nb)] for I in range(nb)]  # noqa: E741
     else:
         jobs = [[K.blocks[I, J] for J in range(I + 1)] for I in range(nb)]  # noqa: E741
-    with atomic_write(path, "wb") as f, tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=".grm-") as spill:
+    with atomic_write(path, "wb") as f, scratch_directory(Path(path).parent, "grm") as spill:
         for I, result in enumerate(computed_ahead(compute, jobs)):  # noqa: E741
             blocks = [_host(b) for b in result]
             del result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -363,6 +364,28 @@ def test_federated_pca_state_errors(fed, tmp_path):
     np.savez(f"{prefix}.pca-state.npz", blocks=np.zeros((3, 2)), **old)
     with pytest.raises(PopgenError, match="older popgen"):
         C.pca_round(prefix, plan, prods)
+
+
+def test_scratch_removes_what_killed_processes_of_this_host_left(tmp_path, caplog):
+    """A scratch directory of a process that no longer runs (this host) is removed by the next
+    one made there; a running process's, another host's and other files are kept."""
+    from popgen.federated.arrays import Scratch
+    from popgen.io.files import _host
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(done.stdout)
+    names = {"stale": f".popgen-scratch-{_host()}-{dead}-abc123", "running": f".popgen-scratch-{_host()}-1-abc123",
+             "elsewhere": f".popgen-scratch-otherhost-{dead}-abc123", "other": "results"}
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "0.npy").write_bytes(b"x")
+    with Scratch.beside(tmp_path / "out.glm.linear") as scratch:
+        mine = Path(scratch.dir).name
+        assert mine.startswith(f".popgen-scratch-{_host()}-{os.getpid()}-")
+        left = {p.name for p in tmp_path.iterdir()}
+        assert left == {names["running"], names["elsewhere"], names["other"], mine}
+    assert not (tmp_path / mine).exists()
+    assert "no longer runs" in caplog.text
 
 
 def test_tall_qr_matches_numpy_qr(rng, tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
@@ -200,10 +199,13 @@ class RowView:
 class Scratch:
     """Allocates the arrays a federated step builds row by row: :class:`DiskArray` files in a
     temporary directory under ``directory`` (removed on :meth:`close`), or NumPy arrays when
-    ``directory`` is None."""
+    ``directory`` is None.  The directory is a :func:`popgen.io.files.scratch_dir`: the next
+    step there removes one a killed process left."""
 
     def __init__(self, directory=None):
-        self.dir = None if directory is None else tempfile.mkdtemp(prefix=".popgen-scratch-", dir=directory)
+        from popgen.io.files import scratch_dir
+
+        self.dir = None if directory is None else str(scratch_dir(directory, "popgen-scratch"))
         self._names = itertools.count()
 
     @classmethod

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def tmp_name(path) -> Path:
@@ -65,3 +69,59 @@ def pwrite_all(fd: int, data, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
+
+
+def _host() -> str:
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname()) or "localhost"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(parent, label: str) -> list[str]:
+    """Remove the :func:`scratch_dir` directories ``label`` under ``parent`` left by processes
+    of this host that no longer run (killed before they could clean up); returns their paths.
+    Those of other hosts (a shared file system) and of running processes are left alone."""
+    host, removed, start = _host(), [], f".{label}-"
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(start) or not entry.is_dir(follow_symlinks=False):
+            continue
+        parts = entry.name[len(start):].rsplit("-", 2)
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _running(int(parts[1])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            log.warning("removed %s, left by a process that no longer runs", entry.path)
+            removed.append(entry.path)
+    return removed
+
+
+def scratch_dir(parent, label: str) -> Path:
+    """A new directory ``.LABEL-HOST-PID-XXXXXXXX`` in ``parent`` for a step's temporary files
+    (the caller removes it).  Its name says which process made it, so that the next one made
+    there removes what a killed process left (:func:`remove_stale_scratch`) instead of letting
+    gigabytes of spilled blocks pile up beside the outputs."""
+    remove_stale_scratch(parent, label)
+    return Path(tempfile.mkdtemp(prefix=f".{label}-{_host()}-{os.getpid()}-", dir=parent))
+
+
+@contextlib.contextmanager
+def scratch_directory(parent, label: str):
+    """:func:`scratch_dir`, removed when the block ends whatever happens."""
+    path = scratch_dir(parent, label)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

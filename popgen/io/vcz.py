@@ -24,7 +24,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 import warnings
 from typing import TYPE_CHECKING
 
@@ -462,8 +461,10 @@ def _check_replaceable(out: pathlib.Path) -> None:
 @contextlib.contextmanager
 def _staging_dir(out: pathlib.Path):
     """A temporary directory beside ``out``, removed afterwards whatever happens."""
+    from popgen.io.files import scratch_dir
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = scratch_dir(out.parent, f"{out.name}.tmp")
     try:
         yield tmp
     finally:
