@@ -325,6 +325,8 @@ def test_federated_pca_coordinator_by_row_blocks_equals_one_block(tmp_path, monk
     sites = {n: S.align(site_cohort(n), plan, n) for n in SITES}
     (tmp_path / "one").mkdir()
     (tmp_path / "many").mkdir()
+    monkeypatch.setattr(arrays, "QR_ROWS", 10**9)
+    monkeypatch.setattr(C, "_PCA_BLOCK_BYTES", 2**40)
     one, _ = run_federated_pca(tmp_path / "one", plan, sites)
     monkeypatch.setattr(arrays, "QR_ROWS", 64)
     monkeypatch.setattr(C, "_PCA_BLOCK_BYTES", 8 * 20 * 97)
