@@ -95,12 +95,12 @@ def main(argv=None) -> int:
     cols = ["step", "n_variants", "wall_s", "peak_rss_mb", "cpu_s", "other_cpu_s", "returncode"]
     if any(r["step"].startswith("pca") for r in rows):
         cols.insert(2, "round")
-    tables = {f"federated linear GWAS ({args.n_samples} samples x {args.n_variants} variants, two sites)":
-              (rows, cols)}
+    title = f"federated {args.kinds.replace(',', ', ')}"
+    tables = {f"{title} ({args.n_samples} samples x {args.n_variants} variants, two sites)": (rows, cols)}
     notes = ["wall_s: the whole command; peak_rss_mb: max over "
              f"{_bench.POLL_INTERVAL * 1000:.0f} ms polls of the summed RSS of the process tree (MiB).",
              f"popgen --cluster {cluster}; OPENBLAS_NUM_THREADS=1."]
-    _bench.print_report("federated linear GWAS", tables, json_path=args.json, machine=machine,
+    _bench.print_report(title, tables, json_path=args.json, machine=machine,
                         extra={"simulation": sim}, notes=notes)
     return 1 if any(r["returncode"] != 0 for r in rows) else 0
 
