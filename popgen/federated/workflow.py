@@ -53,9 +53,10 @@ def export(run, ds, plan, site_name: str, kinds, out: str, *, pheno: Optional[st
             elif kind == "sumstats":
                 path = site_mod.export_sumstats(st, ph, f"{out}.sumstats.pgb", compute=run.compute)
             else:
-                from popgen.federated.bundle import read_bundle
+                from popgen.federated.bundle import read_manifest
 
-                r = read_bundle(basis, plan, kind="pca-basis").round
+                # the manifest only: export_pca_product verifies the arrays and reads the basis by rows
+                r = read_manifest(basis, plan, kind="pca-basis")["round"]
                 path = site_mod.export_pca_product(st, basis, f"{out}.pca-product.r{r}.pgb", compute=run.compute)
         run.wrote(path)
         written.append(Path(path))
