@@ -37,7 +37,10 @@ class DiskArray:
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.offset = int(offset)
-        self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        self._writable = writable
+        # opened on first use (and again after close()): a combine may hold many sites' arrays,
+        # and an open file each could exceed the process's limit on open files
+        self._fd = None
         self._row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
     @classmethod
@@ -81,7 +84,13 @@ class DiskArray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
+    def _handle(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR if self._writable else os.O_RDONLY)
+        return self._fd
+
     def close(self) -> None:
+        """Close the file (a later read or write opens it again)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -99,7 +108,7 @@ class DiskArray:
         buf = memoryview(out.reshape(-1).view(np.uint8))
         pos, done = self.offset + start * self._row, 0
         while done < len(buf):  # positional reads: safe from several threads at once
-            data = os.pread(self._fd, min(_IO_BYTES, len(buf) - done), pos + done)
+            data = os.pread(self._handle(), min(_IO_BYTES, len(buf) - done), pos + done)
             if not data:
                 raise OSError(f"{self.path}: unexpected end of file")
             buf[done:done + len(data)] = data
@@ -109,7 +118,7 @@ class DiskArray:
     def _write(self, start: int, values: np.ndarray) -> None:
         from popgen.io.files import pwrite_all
 
-        pwrite_all(self._fd, np.ascontiguousarray(values, dtype=self.dtype).reshape(-1).view(np.uint8),
+        pwrite_all(self._handle(), np.ascontiguousarray(values, dtype=self.dtype).reshape(-1).view(np.uint8),
                    self.offset + start * self._row)
 
     @staticmethod
@@ -174,7 +183,7 @@ class DiskArray:
         pos = 0
         while pos < end:
             n = min(_IO_BYTES, end - pos)
-            yield os.pread(self._fd, n, pos)
+            yield os.pread(self._handle(), n, pos)
             pos += n
 
 

@@ -46,16 +46,19 @@ log = logging.getLogger("popgen")
 
 
 #: per kind, the (variants x phenotypes x ...) arrays read by rows from the bundles, not whole
+#: (True: every array; counts are summed one array of one site at a time)
 _LAZY = {"linear": frozenset(f"{m}{a}" for m in ("", "x_", "y_") for a in ("xtx", "xty", "yy", "suppressed")),
          "sumstats": frozenset({"beta", "se", "obs_ct", "suppressed"}),
-         "pca-product": frozenset({"product"})}
+         "pca-product": frozenset({"product"}),
+         "counts": True}
 
 
 def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
     """Read and verify one bundle per site (same kind and round), sorted by site name."""
     if not paths:
         raise PopgenError("no bundle given")
-    lazy = frozenset().union(*(_LAZY.get(k, ()) for k in ((kind,) if isinstance(kind, str) else kind)))
+    specs = [_LAZY.get(k, frozenset()) for k in ((kind,) if isinstance(kind, str) else kind)]
+    lazy = True if any(spec is True for spec in specs) else frozenset().union(*specs)
     bundles = [read_bundle(p, plan, kind=kind, lazy=lazy) for p in paths]
     kinds = {b.kind for b in bundles}
     if len(kinds) > 1:
@@ -74,6 +77,15 @@ def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
 # ------------------------------------------------------------------ counts and frequencies
 
 
+def _whole(arr) -> np.ndarray:
+    """An array read whole; a :class:`~popgen.federated.arrays.DiskArray`'s file is closed after
+    (it opens again if read again)."""
+    out = np.asarray(arr)
+    if hasattr(arr, "close"):
+        arr.close()
+    return out
+
+
 def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
     """Pooled genotype counts (sums over sites) and frequencies; chrX, chrY and MT counted as
     ``popgen qc`` counts them on the pooled cohort (the sites' haploid-aware allele counts,
@@ -87,10 +99,12 @@ def combine_counts(plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         if lacking:
             raise PopgenError(f"counts bundle of site {b.site} lacks {', '.join(lacking)} (made by an older "
                               "popgen: export it again)", b.path)
-    out = {k: sum(b.arrays[k].astype(np.int64) for b in bundles) for k in keys}
-    contributing = [(b.arrays["present"] > 0) & (b.arrays["suppressed"] == 0) for b in bundles]
+    # one site's array at a time (read from its bundle when large): memory is the pooled sums,
+    # not sites x arrays
+    out = {k: sum(_whole(b.arrays[k]).astype(np.int64) for b in bundles) for k in keys}
     out["n_samples"] = out.pop("n_counted")  # per variant: the contributing sites' samples (chrY: males)
-    out["n_sites"] = sum(c.astype(np.int64) for c in contributing)
+    out["n_sites"] = sum(((_whole(b.arrays["present"]) > 0) & (_whole(b.arrays["suppressed"]) == 0))
+                         .astype(np.int64) for b in bundles)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["alt_freq"] = out["freq_alt_x2"] / out["freq_alleles_x2"]
         out["call_rate"] = out["n_called"] / out["n_samples"]
