@@ -895,24 +895,31 @@ def test_disk_arrays_round_trip_through_bundles_by_rows(fed, tmp_path):
         read_bundle(tmp_path / "bad.pgb", fed["plan"], lazy={"xtx"})
 
 
+def stored_copies(bundles, plan, directory, monkeypatch) -> list:
+    """The bundles written again with every array stored uncompressed (read by rows, as large
+    arrays are); returns their paths."""
+    from popgen.federated import bundle as BM
+
+    monkeypatch.setattr(BM, "_STORED_BYTES", 1)
+    paths = []
+    for b in bundles:
+        specs = b.manifest["arrays"]
+        arrays = {n: (a, tuple(specs[n]["dims"]), specs[n]["meaning"]) for n, a in b.arrays.items()}
+        paths.append(BM.write_bundle(directory / f"{b.site}.pgb", plan, kind=b.kind, site=b.site, arrays=arrays,
+                                     dims=b.manifest["dims"], attrs=b.attrs))
+    return paths
+
+
 def test_combine_reads_site_statistics_by_rows(fed, tmp_path, monkeypatch):
     """Bundles whose statistics are stored uncompressed are combined by rows (DiskArray), with the
     pooled fields on disk: the same fields and the same .glm.linear as from arrays in memory."""
-    from popgen.federated import bundle as BM
     from popgen.federated import coordinator as C
     from popgen.federated.arrays import DiskArray, Scratch
 
     plan = fed["plan"]
     eager = C.read_site_bundles(fed["bundles"]["linear"], plan, "linear")
     assert not any(isinstance(a, DiskArray) for b in eager for a in b.arrays.values())  # small: deflated
-    monkeypatch.setattr(BM, "_STORED_BYTES", 1)
-    paths = []
-    for b in eager:
-        specs = b.manifest["arrays"]
-        arrays = {n: (a, tuple(specs[n]["dims"]), specs[n]["meaning"]) for n, a in b.arrays.items()}
-        paths.append(BM.write_bundle(tmp_path / f"{b.site}.pgb", plan, kind="linear", site=b.site, arrays=arrays,
-                                     dims=b.manifest["dims"], attrs=b.attrs))
-    lazy = C.read_site_bundles(paths, plan, "linear")
+    lazy = C.read_site_bundles(stored_copies(eager, plan, tmp_path, monkeypatch), plan, "linear")
     assert isinstance(lazy[0].arrays["xtx"], DiskArray) and isinstance(lazy[0].arrays["freq_alt"], np.ndarray)
     ref = C.combine_linear(plan, eager)
     with Scratch(tmp_path) as scratch:
@@ -928,19 +935,12 @@ def test_combine_reads_site_statistics_by_rows(fed, tmp_path, monkeypatch):
 def test_combine_counts_reads_one_site_array_at_a_time(fed, tmp_path, monkeypatch):
     """Counts bundles stored uncompressed are summed one site's array at a time from disk, each
     file closed after: the pooled counts equal those of arrays in memory, and no file stays open."""
-    from popgen.federated import bundle as BM
     from popgen.federated import coordinator as C
     from popgen.federated.arrays import DiskArray
 
     plan = fed["plan"]
     eager = C.read_site_bundles(fed["bundles"]["counts"], plan, "counts")
-    monkeypatch.setattr(BM, "_STORED_BYTES", 1)
-    paths = []
-    for b in eager:
-        specs = b.manifest["arrays"]
-        arrays = {n: (a, tuple(specs[n]["dims"]), specs[n]["meaning"]) for n, a in b.arrays.items()}
-        paths.append(BM.write_bundle(tmp_path / f"{b.site}.pgb", plan, kind="counts", site=b.site, arrays=arrays,
-                                     dims=b.manifest["dims"], attrs=b.attrs))
+    paths = stored_copies(eager, plan, tmp_path, monkeypatch)
     fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     lazy = C.read_site_bundles(paths, plan, "counts")
     assert all(isinstance(a, DiskArray) for b in lazy for a in b.arrays.values())
