@@ -735,9 +735,9 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     v = da.from_array(RowView(basis, pidx), chunks=chunks + ((l,),), meta=np.empty((0, 0)), name=False)
     parts = da.blockwise(_ztv_block, "cjl", alt, "cj", p, "c", v, "cl", dtype=np.float64,
                          adjust_chunks={"c": 1}, meta=xp.empty((0, 0, 0), dtype=xp.float64), concatenate=True)
-    # Z' V summed in chunk order, ``batch`` chunks at a time: a Dask reduction ran the chunks' tasks
-    # ahead of their sums, each (samples x l) -- the final round's 220 columns held 0.9 GB at
-    # 5,000 samples and 200,000 variants
+    # Z' V summed in chunk order, ``batch`` chunks at a time: a Dask reduction ran chunks' tasks
+    # ahead of their sums, each holding (samples x l) (the final round's export at 5,000 samples
+    # x 200,000 variants peaked at 572-598 MB that way, 538 MB this way)
     w = None
     for b0 in range(0, parts.numblocks[0], batch):
         for y in compute(*[parts.blocks[i] for i in range(b0, min(parts.numblocks[0], b0 + batch))]):
