@@ -368,6 +368,24 @@ def test_federated_pca_state_errors(fed, tmp_path):
         C.pca_round(prefix, plan, prods)
 
 
+def test_combine_raises_the_open_file_limit_for_its_bundles(fed):
+    """Reading the sites' bundles raises a low soft limit on open files to what their arrays read
+    by rows need (256 + 12 per linear bundle); in a child process, to leave this one's alone."""
+    code = (
+        "import resource, sys\n"
+        "from popgen.federated import coordinator as C\n"
+        "from popgen.federated.plan import load_plan\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))\n"
+        "plan = load_plan(sys.argv[1])\n"
+        "C.read_site_bundles(sys.argv[2:], plan, 'linear')\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n")
+    paths = [str(p) for p in fed["bundles"]["linear"]]
+    out = subprocess.run([sys.executable, "-c", code, str(fed["dir"] / "plan.yaml"), *paths], capture_output=True,
+                         text=True, check=True)
+    assert int(out.stdout) >= 256 + 12 * len(paths)
+
+
 def test_scratch_removes_what_killed_processes_of_this_host_left(tmp_path, caplog):
     """A scratch directory of a process that no longer runs (this host) is removed by the next
     one made there; a running process's, another host's and other files are kept."""

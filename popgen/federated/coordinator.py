@@ -57,8 +57,11 @@ def read_site_bundles(paths, plan: LoadedPlan, kind) -> list[Bundle]:
     """Read and verify one bundle per site (same kind and round), sorted by site name."""
     if not paths:
         raise PopgenError("no bundle given")
+    from popgen.io.files import ensure_open_files
+
     specs = [_LAZY.get(k, frozenset()) for k in ((kind,) if isinstance(kind, str) else kind)]
     lazy = True if any(spec is True for spec in specs) else frozenset().union(*specs)
+    ensure_open_files(256 + len(paths) * (len(lazy) if lazy is not True else 64))  # a file per lazy array
     bundles = [read_bundle(p, plan, kind=kind, lazy=lazy) for p in paths]
     kinds = {b.kind for b in bundles}
     if len(kinds) > 1:

@@ -125,3 +125,25 @@ def scratch_directory(parent, label: str):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def ensure_open_files(n: int) -> int:
+    """Raise this process's soft limit on open files to at least ``n`` where the hard limit
+    allows (a combine reads many sites' bundles by rows, a file open per array and site: 12
+    per linear bundle, beyond the usual soft limit of 1024 from ~65 sites).  Returns the soft
+    limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return n
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        new = n if hard == resource.RLIM_INFINITY else min(n, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass
+        if soft < n:
+            log.warning("up to %d files may be open at once but the limit is %d (ulimit -n)", n, soft)
+    return soft
