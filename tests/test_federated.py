@@ -337,6 +337,29 @@ def test_federated_pca_coordinator_by_row_blocks_equals_one_block(tmp_path, monk
     assert not list((tmp_path / "many").glob("coord.pca-state.k*")) and (tmp_path / "many" / "coord.pca-state.npz").is_file()
 
 
+def test_federated_pca_with_fewer_variants_than_krylov_columns(tmp_path):
+    """150 PCA variants and a Krylov basis of 11 x 20 columns: the final basis has 150 columns
+    (one TSQR block), the PCA completes, and its eigenvalues are those of the pooled GRM over
+    those variants (the basis spans every variant: Rayleigh-Ritz is exact up to the sites'
+    float32 products)."""
+    from popgen import pca as PC
+    from popgen.federated import site as S
+    from popgen.genotypes import founder_mask
+
+    ids = [line.split()[1] for line in Path(f"{EXAMPLE}.bim").read_text().splitlines()]
+    (tmp_path / "pca.snplist").write_text("\n".join(ids[::33][:150]) + "\n")
+    plan = write_plan(tmp_path / "plan.yaml", pca={"variants": str(tmp_path / "pca.snplist")}, filters={})
+    assert int(plan.pca_mask.sum()) == 150
+    sites = {n: S.align(site_cohort(n), plan, n) for n in SITES}
+    out, rounds = run_federated_pca(tmp_path, plan, sites)
+    assert rounds == 11 and out["loadings"].shape == (150, 10)
+    np.testing.assert_allclose(out["loadings"].T @ out["loadings"], np.eye(10), atol=1e-12)
+    ds, _ = pooled_cohort()
+    ds = ds.isel(variants=np.flatnonzero(plan.pca_mask))
+    exact = PC.pca(ds, n_components=10, solver="exact", missing="meanimpute", samples=founder_mask(ds))
+    np.testing.assert_allclose(out["eigenvalues"], exact.eigenvalues, rtol=1e-6)  # the sites' products: float32
+
+
 def test_federated_pca_state_errors(fed, tmp_path):
     """A round without a PCA in progress, with a Krylov block gone, or with an older popgen's
     state (Krylov blocks inside the .npz) is a one-line error naming the file."""
