@@ -890,7 +890,7 @@ def test_disk_arrays_round_trip_through_bundles_by_rows(fed, tmp_path):
     whole; a changed byte in a stored member is still caught."""
     import zipfile
 
-    from popgen.federated.arrays import DiskArray, Scratch
+    from popgen.federated.arrays import DiskArray, RowView, Scratch
     from popgen.federated.bundle import read_bundle, write_bundle
 
     rng = np.random.default_rng(3)
@@ -910,6 +910,15 @@ def test_disk_arrays_round_trip_through_bundles_by_rows(fed, tmp_path):
         np.testing.assert_array_equal(arr[rows], ref[rows])
         np.testing.assert_array_equal(arr[np.r_[rows, rows[::-1], 3, 3]], ref[np.r_[rows, rows[::-1], 3, 3]])
         np.testing.assert_array_equal(arr[np.r_[0, 4999, 2500]], ref[np.r_[0, 4999, 2500]])
+        # pickled (a Dask worker process reading rows): the copy opens the file itself
+        import pickle
+
+        blob = pickle.dumps(RowView(arr, np.arange(10, 20)))
+        assert pickle.loads(blob).arr._fd is None
+        child = subprocess.run([sys.executable, "-c", "import pickle, sys, numpy as np; "
+                                "v = pickle.loads(sys.stdin.buffer.read()); sys.stdout.buffer.write(v[2:5].tobytes())"],
+                               input=blob, capture_output=True, check=True)
+        np.testing.assert_array_equal(np.frombuffer(child.stdout).reshape(3, 1, 60), ref[12:15])
         np.testing.assert_array_equal(arr[10:2000:7], ref[10:2000:7])
         np.testing.assert_array_equal(arr[-1], ref[-1])
         np.testing.assert_array_equal(arr[100:300, 0, 5:9], ref[100:300, 0, 5:9])

@@ -14,11 +14,14 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import threading
 
 import numpy as np
 
 #: bytes read or written per system call
 _IO_BYTES = 16 * 2**20
+#: guards opening a DiskArray's file on first use
+_OPEN_LOCK = threading.Lock()
 #: rows this many bytes apart or closer are read together with the rows between (one system call
 #: instead of one per row)
 _GAP_BYTES = 64 * 2**10
@@ -85,9 +88,18 @@ class DiskArray:
         return out if dtype is None else out.astype(dtype)
 
     def _handle(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR if self._writable else os.O_RDONLY)
-        return self._fd
+        fd = self._fd
+        if fd is None:
+            with _OPEN_LOCK:  # Dask's threads may read one array at once
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDWR if self._writable else os.O_RDONLY)
+                fd = self._fd
+        return fd
+
+    def __getstate__(self):
+        # a file descriptor means nothing in another process (a Dask worker reading rows): the
+        # copy opens the file again
+        return {**self.__dict__, "_fd": None}
 
     def close(self) -> None:
         """Close the file (a later read or write opens it again)."""
