@@ -99,6 +99,21 @@ class TestOnLocalCluster:
             got = progress.compute(*_expr())
         np.testing.assert_allclose(got[0], expected[0], rtol=1e-12)
 
+    def test_worker_processes_read_rows_of_disk_arrays(self, local_client, tmp_path):
+        """A Dask array over rows of a DiskArray (a federated site's basis, a coordinator's
+        statistics) computes on worker processes: the array reaches them pickled and each opens
+        the file itself (the parent's open file descriptor meant nothing there: EBADF)."""
+        from popgen.federated.arrays import DiskArray, RowView
+
+        ref = np.arange(3000.0).reshape(1000, 3)
+        arr = DiskArray.create(tmp_path / "a.npy", ref.shape, np.float64)
+        arr[:] = ref
+        np.testing.assert_array_equal(arr[5], ref[5])  # the file is open in this process
+        rows = np.arange(0, 1000, 3)
+        v = da.from_array(RowView(arr, rows), chunks=((100, 100, 100, 34), (3,)), meta=np.empty((0, 0)),
+                          name=False)
+        np.testing.assert_array_equal(progress.compute(v.sum(axis=0), label="test")[0], ref[rows].sum(axis=0))
+
     def test_compute_raises_task_errors_with_client(self, local_client):
         def boom(block):
             raise ZeroDivisionError("boom")
