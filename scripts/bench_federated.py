@@ -15,6 +15,11 @@ time and peak memory of the whole command line (never asserted):
     rounds and the final one): the coordinator's combine of the counts (which starts the PCA)
     and of each round's products (each run once: a round advances the PCA), and one site's
     export of the first and the last round's product.
+``pca-coordinator`` (``--kinds pca-coordinator``, alone)
+    the coordinator's side of the federated PCA at ``--n-variants`` without a cohort: a plan
+    of synthetic variants, two sites' counts and, each round, products made up (random, of the
+    right shape) instead of computed: the coordinator's memory and time at 10^6 variants and
+    beyond, where simulating and exporting a cohort would take hours.
 
 Memory should not grow with the number of variants (run with two ``--n-variants``
 values to see).  There is no PLINK 2 counterpart; ``popgen gwas`` on the pooled
@@ -52,6 +57,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cluster = _bench.clusters(args.cluster)[0]
     machine = _bench.machine_info()
+    if args.kinds == "pca-coordinator":
+        rows = _pca_coordinator(args)
+        title = f"federated PCA coordinator ({args.n_variants} synthetic variants, two sites, made-up products)"
+        cols = ["step", "n_variants", "round", "wall_s", "peak_rss_mb", "cpu_s", "other_cpu_s", "returncode"]
+        _bench.print_report(title, {title: (rows, cols)}, json_path=args.json, machine=machine,
+                            notes=["wall_s, peak_rss_mb: the coordinator's `popgen federated combine` alone."])
+        return 1 if any(r["returncode"] != 0 for r in rows) else 0
     prefix, sim = _bench.ensure_cohort(args.workdir, args.n_samples, args.n_variants)
     work = Path(args.workdir) / "federated" / f"n{args.n_samples}_m{args.n_variants}"
     work.mkdir(parents=True, exist_ok=True)
@@ -140,6 +152,67 @@ def _pca_rounds(args, prefix, work: Path, keeps, common, env) -> list[dict]:
         products = [export(k, "pca-product", basis, rnd, timed=k == 0 and rnd in (1, last)) for k in range(2)]
         measured("pca combine products", rnd, [_bench.popgen_exe(), "federated", "combine", plan, *products,
                                                "--out", coord])
+    return rows
+
+
+def _pca_coordinator(args) -> list[dict]:
+    """``popgen federated combine`` of every PCA round on synthetic bundles (see the module doc)."""
+    import numpy as np
+
+    from popgen.federated.bundle import read_manifest, write_bundle
+    from popgen.federated.plan import load_plan
+    from popgen.federated.site import COUNT_MEANINGS
+
+    d = Path(args.workdir) / "federated" / f"coordinator_m{args.n_variants}"
+    d.mkdir(parents=True, exist_ok=True)
+    m, n_samples, rounds = args.n_variants, 5000, args.pca_rounds
+    with open(d / "plan.bim", "w") as f:
+        f.writelines(f"1\tv{i}\t0\t{i + 1}\tG\tA\n" for i in range(m))
+    (d / "plan.yaml").write_text(f"name: bench-coordinator\nvariants: plan.bim\n"
+                                 f"pca:\n  n_pcs: 10\n  n_oversamples: 10\n  n_rounds: {rounds}\n  seed: 0\n")
+    plan = load_plan(d / "plan.yaml")
+    rng = np.random.default_rng(0)
+    env = _bench.tool_env()
+    rows, sites = [], ("site0", "site1")
+    for name in sites:  # Hardy-Weinberg counts of 5,000 samples at random frequencies
+        p = rng.uniform(0.05, 0.5, m)
+        het = np.rint(2 * p * (1 - p) * n_samples).astype(np.int32)
+        alt = np.rint(p * p * n_samples).astype(np.int32)
+        c = {k: np.zeros(m, dtype=np.int32) for k in COUNT_MEANINGS}
+        c.update(n_called=np.full(m, n_samples, np.int32), n_counted=np.full(m, n_samples, np.int32), n_het=het,
+                 n_hom_alt=alt, freq_n_called=np.full(m, n_samples, np.int32), freq_n_het=het, freq_n_hom_alt=alt,
+                 freq_alt_x2=2 * (het + 2 * alt), freq_alleles_x2=np.full(m, 4 * n_samples, np.int32),
+                 gc_hom_ref=n_samples - het - alt, gc_het=het, gc_two_alt=alt, present=np.ones(m, np.int32))
+        write_bundle(d / f"{name}.counts.pgb", plan, kind="counts", site=name, dims={"variants": m},
+                     arrays={k: (v, ("variants",), COUNT_MEANINGS[k]) for k, v in c.items()},
+                     attrs={"n_samples": n_samples, "n_present": m, "n_suppressed": 0}, disclosure="synthetic")
+
+    def combine(step, rnd, bundles):
+        cmd = [_bench.popgen_exe(), "federated", "combine", d / "plan.yaml", *bundles, "--out", d / "coord"]
+        print(f"running {' '.join(map(str, cmd))}", file=sys.stderr)
+        r = _bench.run_measured(cmd, env, log_path=d / "combine.stdout", timeout=args.timeout)
+        if r["returncode"] != 0:
+            raise SystemExit(f"{step} (round {rnd}) exited with {r['returncode']}: see {d}")
+        rows.append(dict(step=step, n_variants=m, round=rnd, **r))
+
+    combine("combine counts (starts the PCA)", 0, [d / f"{s}.counts.pgb" for s in sites])
+    for rnd in range(1, rounds + 2):
+        basis = read_manifest(d / f"coord.pca-basis.r{rnd}.pgb")
+        final, width = bool(basis["attrs"]["final"]), basis["dims"]["basis"]
+        products = []
+        for name in sites:
+            if final:
+                g = rng.standard_normal((width, width))
+                arrays = {"gram": (g @ g.T, ("basis", "basis"), "synthetic")}
+            else:
+                arrays = {"product": (rng.standard_normal((m, width)), ("variants", "basis"), "synthetic")}
+            products.append(write_bundle(d / f"{name}.r{rnd}.pgb", plan, kind="pca-product", site=name, round=rnd,
+                                         arrays=arrays, dims={"variants": m, "basis": width}, disclosure="synthetic",
+                                         attrs={"n_samples": n_samples, "final": final,
+                                                "basis_sha256": basis["arrays"]["basis"]["sha256"]}))
+        combine("combine products", rnd, products)
+        for path in products:
+            Path(path).unlink()
     return rows
 
 
