@@ -16,7 +16,9 @@ def decode(packed, lut32, out32):
 @numba.njit(nogil=True, cache=True)
 def encode(alt, code, out):
     """Pack ALT counts (v, s) int8 into .bed rows ``out`` (v, ceil(s / 4)): ``code[a + 1]`` the
-    2-bit code of count ``a`` (missing: any negative count), four samples a byte, low bits first."""
+    2-bit code of count ``a`` (missing: any negative count), four samples a byte, low bits first.
+    The whole bytes and a last partial one are two loops: the fixed 4-sample loop unrolls (one
+    loop with a per-byte bound ran 1.8x slower)."""
     n_variants, n_samples = alt.shape
     full = n_samples // 4
     for v in range(n_variants):

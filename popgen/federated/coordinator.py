@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -563,18 +562,11 @@ def _qr_into(prefix, j, read, shape):
     """The orthonormal Q of the (PCA variants x columns) matrix ``read`` gives by rows
     (:func:`~popgen.federated.arrays.tall_qr`), written to the Krylov block ``j``'s file."""
     from popgen.federated.arrays import DiskArray, tall_qr
-    from popgen.io.files import tmp_name
+    from popgen.io.files import atomic_path
 
     path = _krylov_path(prefix, j)
-    tmp = tmp_name(path)
-    try:
-        out = DiskArray.create(tmp, (shape[0], min(shape)), np.float64)
-        tall_qr(read, shape, out)
-        out.close()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp:
+        tall_qr(read, shape, DiskArray.create(tmp, (shape[0], min(shape)), np.float64)).close()
     return DiskArray.open_npy(path)
 
 
@@ -638,7 +630,7 @@ def start_pca(prefix, plan: LoadedPlan, pooled: dict) -> Path:
     q = _qr_into(prefix, 0, lambda i, j: rng.standard_normal((j - i, l)), (m, l))
     state = {"alt_freq": af, "call_rate": np.nan_to_num(pooled["call_rate"][mask], nan=0.0), "mask": mask,
              "info": {"plan_sha256": plan.sha256, "round": 1, "sites": pooled["sites"],
-                      "site_samples": pooled["site_samples"], "n_variants": m, "l": l, "krylov": 1}}
+                      "site_samples": pooled["site_samples"], "n_variants": m, "l": l}}
     path = _send_basis(prefix, plan, state, q)
     _save_state(prefix, state)
     return path
@@ -678,7 +670,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         products = [b.arrays["product"] for b in bundles]
         q = _qr_into(prefix, r, lambda i, j: sum(p[where[i:j]] for p in products) / m,   # A V, A = Z Z' / M
                      (m, products[0].shape[1]))
-        info["round"], info["krylov"] = r + 1, r + 1
+        info["round"] = r + 1
         if r == n_rounds:      # the final round sends the whole Krylov basis
             blocks = [_krylov_block(prefix, j) for j in range(r + 1)]
             width = sum(k.shape[1] for k in blocks)
@@ -688,7 +680,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
         log.info("federated PCA: round %d of %d combined; next basis %s", r, n_rounds + 1, path)
         return {"basis": path, "round": r + 1}
     basis = _krylov_block(prefix, "basis")
-    t = sum(np.asarray(b.arrays["gram"]) for b in bundles) / m                     # V' A V
+    t = sum(b.arrays["gram"] for b in bundles) / m                     # V' A V
     t = (t + t.T) / 2
     values, u = np.linalg.eigh(t)
     k = plan.plan.pca.n_pcs
@@ -709,7 +701,7 @@ def pca_round(prefix, plan: LoadedPlan, bundles: list[Bundle]) -> dict:
                                  "plan_sha256": plan.sha256})
     info["round"] = "done"
     _save_state(prefix, state)
-    for j in list(range(info.get("krylov", 0))) + ["basis"]:  # the Krylov blocks are no longer needed
+    for j in [*range(n_rounds + 1), "basis"]:  # the Krylov blocks (one per round) are no longer needed
         _krylov_path(prefix, j).unlink(missing_ok=True)
     return {"files": files, "eigenvalues": values, "loadings": vectors}
 

@@ -264,35 +264,29 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
     f_called = np.zeros(nv)
     sup_all = np.zeros((nv, P), dtype=bool) if keep_sup else None
     n_sup = 0
-    bounds = np.concatenate([[0], np.cumsum(sums.chunks[0])]).astype(int)
-    n_blocks = len(sums.chunks[0])
-    for b0 in range(0, n_blocks, batch):
-        idx = range(b0, min(n_blocks, b0 + batch))
-        blocks = compute(*[sums.blocks[i] for i in idx])
-        for i, blk in zip(idx, blocks):
-            st = assoc.linear_stats(np.asarray(to_cpu(blk)), totals, n_pheno=len(kept), n_cov=k,
-                                    n_founders=int(design.founders.sum()))
-            a, b = bounds[i], bounds[i + 1]
-            xtx = np.zeros((b - a, P, K + 1, K + 1))
-            xty = np.zeros((b - a, P, K + 1))
-            yy = np.zeros((b - a, P))
-            xtx[:, kept], xty[:, kept], yy[:, kept] = st["xtx"], st["xty"], st["yy"]
-            f_alt[a:b], f_called[a:b] = st["founder_alt"], st["founder_called"]
-            # suppression: small minor allele counts and small missing-call cells
-            n, g_sum = xtx[..., 0, 0], xtx[..., 0, K]
-            mac = np.minimum(g_sum, 2 * n - g_sum)
-            missing = n_used[None, :] - n
-            sup = ((mac > 0) & (mac < pr.min_allele_count)) | ((missing > 0) & (missing < pr.min_missing_count))
-            sup &= used[None, :]
-            xtx[sup], xty[sup], yy[sup] = 0, 0, 0
-            r = rows[a:b]
-            out["xtx"][r] = pack_sym(xtx)
-            out["xty"][r] = xty
-            out["yy"][r] = yy
-            out["suppressed"][r] = sup
-            n_sup += int(sup.sum())
-            if keep_sup:
-                sup_all[a:b] = sup
+    for a, b, blk in _computed_blocks(sums, compute, batch):
+        st = assoc.linear_stats(np.asarray(to_cpu(blk)), totals, n_pheno=len(kept), n_cov=k,
+                                n_founders=int(design.founders.sum()))
+        xtx = np.zeros((b - a, P, K + 1, K + 1))
+        xty = np.zeros((b - a, P, K + 1))
+        yy = np.zeros((b - a, P))
+        xtx[:, kept], xty[:, kept], yy[:, kept] = st["xtx"], st["xty"], st["yy"]
+        f_alt[a:b], f_called[a:b] = st["founder_alt"], st["founder_called"]
+        # suppression: small minor allele counts and small missing-call cells
+        n, g_sum = xtx[..., 0, 0], xtx[..., 0, K]
+        mac = np.minimum(g_sum, 2 * n - g_sum)
+        missing = n_used[None, :] - n
+        sup = ((mac > 0) & (mac < pr.min_allele_count)) | ((missing > 0) & (missing < pr.min_missing_count))
+        sup &= used[None, :]
+        xtx[sup], xty[sup], yy[sup] = 0, 0, 0
+        r = rows[a:b]
+        out["xtx"][r] = pack_sym(xtx)
+        out["xty"][r] = xty
+        out["yy"][r] = yy
+        out["suppressed"][r] = sup
+        n_sup += int(sup.sum())
+        if keep_sup:
+            sup_all[a:b] = sup
     _withhold_rare(f_alt, f_called, pr)
     centre = np.zeros((P, K + 1))
     masks = {}
@@ -306,6 +300,17 @@ def _linear_pass(site: Site, ds, values, covariates, covariate_names, founders, 
         centre[j, K] = design.y[m, design.names.index(name)].mean()
     return {"f_alt": f_alt, "f_called": f_called, "centre": centre, "used": used, "masks": masks,
             "skipped": dict(design.skipped), "n_suppressed": n_sup, "sup": sup_all}
+
+
+def _computed_blocks(arr, compute, batch: int):
+    """The blocks of the Dask array ``arr`` along its first axis, in order, ``batch`` computed at a
+    time: ``(start, stop, block)`` (memory: one batch of results, not the whole array)."""
+    bounds = np.concatenate([[0], np.cumsum(arr.chunks[0])]).astype(int)
+    n_blocks = len(arr.chunks[0])
+    for b0 in range(0, n_blocks, batch):
+        idx = range(b0, min(n_blocks, b0 + batch))
+        for i, block in zip(idx, compute(*[arr.blocks[i] for i in idx])):
+            yield int(bounds[i]), int(bounds[i + 1]), block
 
 
 def _withhold_rare(f_alt, f_called, privacy) -> None:
@@ -739,9 +744,8 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     # ahead of their sums, each holding (samples x l) (the final round's export at 5,000 samples
     # x 200,000 variants peaked at 572-598 MB that way, 538 MB this way)
     w = None
-    for b0 in range(0, parts.numblocks[0], batch):
-        for y in compute(*[parts.blocks[i] for i in range(b0, min(parts.numblocks[0], b0 + batch))]):
-            w = y[0] if w is None else w + y[0]
+    for _, _, y in _computed_blocks(parts, compute, batch):
+        w = y[0] if w is None else w + y[0]
     if final:
         w = np.asarray(to_cpu(w))
         return w.T @ w
@@ -749,12 +753,8 @@ def pca_product(site: Site, alt_freq, basis, *, use=None, final: bool = False, c
     prod = da.blockwise(_zw_block, "cl", alt, "cj", p, "c", wd, None, dtype=np.float64,
                         new_axes={"l": l}, meta=xp.empty((0, 0), dtype=xp.float64), concatenate=True)
     out = scratch.zeros((site.plan.n_variants, l))
-    bounds = np.concatenate([[0], np.cumsum(prod.chunks[0])]).astype(int)
-    n_blocks = len(prod.chunks[0])
-    for b0 in range(0, n_blocks, batch):  # a few chunks at a time, each written where its rows go
-        idx = range(b0, min(n_blocks, b0 + batch))
-        for i, y in zip(idx, compute(*[prod.blocks[i] for i in idx])):
-            out[pidx[bounds[i]:bounds[i + 1]]] = np.asarray(to_cpu(y))
+    for a, b, y in _computed_blocks(prod, compute, batch):  # each chunk written where its rows go
+        out[pidx[a:b]] = np.asarray(to_cpu(y))
     return out
 
 

@@ -18,8 +18,9 @@ def tmp_name(path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode: str = "w"):
-    """Open a temporary file beside ``path``; rename it to ``path`` on success.
+def atomic_path(path):
+    """Yield a temporary name beside ``path`` to write a file at; rename it to ``path`` on
+    success (removed on failure).
 
     An older ``path`` is removed just before the rename rather than renamed over: on ext4
     (``auto_da_alloc``, the default) a rename over an existing file starts the new file's
@@ -29,14 +30,21 @@ def atomic_write(path, mode: str = "w"):
     path = Path(path)
     tmp = tmp_name(path)
     try:
-        with open(tmp, mode) as f:
-            yield f
+        yield tmp
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w"):
+    """Open a temporary file beside ``path``; rename it to ``path`` on success (closed first;
+    :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager

@@ -461,14 +461,11 @@ def _check_replaceable(out: pathlib.Path) -> None:
 @contextlib.contextmanager
 def _staging_dir(out: pathlib.Path):
     """A temporary directory beside ``out``, removed afterwards whatever happens."""
-    from popgen.io.files import scratch_dir
+    from popgen.io.files import scratch_directory
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = scratch_dir(out.parent, f"{out.name}.tmp")
-    try:
+    with scratch_directory(out.parent, f"{out.name}.tmp") as tmp:
         yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _move_into_place(store: pathlib.Path, out: pathlib.Path) -> None:
